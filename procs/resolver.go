@@ -1,0 +1,406 @@
+// Package procs joins sockets to the processes that hold them, by scanning
+// /proc/PID/fd incrementally: only processes that are new, whose fd count
+// changed, or that may hold a socket nobody was found for are read again.
+package procs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/prometheus/procfs"
+
+	"github.com/connbeat/connbeat/connections"
+)
+
+// Options configure a Resolver.
+type Options struct {
+	// Root is the proc filesystem, usually /proc.
+	Root     string
+	Metadata MetadataOptions
+	// FullRescanEvery forces a full fd scan every so many refreshes on
+	// kernels whose /proc/PID/fd size is not the fd count (< 6.2), so that
+	// sockets moved between processes are not attributed to a stale owner.
+	FullRescanEvery int
+}
+
+// Stats describe one Refresh; they feed the debug log and benchmarks.
+type Stats struct {
+	Processes  int // processes listed in /proc
+	Rescanned  int // fd tables read this refresh
+	Denied     int // processes whose fd table the agent may not read
+	Unresolved int // socket inodes with no owner found (TIME_WAIT excluded)
+}
+
+// proc is what the resolver remembers of one pid.
+type proc struct {
+	dirIno  uint64 // inode of /proc/PID: a new process instance gets a new one
+	fdSize  int64  // st_size of /proc/PID/fd, the fd count on kernels >= 6.2
+	uid     uint32 // owner of /proc/PID/fd, the process's effective uid
+	denied  bool
+	sockets []uint64
+	seen    uint64
+	key     procKey
+	meta    *Process
+	hasMeta bool
+}
+
+// Resolver maps socket inodes to owning processes. It is not safe for
+// concurrent use: one poll loop owns it.
+type Resolver struct {
+	root    string
+	rootFD  int
+	meta    *metaReader
+	fdCount bool // whether /proc/PID/fd's size is the fd count
+	opts    Options
+
+	gen     uint64
+	procs   map[int32]*proc
+	owner   map[uint64]int32   // inode -> first owner
+	shared  map[uint64][]int32 // inode -> further owners (forked workers)
+	unknown map[uint64]uint64  // inodes no scan found an owner for -> gen last seen
+	byMeta  map[procKey]*Process
+
+	dirBuf  []byte
+	fdBuf   []byte
+	linkBuf []byte
+}
+
+// New opens the proc filesystem at opts.Root.
+func New(opts Options) (*Resolver, error) {
+	if opts.Root == "" {
+		opts.Root = "/proc"
+	}
+	if opts.FullRescanEvery <= 0 {
+		opts.FullRescanEvery = 30
+	}
+	fsys, err := procfs.NewFS(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("opening proc filesystem %s: %w", opts.Root, err)
+	}
+	meta, err := newMetaReader(fsys, opts.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(opts.Root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", opts.Root, err)
+	}
+	r := &Resolver{
+		root:    opts.Root,
+		rootFD:  fd,
+		meta:    meta,
+		opts:    opts,
+		procs:   map[int32]*proc{},
+		owner:   map[uint64]int32{},
+		shared:  map[uint64][]int32{},
+		unknown: map[uint64]uint64{},
+		byMeta:  map[procKey]*Process{},
+		dirBuf:  make([]byte, 32<<10),
+		fdBuf:   make([]byte, 32<<10),
+		linkBuf: make([]byte, 128),
+	}
+	r.fdCount = fdSizeIsCount(opts.Root)
+	return r, nil
+}
+
+// fdSizeIsCount reports whether stat(/proc/PID/fd).st_size is the number of
+// open fds (Linux >= 6.2). Our own process has stdin/out/err open, so a zero
+// size means the kernel does not report it.
+func fdSizeIsCount(root string) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(root, strconv.Itoa(os.Getpid()), "fd"), &st); err != nil {
+		return false
+	}
+	return st.Size > 0
+}
+
+// FDCountSignal reports whether the cheap fd-count change signal is in use.
+func (r *Resolver) FDCountSignal() bool { return r.fdCount }
+
+// Close releases the proc directory handle.
+func (r *Resolver) Close() error { return unix.Close(r.rootFD) }
+
+// Refresh brings the inode map up to date for the sockets of one poll.
+// Processes that vanish mid-scan are skipped, not errors; the only error is
+// failing to list the proc directory itself.
+func (r *Resolver) Refresh(ctx context.Context, sockets []connections.Socket) (Stats, error) {
+	r.gen++
+	var stats Stats
+	full := !r.fdCount && r.gen%uint64(r.opts.FullRescanEvery) == 1
+
+	if _, err := unix.Seek(r.rootFD, 0, 0); err != nil {
+		return stats, fmt.Errorf("rewinding %s: %w", r.root, err)
+	}
+	for {
+		n, err := unix.Getdents(r.rootFD, r.dirBuf)
+		if err != nil {
+			return stats, fmt.Errorf("listing %s: %w", r.root, err)
+		}
+		if n <= 0 {
+			break
+		}
+		if err := parseDirents(r.dirBuf[:n], func(ino uint64, name []byte) {
+			pid, ok := parsePID(name)
+			if !ok {
+				return
+			}
+			stats.Processes++
+			if r.visit(pid, ino, full) {
+				stats.Rescanned++
+			}
+		}); err != nil {
+			return stats, fmt.Errorf("listing %s: %w", r.root, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return stats, err
+		}
+	}
+	for pid, p := range r.procs {
+		if p.seen != r.gen {
+			r.drop(pid, p)
+		}
+	}
+
+	stats.Rescanned += r.resolveUnknown(sockets)
+	for _, p := range r.procs {
+		if p.denied {
+			stats.Denied++
+		}
+	}
+	for ino, g := range r.unknown {
+		if g != r.gen {
+			delete(r.unknown, ino) // the socket is gone
+		} else {
+			stats.Unresolved++
+		}
+	}
+	return stats, nil
+}
+
+// visit updates one pid found in /proc and reports whether its fd table was
+// read.
+func (r *Resolver) visit(pid int32, dirIno uint64, full bool) bool {
+	p := r.procs[pid]
+	if p != nil && p.dirIno != dirIno {
+		// The pid may have been reused: start over. The metadata cache keyed
+		// by (pid, start time) saves the re-read if it was not.
+		r.drop(pid, p)
+		p = nil
+	}
+	fresh := p == nil
+	if fresh {
+		p = &proc{dirIno: dirIno}
+		r.procs[pid] = p
+	}
+	p.seen = r.gen
+
+	var st unix.Stat_t
+	if err := unix.Fstatat(r.rootFD, strconv.Itoa(int(pid))+"/fd", &st, 0); err != nil {
+		// ENOENT: exited since the listing. EACCES: another user's process.
+		p.denied = errors.Is(err, unix.EACCES)
+		return false
+	}
+	p.uid = st.Uid
+	if !fresh && !full {
+		// Known process: a denied one stays denied, and without the fd
+		// count signal new sockets are found by resolveUnknown instead.
+		if p.denied || !r.fdCount || st.Size == p.fdSize {
+			return false
+		}
+	}
+	p.fdSize = st.Size
+	r.scan(pid, p)
+	return true
+}
+
+// scan reads the fd table of one process and updates the inode maps.
+func (r *Resolver) scan(pid int32, p *proc) {
+	dir := strconv.Itoa(int(pid)) + "/fd"
+	fd, err := unix.Openat(r.rootFD, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		p.denied = errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
+		return
+	}
+	defer unix.Close(fd)
+	p.denied = false
+
+	old := p.sockets
+	var found []uint64
+	for {
+		n, err := unix.Getdents(fd, r.fdBuf)
+		if err != nil || n <= 0 {
+			break // the process exited mid-read: keep what we have
+		}
+		_ = parseDirents(r.fdBuf[:n], func(_ uint64, name []byte) {
+			if len(name) == 0 || name[0] == '.' {
+				return
+			}
+			ln, err := unix.Readlinkat(fd, string(name), r.linkBuf)
+			if err != nil || ln <= 0 {
+				return
+			}
+			if ino, ok := parseSocketLink(r.linkBuf[:ln]); ok {
+				found = append(found, ino)
+			}
+		})
+	}
+	for _, ino := range old {
+		r.removeOwner(ino, pid)
+	}
+	for _, ino := range found {
+		r.addOwner(ino, pid)
+		delete(r.unknown, ino)
+	}
+	p.sockets = found
+}
+
+// resolveUnknown rescans, once, the processes that may hold sockets no
+// owner was found for: those running as the uid that owns the socket. An
+// inode still unresolved after that is remembered and not searched for again
+// (it belongs to a process we may not read, or is being closed). It returns
+// how many fd tables it read.
+func (r *Resolver) resolveUnknown(sockets []connections.Socket) int {
+	var uids map[uint32]bool
+	for i := range sockets {
+		s := &sockets[i]
+		if s.Inode == 0 {
+			continue
+		}
+		if _, ok := r.owner[s.Inode]; ok {
+			continue
+		}
+		if _, ok := r.unknown[s.Inode]; ok {
+			r.unknown[s.Inode] = r.gen
+			continue
+		}
+		r.unknown[s.Inode] = r.gen
+		if uids == nil {
+			uids = map[uint32]bool{}
+		}
+		uids[s.UID] = true
+	}
+	if len(uids) == 0 {
+		return 0
+	}
+	rescanned := 0
+	for pid, p := range r.procs {
+		if p.denied || !uids[p.uid] {
+			continue
+		}
+		r.scan(pid, p)
+		rescanned++
+	}
+	return rescanned
+}
+
+func (r *Resolver) addOwner(ino uint64, pid int32) {
+	if first, ok := r.owner[ino]; !ok {
+		r.owner[ino] = pid
+	} else if first != pid {
+		for _, o := range r.shared[ino] {
+			if o == pid {
+				return
+			}
+		}
+		r.shared[ino] = append(r.shared[ino], pid)
+	}
+}
+
+func (r *Resolver) removeOwner(ino uint64, pid int32) {
+	more := r.shared[ino]
+	if first, ok := r.owner[ino]; ok && first == pid {
+		if len(more) == 0 {
+			delete(r.owner, ino)
+			return
+		}
+		r.owner[ino] = more[0]
+		more = more[1:]
+	} else {
+		for i, o := range more {
+			if o == pid {
+				more = append(more[:i:i], more[i+1:]...)
+				break
+			}
+		}
+	}
+	if len(more) == 0 {
+		delete(r.shared, ino)
+	} else {
+		r.shared[ino] = more
+	}
+}
+
+func (r *Resolver) drop(pid int32, p *proc) {
+	for _, ino := range p.sockets {
+		r.removeOwner(ino, pid)
+	}
+	if p.hasMeta {
+		delete(r.byMeta, p.key)
+	}
+	delete(r.procs, pid)
+}
+
+// Owner returns the process that holds the socket inode and how many
+// processes hold it. A socket shared by forked workers is attributed to the
+// topmost holder: the one whose parent does not hold it too (the lowest pid
+// on a tie). It returns nil when no readable process holds the inode.
+func (r *Resolver) Owner(ino uint64) (*Process, int) {
+	first, ok := r.owner[ino]
+	if !ok || ino == 0 {
+		return nil, 0
+	}
+	more := r.shared[ino]
+	if len(more) == 0 {
+		return r.process(first), 1
+	}
+	holders := append([]int32{first}, more...)
+	var best *Process
+	for _, pid := range holders {
+		p := r.process(pid)
+		if p == nil {
+			continue
+		}
+		parentHolds := false
+		for _, other := range holders {
+			if other == p.PPID {
+				parentHolds = true
+				break
+			}
+		}
+		if parentHolds {
+			continue
+		}
+		if best == nil || p.PID < best.PID {
+			best = p
+		}
+	}
+	return best, len(holders)
+}
+
+// process returns the metadata of a known pid, reading it on first use.
+func (r *Resolver) process(pid int32) *Process {
+	p := r.procs[pid]
+	if p == nil {
+		return nil
+	}
+	if p.hasMeta {
+		return p.meta
+	}
+	key, st, err := r.meta.startKey(pid)
+	if err != nil {
+		return nil // exited; try again next time the socket shows up
+	}
+	meta, ok := r.byMeta[key]
+	if !ok {
+		meta = r.meta.read(key, st)
+		r.byMeta[key] = meta
+	}
+	p.key, p.meta, p.hasMeta = key, meta, true
+	return meta
+}
