@@ -1,0 +1,209 @@
+// Package beater wires connbeat's steps into a libbeat Beater and owns the
+// poll loop; it holds no parsing and no field names.
+package beater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/beat"
+	conf "github.com/elastic/elastic-agent-libs/config"
+	"github.com/elastic/elastic-agent-libs/logp"
+
+	"github.com/connbeat/connbeat/classify"
+	"github.com/connbeat/connbeat/config"
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/dedup"
+	"github.com/connbeat/connbeat/event"
+	"github.com/connbeat/connbeat/procs"
+)
+
+// shutdownWait bounds how long Stop waits for queued events to be ACKed.
+const shutdownWait = 10 * time.Second
+
+// Beater is connbeat's libbeat Beater.
+type Beater struct {
+	cfg    config.Config
+	logger *logp.Logger
+
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	ctx      context.Context
+}
+
+// New validates the `connbeat:` section; libbeat calls it before Run, so a
+// bad config fails the start before anything is published.
+func New(b *beat.Beat, raw *conf.C) (beat.Beater, error) {
+	cfg, err := config.Load(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logger := b.Info.Logger
+	if logger == nil {
+		logger = logp.NewLogger("connbeat")
+	}
+	return &Beater{cfg: cfg, logger: logger.Named("connbeat"), ctx: ctx, cancel: cancel}, nil
+}
+
+// Run polls until Stop is called.
+func (bt *Beater) Run(b *beat.Beat) error {
+	src, err := bt.openSource()
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+
+	var resolver *procs.Resolver
+	if bt.cfg.ExposeProcessInfo {
+		resolver, err = procs.New(procs.Options{
+			Root: bt.cfg.ProcPath,
+			Metadata: procs.MetadataOptions{
+				Cmdline:          bt.cfg.ExposeCmdline,
+				RedactCmdline:    bt.cfg.RedactCmdline,
+				Environ:          bt.cfg.ExposeEnviron,
+				EnvironAllowlist: bt.cfg.EnvironAllowlist,
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("process join: %w", err)
+		}
+		defer resolver.Close()
+		bt.logAccess(resolver)
+	}
+
+	builder := event.NewBuilder(bt.cfg.EventFormat, event.Host{
+		Hostname: b.Info.Hostname,
+		Name:     b.Info.Name,
+		LocalIPs: localIPs(),
+	})
+	poller := NewPoller(src,
+		resolver,
+		classify.New(classify.Options{LocalConnections: bt.cfg.EnableLocalConnections}),
+		dedup.New(bt.cfg.Aggregation),
+		builder)
+
+	var dropped atomic.Int64
+	clientCfg := beat.ClientConfig{
+		PublishMode:    beat.DefaultGuarantees,
+		ClientListener: &dropCounter{dropped: &dropped},
+		// Close waits up to WaitClose for the events still queued to be
+		// acknowledged by the output: SIGTERM loses nothing that can be sent.
+		WaitClose: shutdownWait,
+	}
+	if bt.cfg.QueueFullPolicy == config.QueueFullDrop {
+		// Never block the poller on a dead output; drops are counted.
+		clientCfg.PublishMode = beat.DropIfFull
+	}
+	client, err := b.Publisher.ConnectWith(clientCfg)
+	if err != nil {
+		return fmt.Errorf("connecting to the publisher pipeline: %w", err)
+	}
+	defer client.Close()
+
+	bt.logger.Infof("connbeat started: source=%s poll_interval=%s aggregation=%s event_format=%s queue_full=%s",
+		src.Name(), bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, bt.cfg.QueueFullPolicy)
+	return bt.loop(poller, builder, client, &dropped)
+}
+
+func (bt *Beater) loop(poller *Poller, builder *event.Builder, client beat.Client, dropped *atomic.Int64) error {
+	ticker := time.NewTicker(bt.cfg.PollInterval)
+	defer ticker.Stop()
+	var (
+		first       = true
+		lastIPs     = time.Now()
+		lastDropped int64
+		failing     bool
+	)
+	for {
+		stats, err := poller.Poll(bt.ctx, time.Now(), client.Publish)
+		switch {
+		case errors.Is(err, context.Canceled):
+			return nil
+		case err != nil && !failing:
+			// Log the first failure of a run of them, not one per poll.
+			bt.logger.Errorf("poll failed (will keep retrying every %s): %v", bt.cfg.PollInterval, err)
+			failing = true
+		case err == nil && failing:
+			bt.logger.Info("polling recovered")
+			failing = false
+		case err == nil && first:
+			bt.logger.Infof("first poll: %d sockets, %d processes, %d not readable, %d events",
+				stats.Sockets, stats.Procs.Processes, stats.Procs.Denied, stats.Reports)
+			first = false
+		default:
+			bt.logger.Debugf("poll: %d sockets, %d fd tables read, %d events", stats.Sockets, stats.Procs.Rescanned, stats.Reports)
+		}
+		if d := dropped.Load(); d != lastDropped {
+			bt.logger.Warnf("output queue full: dropped %d events since the last poll (queue_full: drop); they are sent again after the aggregation window if the sockets still exist", d-lastDropped)
+			lastDropped = d
+		}
+		if time.Since(lastIPs) >= bt.cfg.Aggregation {
+			builder.SetLocalIPs(localIPs())
+			lastIPs = time.Now()
+		}
+		select {
+		case <-bt.ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// Stop ends the running poll; Run then closes the client, which waits for
+// queued events to be acknowledged.
+func (bt *Beater) Stop() {
+	bt.stopOnce.Do(bt.cancel)
+}
+
+func (bt *Beater) openSource() (connections.Source, error) {
+	src, err := connections.NewProcFS(bt.cfg.ProcPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening socket source: %w", err)
+	}
+	return src, nil
+}
+
+func (bt *Beater) logAccess(r *procs.Resolver) {
+	access, err := procs.SelfAccess(bt.cfg.ProcPath)
+	if err != nil {
+		bt.logger.Warnf("cannot tell which processes are readable: %v", err)
+	} else if msg := access.Explain(); msg != "" {
+		bt.logger.Warn(msg)
+	}
+	if !r.FDCountSignal() {
+		bt.logger.Info("kernel does not report fd counts in /proc/PID/fd (Linux < 6.2): new sockets are found by a scan of their uid's processes")
+	}
+}
+
+// localIPs lists the host's interface addresses, loopback excluded.
+func localIPs() []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var ips []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() {
+			continue
+		}
+		ips = append(ips, ipn.IP.String())
+	}
+	return ips
+}
+
+// dropCounter counts events the pipeline dropped because the queue was full.
+type dropCounter struct{ dropped *atomic.Int64 }
+
+func (d *dropCounter) Closing()                    {}
+func (d *dropCounter) Closed()                     {}
+func (d *dropCounter) NewEvent()                   {}
+func (d *dropCounter) Filtered()                   {}
+func (d *dropCounter) Published()                  {}
+func (d *dropCounter) DroppedOnPublish(beat.Event) { d.dropped.Add(1) }

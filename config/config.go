@@ -1,0 +1,177 @@
+// Package config holds the `connbeat:` section of connbeat.yml: its defaults
+// and the validation that runs before anything is published.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	conf "github.com/elastic/elastic-agent-libs/config"
+)
+
+// Event formats.
+const (
+	FormatClassic = "classic"
+	FormatECS     = "ecs"
+)
+
+// Socket sources.
+const (
+	SourceAuto    = "auto"
+	SourceNetlink = "netlink"
+	SourceProcFS  = "procfs"
+)
+
+// Config is the `connbeat:` section.
+type Config struct {
+	// PollInterval is how often the sockets are read.
+	PollInterval time.Duration `config:"poll_interval"`
+	// Aggregation is the dedup window: a key reported within it is not
+	// reported again; a socket still open after it is reported again.
+	Aggregation time.Duration `config:"aggregation"`
+	// SocketSource picks how sockets are read: auto, netlink or procfs.
+	SocketSource string `config:"socket_source"`
+	// TCPInfo adds the kernel's tcp_info figures to connection events
+	// (netlink source only).
+	TCPInfo bool `config:"tcp_info"`
+	// EventFormat is classic (the original connbeat shape) or ecs.
+	EventFormat string `config:"event_format"`
+	// ProcPath is the proc filesystem to read (a host's /proc mounted
+	// elsewhere when the agent runs in a container).
+	ProcPath string `config:"proc_path"`
+	// ExposeProcessInfo joins sockets to processes at all.
+	ExposeProcessInfo bool `config:"expose_process_info"`
+	// ExposeCmdline ships process command lines.
+	ExposeCmdline bool `config:"expose_cmdline"`
+	// RedactCmdline masks credential-looking arguments in command lines.
+	RedactCmdline bool `config:"redact_cmdline"`
+	// ExposeEnviron ships the environment variables in EnvironAllowlist.
+	ExposeEnviron bool `config:"expose_environ"`
+	// EnvironAllowlist names the variables shipped when ExposeEnviron is on.
+	EnvironAllowlist []string `config:"environ_allowlist"`
+	// EnableLocalConnections reports connections whose peer is loopback.
+	EnableLocalConnections bool `config:"enable_local_connections"`
+	// QueueFullPolicy says what the poller does when libbeat's queue is
+	// full because the output is down: drop (count and log) or block.
+	QueueFullPolicy string `config:"queue_full"`
+}
+
+// Queue-full policies.
+const (
+	QueueFullDrop  = "drop"
+	QueueFullBlock = "block"
+)
+
+// Default returns the configuration used for keys the file leaves out.
+func Default() Config {
+	return Config{
+		PollInterval:           2 * time.Second,
+		Aggregation:            30 * time.Second,
+		SocketSource:           SourceAuto,
+		EventFormat:            FormatClassic,
+		ProcPath:               "/proc",
+		ExposeProcessInfo:      true,
+		ExposeCmdline:          true,
+		RedactCmdline:          true,
+		EnableLocalConnections: true,
+		QueueFullPolicy:        QueueFullDrop,
+	}
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Load unpacks and validates the `connbeat:` section. A nil section gives
+// the defaults. Errors name the offending key as `connbeat.<key>`.
+func Load(section *conf.C) (Config, error) {
+	c := Default()
+	if section == nil {
+		return c, nil
+	}
+	if err := checkKeys(section); err != nil {
+		return c, err
+	}
+	if err := section.Unpack(&c); err != nil {
+		return c, fmt.Errorf("connbeat: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// checkKeys rejects keys Config does not know, which libbeat's unpacking
+// would otherwise ignore silently (a typo'd option is worse than none).
+func checkKeys(section *conf.C) error {
+	known := Keys()
+	var unknown []string
+	for _, k := range section.GetFields() {
+		if !known[k] {
+			unknown = append(unknown, "connbeat."+k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	names := make([]string, 0, len(known))
+	for k := range known {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return fmt.Errorf("unknown option %s (known options: %s)",
+		strings.Join(unknown, ", "), strings.Join(names, ", "))
+}
+
+// Keys returns the option names Config accepts, read from its tags.
+func Keys() map[string]bool {
+	t := reflect.TypeOf(Config{})
+	keys := make(map[string]bool, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("config"), ","); tag != "" {
+			keys[tag] = true
+		}
+	}
+	return keys
+}
+
+// Validate checks values; it is also called by Unpack.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.PollInterval <= 0 {
+		errs = append(errs, fmt.Errorf("connbeat.poll_interval must be positive, got %s", c.PollInterval))
+	}
+	if c.Aggregation <= 0 {
+		errs = append(errs, fmt.Errorf("connbeat.aggregation must be positive, got %s", c.Aggregation))
+	} else if c.PollInterval > 0 && c.Aggregation < c.PollInterval {
+		errs = append(errs, fmt.Errorf("connbeat.aggregation (%s) must not be shorter than connbeat.poll_interval (%s)", c.Aggregation, c.PollInterval))
+	}
+	errs = append(errs, oneOf("socket_source", c.SocketSource, SourceAuto, SourceNetlink, SourceProcFS))
+	errs = append(errs, oneOf("event_format", c.EventFormat, FormatClassic, FormatECS))
+	errs = append(errs, oneOf("queue_full", c.QueueFullPolicy, QueueFullDrop, QueueFullBlock))
+	if c.TCPInfo && c.SocketSource == SourceProcFS {
+		errs = append(errs, errors.New("connbeat.tcp_info needs the netlink socket source; procfs cannot read tcp_info (set socket_source: auto or netlink)"))
+	}
+	if c.ProcPath == "" {
+		errs = append(errs, errors.New("connbeat.proc_path must not be empty"))
+	}
+	for i, name := range c.EnvironAllowlist {
+		if !envName.MatchString(name) {
+			errs = append(errs, fmt.Errorf("connbeat.environ_allowlist.%d: %q is not an environment variable name (letters, digits, underscore; not starting with a digit)", i, name))
+		}
+	}
+	if c.ExposeEnviron && len(c.EnvironAllowlist) == 0 {
+		errs = append(errs, errors.New("connbeat.expose_environ is on but connbeat.environ_allowlist is empty: list the variables to ship (environments hold secrets, so none are shipped by default)"))
+	}
+	return errors.Join(errs...)
+}
+
+func oneOf(key, value string, allowed ...string) error {
+	for _, a := range allowed {
+		if value == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("connbeat.%s must be one of %s, got %q", key, strings.Join(allowed, ", "), value)
+}

@@ -1,0 +1,190 @@
+// Package event turns dedup reports into libbeat events, in the classic
+// shape of the original connbeat or with Elastic Common Schema fields.
+package event
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/beat"
+	"github.com/elastic/elastic-agent-libs/mapstr"
+
+	"github.com/connbeat/connbeat/classify"
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/dedup"
+)
+
+// Host describes the agent's host for the classic `beat` object.
+type Host struct {
+	Hostname string
+	Name     string   // the beat's name (libbeat's `name:` setting)
+	LocalIPs []string // interface addresses, loopback excluded
+}
+
+// Format names.
+const (
+	Classic = "classic"
+	ECS     = "ecs"
+)
+
+// Builder builds events in one format.
+type Builder struct {
+	ecs  bool
+	host Host
+}
+
+// NewBuilder returns a builder for format (Classic or ECS).
+func NewBuilder(format string, host Host) *Builder {
+	return &Builder{ecs: format == ECS, host: host}
+}
+
+// SetLocalIPs replaces the host's addresses (they change with DHCP, VPNs).
+func (b *Builder) SetLocalIPs(ips []string) { b.host.LocalIPs = ips }
+
+// Build returns the event for one report.
+func (b *Builder) Build(r *dedup.Report, ts time.Time) beat.Event {
+	var fields mapstr.M
+	if b.ecs {
+		fields = b.ecsFields(r)
+	} else {
+		fields = b.classicFields(r)
+	}
+	cb := mapstr.M{
+		"kind":      r.Kind.String(),
+		"direction": r.Direction.String(),
+		"sockets":   r.Sockets,
+		"tcp_state": r.Socket.State.String(),
+	}
+	if r.Owners > 1 {
+		cb["owners"] = r.Owners
+	}
+	if info := r.Socket.Info; info != nil {
+		cb["tcp_info"] = tcpInfo(info)
+	}
+	fields["connbeat"] = cb
+	return beat.Event{Timestamp: ts, Fields: fields}
+}
+
+func (b *Builder) classicFields(r *dedup.Report) mapstr.M {
+	s := &r.Socket
+	f := mapstr.M{
+		"type":       "connbeat",
+		"direction":  r.Direction.String(),
+		"local_ip":   s.LocalIP.String(),
+		"local_port": s.LocalPort,
+		"beat": mapstr.M{
+			"hostname":  b.host.Hostname,
+			"name":      b.host.Name,
+			"local_ips": b.host.LocalIPs,
+		},
+	}
+	if r.Kind == classify.Connection {
+		f["remote_ip"] = s.RemoteIP.String()
+		f["remote_port"] = s.RemotePort
+	}
+	if p := r.Process; p != nil {
+		lp := mapstr.M{
+			"pid":        p.PID,
+			"ppid":       p.PPID,
+			"name":       p.Name,
+			"binary":     p.Binary,
+			"start_time": p.StartTime.UTC(),
+			"uid":        p.UID,
+		}
+		putNonEmpty(lp, "exe", p.Executable)
+		putNonEmpty(lp, "user", p.User)
+		if len(p.Args) > 0 {
+			lp["cmdline"] = strings.Join(p.Args, " ")
+		}
+		if len(p.Environ) > 0 {
+			lp["environ"] = environ(p.Environ)
+		}
+		f["local_process"] = lp
+	}
+	return f
+}
+
+func (b *Builder) ecsFields(r *dedup.Report) mapstr.M {
+	s := &r.Socket
+	local := mapstr.M{"ip": s.LocalIP.String(), "port": s.LocalPort}
+	netType := "ipv4"
+	if s.LocalIP.Is6() {
+		netType = "ipv6"
+	}
+	network := mapstr.M{"transport": "tcp", "type": netType, "iana_number": "6"}
+	related := []string{s.LocalIP.String()}
+	f := mapstr.M{"network": network}
+	switch r.Direction {
+	case classify.Listening:
+		network["direction"] = "listening"
+		f["server"] = local
+	default:
+		remote := mapstr.M{"ip": s.RemoteIP.String(), "port": s.RemotePort}
+		if s.RemoteIP != s.LocalIP {
+			related = append(related, s.RemoteIP.String())
+		}
+		if r.Direction == classify.Inbound {
+			network["direction"] = "ingress"
+			f["source"], f["client"] = remote, remote.Clone()
+			f["destination"], f["server"] = local, local.Clone()
+		} else {
+			network["direction"] = "egress"
+			f["source"], f["client"] = local, local.Clone()
+			f["destination"], f["server"] = remote, remote.Clone()
+		}
+	}
+	f["related"] = mapstr.M{"ip": related}
+	if len(b.host.LocalIPs) > 0 {
+		f["host"] = mapstr.M{"ip": b.host.LocalIPs}
+	}
+	if p := r.Process; p != nil {
+		proc := mapstr.M{
+			"pid":    p.PID,
+			"parent": mapstr.M{"pid": p.PPID},
+			"name":   p.Binary,
+			"start":  p.StartTime.UTC(),
+		}
+		putNonEmpty(proc, "executable", p.Executable)
+		if len(p.Args) > 0 {
+			proc["args"] = p.Args
+			proc["args_count"] = len(p.Args)
+			proc["command_line"] = strings.Join(p.Args, " ")
+		}
+		if len(p.Environ) > 0 {
+			proc["env_vars"] = environ(p.Environ)
+		}
+		f["process"] = proc
+		user := mapstr.M{"id": strconv.FormatUint(uint64(p.UID), 10)}
+		putNonEmpty(user, "name", p.User)
+		f["user"] = user
+	}
+	return f
+}
+
+func tcpInfo(i *connections.TCPInfo) mapstr.M {
+	return mapstr.M{
+		"rtt_us":            i.RTTMicros,
+		"rtt_var_us":        i.RTTVarMicros,
+		"retransmits":       i.Retransmits,
+		"total_retransmits": i.TotalRetransmits,
+		"bytes_acked":       i.BytesAcked,
+		"bytes_received":    i.BytesReceived,
+		"segs_in":           i.SegsIn,
+		"segs_out":          i.SegsOut,
+	}
+}
+
+func environ(env map[string]string) mapstr.M {
+	m := make(mapstr.M, len(env))
+	for k, v := range env {
+		m[k] = v
+	}
+	return m
+}
+
+func putNonEmpty(m mapstr.M, key, value string) {
+	if value != "" {
+		m[key] = value
+	}
+}
