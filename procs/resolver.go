@@ -232,18 +232,24 @@ func (r *Resolver) scan(pid int32, p *proc) {
 
 	old := p.sockets
 	var found []uint64
-	for {
+	for !p.denied {
 		n, err := unix.Getdents(fd, r.fdBuf)
 		if err != nil || n <= 0 {
 			break // the process exited mid-read: keep what we have
 		}
 		_ = parseDirents(r.fdBuf[:n], func(_ uint64, name []byte) {
-			if len(name) == 0 || name[0] == '.' {
+			if p.denied || len(name) == 0 || name[0] == '.' {
 				return
 			}
 			ln, err := unix.Readlinkat(fd, string(name), r.linkBuf)
-			if err != nil || ln <= 0 {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				// Listing is allowed but following the links is not
+				// (ptrace access check): the whole table is unreadable.
+				p.denied = true
 				return
+			}
+			if err != nil || ln <= 0 {
+				return // the fd was closed since the listing
 			}
 			if ino, ok := parseSocketLink(r.linkBuf[:ln]); ok {
 				found = append(found, ino)
