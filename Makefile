@@ -42,4 +42,16 @@ clean:
 
 # MAKE:performance (bench-overhead, workload benchmarks)
 
-# MAKE:packages (package, test-package)
+# Packages: connbeat_<version>_<arch>.deb, connbeat-<version>.<arch>.rpm and
+# connbeat-<version>-linux-<arch>.tar.gz in dist/, for amd64 and arm64, built
+# with nfpm (a Go tool dependency) and GNU tar; the version is VERSION's.
+.PHONY: package test-package
+PACKAGE_ARCHS ?= amd64 arm64
+package:
+	@for arch in $(PACKAGE_ARCHS); do GO=$(GO) packaging/package.sh $$arch || exit 1; done
+
+# Builds the amd64 packages, then installs the deb (root: dpkg -i, runs it as
+# the connbeat user, upgrades and purges it) and inspects the rpm and tar.gz.
+test-package:
+	GO=$(GO) packaging/package.sh amd64
+	CONNBEAT_DIST=$(CURDIR)/dist $(GO) test $(GOTEST_FLAGS) -v ./packaging/

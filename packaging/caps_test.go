@@ -1,0 +1,122 @@
+package packaging
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// agentConfig is the console config the installed connbeat runs with: loopback
+// connections included, short poll and flush intervals.
+const agentConfig = `connbeat:
+  poll_interval: 200ms
+  aggregation: 10m
+  event_format: classic
+  enable_local_connections: true
+output.console:
+  codec.json:
+    pretty: false
+queue.mem:
+  flush.timeout: 100ms
+`
+
+// testCapabilities runs the installed /usr/bin/connbeat as the connbeat user
+// (setpriv: the unit's User=, AmbientCapabilities=, CapabilityBoundingSet=
+// and NoNewPrivileges=) while a process of another user (nobody) holds a
+// loopback connection, and checks whose sockets it can join to a process:
+// with the unit's capabilities everyone's; with either one alone, or none,
+// nobody's connection is reported without process fields.
+func testCapabilities(t *testing.T) {
+	unit := parseUnit(t, unitPath)
+	require.Equal(t, []string{"connbeat"}, unit["User"])
+	require.Equal(t, []string{"yes"}, unit["NoNewPrivileges"])
+	ambient := setprivCaps(unit.capabilities("AmbientCapabilities"))
+	bounding := setprivCaps(unit.capabilities("CapabilityBoundingSet"))
+	require.NotEmpty(t, ambient)
+	cfg := writeAgentConfig(t)
+	python, err := filepath.EvalSymlinks("/usr/bin/python3")
+	require.NoError(t, err)
+
+	tests := []struct {
+		name      string
+		ambient   string // setpriv's list, "" for none
+		bounding  string
+		seesOwner bool
+	}{
+		{"the unit's capabilities", ambient, bounding, true},
+		{"CAP_SYS_PTRACE alone", "+sys_ptrace", "+sys_ptrace", false},
+		{"CAP_DAC_READ_SEARCH alone", "+dac_read_search", "+dac_read_search", false},
+		{"no capabilities", "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port := listen(t)
+			pid := connectAs(t, "nobody", port)
+
+			argv := []string{"setpriv", "--reuid", "connbeat", "--regid", "connbeat", "--init-groups",
+				"--no-new-privs", "--bounding-set", "-all" + prefixComma(tt.bounding)}
+			if tt.ambient != "" {
+				argv = append(argv, "--inh-caps", tt.ambient, "--ambient-caps", tt.ambient)
+			}
+			argv = append(argv, "/usr/bin/connbeat", "-c", cfg)
+			a := startAgent(t, "/", argv...)
+			a.logDir = "/var/log/connbeat"
+
+			ev := a.waitFor(t, fmt.Sprintf("nobody's connection to port %d", port), func(ev map[string]any) bool {
+				return field(ev, "direction") == "outbound" && number(ev, "remote_port") == port
+			})
+			if !tt.seesOwner {
+				assert.Nil(t, field(ev, "local_process"), "without both capabilities another user's process is unreadable")
+				return
+			}
+			assert.Equal(t, pid, number(ev, "local_process.pid"))
+			assert.Equal(t, filepath.Base(python), field(ev, "local_process.binary"))
+			assert.Equal(t, python, field(ev, "local_process.exe"))
+			assert.Equal(t, "nobody", field(ev, "local_process.user"))
+
+			// root's listener (this test) is as visible as nobody's socket.
+			ev = a.waitFor(t, fmt.Sprintf("the test's listener on port %d", port), func(ev map[string]any) bool {
+				return field(ev, "direction") == "listening" && number(ev, "local_port") == port
+			})
+			assert.Equal(t, os.Getpid(), number(ev, "local_process.pid"))
+			a.stop(t)
+
+			// The service user wrote its data and logs, and nothing in them
+			// belongs to anyone else.
+			for _, pattern := range []string{"/var/lib/connbeat/meta.json", "/var/log/connbeat/connbeat-*.ndjson"} {
+				files, err := filepath.Glob(pattern)
+				require.NoError(t, err)
+				require.NotEmpty(t, files, pattern)
+				for _, f := range files {
+					_, owner, _ := fileOwner(t, f)
+					assert.Equal(t, "connbeat", owner, f)
+				}
+			}
+		})
+	}
+}
+
+func prefixComma(list string) string {
+	if list == "" {
+		return ""
+	}
+	return "," + list
+}
+
+// writeAgentConfig writes agentConfig where the connbeat user can read it
+// without capabilities: root-owned and not writable by others, as libbeat's
+// ownership check requires.
+func writeAgentConfig(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "connbeat-packaging-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	path := filepath.Join(dir, "connbeat.yml")
+	require.NoError(t, os.WriteFile(path, []byte(agentConfig), 0o644))
+	return path
+}
