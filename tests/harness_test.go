@@ -145,13 +145,25 @@ logging.metrics.enabled: false
 func RunAgent(t *testing.T, opts AgentOptions) *Agent {
 	t.Helper()
 	dir := writeConfig(t, opts)
-	args := append([]string{"-e", "-c", filepath.Join(dir, "connbeat.yml"), "--strict.perms=false"}, opts.Args...)
+	args := append([]string{bins.connbeat, "-e", "-c", filepath.Join(dir, "connbeat.yml"), "--strict.perms=false"}, opts.Args...)
+	return startAgent(t, dir, args, opts.Credential)
+}
+
+// runAgentCmd starts the agent with a full command line (argv[0] first),
+// e.g. under `ip netns exec`.
+func runAgentCmd(t *testing.T, dir string, argv []string) *Agent {
+	t.Helper()
+	return startAgent(t, dir, argv, nil)
+}
+
+func startAgent(t *testing.T, dir string, argv []string, cred *syscall.Credential) *Agent {
+	t.Helper()
 	a := &Agent{t: t, dir: dir, done: make(chan struct{})}
-	a.cmd = exec.Command(bins.connbeat, args...)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Dir = dir
 	a.cmd.Stderr = &lockedWriter{mu: &a.mu, w: &a.stderr}
-	if opts.Credential != nil {
-		a.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: opts.Credential}
+	if cred != nil {
+		a.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
 	stdout, err := a.cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -278,7 +290,20 @@ type Peer struct {
 // StartPeer runs cbpeer with args and waits for its ready line.
 func StartPeer(t *testing.T, cred *syscall.Credential, args ...string) *Peer {
 	t.Helper()
-	cmd := exec.Command(bins.peer, args...)
+	return startPeer(t, cred, append([]string{bins.peer}, args...))
+}
+
+// startCmdPeer runs cbpeer with a full command line (argv[0] first), e.g.
+// under `ip netns exec`; the reported pid is cbpeer's own, as ip(8) execs it.
+func startCmdPeer(t *testing.T, argv []string) *Peer {
+	t.Helper()
+	return startPeer(t, nil, argv)
+}
+
+func startPeer(t *testing.T, cred *syscall.Credential, argv []string) *Peer {
+	t.Helper()
+	args := argv[1:]
+	cmd := exec.Command(argv[0], args...)
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
