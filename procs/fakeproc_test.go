@@ -1,6 +1,7 @@
 package procs
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
+
+var update = flag.Bool("update", false, "rewrite the fake /proc tree in testdata/proc")
 
 // fakeProc builds a /proc tree in a temporary directory: the files the
 // resolver and the metadata reader open, in the kernel's formats.
@@ -19,8 +22,10 @@ type fakeProc struct {
 
 const fakeBootTime = 1_700_000_000
 
-func newFakeProc(t *testing.T) *fakeProc {
-	root := t.TempDir()
+func newFakeProc(t *testing.T) *fakeProc { return newFakeProcAt(t, t.TempDir()) }
+
+func newFakeProcAt(t *testing.T, root string) *fakeProc {
+	require.NoError(t, os.MkdirAll(root, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "stat"),
 		[]byte(fmt.Sprintf("cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\nbtime %d\nprocesses 10\n", fakeBootTime)), 0o644))
 	// Non-pid entries the listing must skip.

@@ -2,6 +2,7 @@ package procs
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -27,15 +28,26 @@ func sockets(inodes ...uint64) []connections.Socket {
 	return out
 }
 
-func TestResolverFakeProc(t *testing.T) {
-	fp := newFakeProc(t)
+// fixtureRoot is a fake /proc committed under testdata (go test -update
+// rewrites it): an nginx master and a forked worker sharing a listener, and
+// a curl whose executable was deleted and whose command line holds secrets.
+const fixtureRoot = "testdata/proc"
+
+func writeFixture(t *testing.T) {
+	require.NoError(t, os.RemoveAll(fixtureRoot))
+	fp := newFakeProcAt(t, fixtureRoot)
 	fp.add(fakeProcess{pid: 42, ppid: 1, comm: "nginx", exe: "/usr/sbin/nginx",
 		args: []string{"nginx", "-g", "daemon off;"}, start: 500, sockets: []uint64{1001}, files: []string{"/var/log/nginx.log", "pipe:[7]"}})
-	// A forked worker shares the listener.
 	fp.add(fakeProcess{pid: 43, ppid: 42, comm: "nginx", exe: "/usr/sbin/nginx", args: []string{"nginx: worker"}, start: 510, sockets: []uint64{1001, 1002}})
 	fp.add(fakeProcess{pid: 50, ppid: 1, comm: "curl", exe: "/usr/bin/curl (deleted)",
 		args: []string{"curl", "--password", "hunter2", "https://u:secret@example.com"}, start: 700, sockets: []uint64{1003}})
+}
 
+func TestResolverFakeProc(t *testing.T) {
+	if *update {
+		writeFixture(t)
+	}
+	fp := &fakeProc{t: t, root: fixtureRoot}
 	r := newResolver(t, fp.root, MetadataOptions{Cmdline: true, RedactCmdline: true})
 	stats, err := r.Refresh(context.Background(), sockets(1001, 1002, 1003))
 	require.NoError(t, err)
