@@ -75,6 +75,7 @@ func TestLoadRejects(t *testing.T) {
 		{"environ without allowlist", "expose_environ: true", []string{"connbeat.environ_allowlist is empty"}},
 		{"not a duration", "poll_interval: often", []string{"poll_interval"}},
 		{"several errors at once", "poll_interval: 0s\nevent_format: x", []string{"poll_interval must be positive", "event_format must be one of"}},
+		{"unknown key and a bad value", "colour: red\nqueue_full: x", []string{"unknown option connbeat.colour", "connbeat.queue_full must be one of"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := load(t, tc.yaml)

@@ -162,3 +162,19 @@ func TestECSEvents(t *testing.T) {
 	assert.Nil(t, ln.Get("network.community_id"), "a listener is not a flow")
 	assert.Equal(t, 0, a.Stop(syscall.SIGINT))
 }
+
+// TestProcessInfoOff checks that expose_process_info: false ships addresses
+// only.
+func TestProcessInfoOff(t *testing.T) {
+	s := startScenario(t, "127.0.0.1", "127.0.0.2")
+	a := RunAgent(t, AgentOptions{Connbeat: "  poll_interval: 100ms\n  expose_process_info: false"})
+	ev := a.WaitFor("listener", func(e Event) bool {
+		return e.Str("direction") == "listening" && e.Get("local_port") == s.port
+	})
+	assert.Nil(t, ev.Get("local_process"))
+	ev = a.WaitFor("outbound", func(e Event) bool {
+		return e.Str("direction") == "outbound" && e.Get("remote_port") == s.port
+	})
+	assert.Nil(t, ev.Get("local_process"))
+	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
+}
