@@ -30,13 +30,15 @@ func openKernel(t *testing.T, opts Options) *Source {
 
 // loopback holds listeners and accepted/dialled connections a test made.
 type loopback struct {
-	t     *testing.T
-	ports map[uint16]bool
-	conns []net.Conn
+	t *testing.T
+	// endpoints are the listeners' addresses and those clients reach them
+	// at: a socket is the test's when one of its ends is one of these.
+	endpoints map[netip.AddrPort]bool
+	conns     []net.Conn
 }
 
 func newLoopback(t *testing.T) *loopback {
-	return &loopback{t: t, ports: map[uint16]bool{}}
+	return &loopback{t: t, endpoints: map[netip.AddrPort]bool{}}
 }
 
 func (l *loopback) listen(network, addr string) net.Listener {
@@ -46,7 +48,13 @@ func (l *loopback) listen(network, addr string) net.Listener {
 		l.t.Skipf("cannot listen on %s %s: %v", network, addr, err)
 	}
 	l.t.Cleanup(func() { ln.Close() })
-	l.ports[uint16(ln.Addr().(*net.TCPAddr).Port)] = true
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	l.endpoints[ap] = true
+	if ap.Addr().IsUnspecified() {
+		l.endpoints[netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())] = true
+		l.endpoints[netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())] = true
+	}
 	return ln
 }
 
@@ -64,12 +72,11 @@ func (l *loopback) connect(ln net.Listener, dial string, n int) {
 	}
 }
 
-// ours keeps the sockets of sockets whose local or remote port is one of
-// the test's listeners, sorted.
+// ours keeps the test's sockets, sorted.
 func (l *loopback) ours(sockets []connections.Socket) []connections.Socket {
 	var out []connections.Socket
 	for _, s := range sockets {
-		if l.ports[s.LocalPort] || l.ports[s.RemotePort] {
+		if l.endpoints[netip.AddrPortFrom(s.LocalIP, s.LocalPort)] || l.endpoints[netip.AddrPortFrom(s.RemoteIP, s.RemotePort)] {
 			out = append(out, s)
 		}
 	}
