@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -105,36 +106,38 @@ func TestResolverKernelChurn(t *testing.T) {
 	defer lnFile.Close()
 
 	r := newResolver(t, "/proc", MetadataOptions{Cmdline: true})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 
-	const children = 400
+	// Children keep coming until both enough of them have run and enough
+	// refreshes have raced them, however fast or slow this machine is.
+	const minChildren, minRefreshes = 400, 5
+	var spawned atomic.Int64
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < children/4; i++ {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				cmd := exec.Command("sh", "-c", "exit 0")
 				cmd.ExtraFiles = []*os.File{lnFile}
 				if err := cmd.Run(); err != nil {
 					t.Errorf("child: %v", err)
 					return
 				}
+				spawned.Add(1)
 			}
 		}()
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
 
-	refreshes := 0
 	sockets := kernelSockets(t)
-	for running := true; running; refreshes++ {
-		select {
-		case <-done:
-			running = false
-		default:
-		}
+	refreshes := 0
+	for ; refreshes < minRefreshes || spawned.Load() < minChildren; refreshes++ {
 		_, err := r.Refresh(ctx, sockets)
 		require.NoError(t, err, "refresh %d", refreshes)
 		// Owner reads metadata lazily, racing the exits too.
@@ -143,7 +146,9 @@ func TestResolverKernelChurn(t *testing.T) {
 			assert.NotZero(t, p.PID)
 		}
 	}
-	assert.Greater(t, refreshes, 1)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d refreshes while %d children started and exited", refreshes, spawned.Load())
 
 	_, err = r.Refresh(ctx, kernelSockets(t))
 	require.NoError(t, err)
