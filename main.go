@@ -10,6 +10,7 @@ import (
 	"github.com/elastic/beats/v7/libbeat/asset"
 	"github.com/elastic/beats/v7/libbeat/cmd"
 	"github.com/elastic/beats/v7/libbeat/cmd/instance"
+	libversion "github.com/elastic/beats/v7/libbeat/version"
 
 	"github.com/connbeat/connbeat/beater"
 )
@@ -35,7 +36,26 @@ func main() {
 		Name:    "connbeat",
 		Version: strings.TrimSpace(version),
 	}
-	if err := cmd.GenRootCmdWithSettings(beater.New, settings).Execute(); err != nil {
+	root := cmd.GenRootCmdWithSettings(beater.New, settings)
+	defaultTemplateVersion(root)
+	if err := root.Execute(); err != nil {
 		os.Exit(1)
+	}
+}
+
+// defaultTemplateVersion makes `export template` target the Elasticsearch
+// version libbeat is built for. libbeat defaults it to the beat's own
+// version, which for connbeat (0.x) is an Elasticsearch without ILM, and the
+// export fails.
+func defaultTemplateVersion(root *cmd.BeatsRootCmd) {
+	for _, c := range root.ExportCmd.Commands() {
+		if c.Name() != "template" {
+			continue
+		}
+		if f := c.Flags().Lookup("es.version"); f != nil {
+			v := libversion.GetDefaultVersion()
+			_ = f.Value.Set(v)
+			f.DefValue = v
+		}
 	}
 }

@@ -162,11 +162,7 @@ func (bt *Beater) Stop() {
 }
 
 func (bt *Beater) openSource() (connections.Source, error) {
-	src, err := connections.NewProcFS(bt.cfg.ProcPath)
-	if err != nil {
-		return nil, fmt.Errorf("opening socket source: %w", err)
-	}
-	return src, nil
+	return selectSource(bt.cfg, bt.logger)
 }
 
 func (bt *Beater) logAccess(r *procs.Resolver) {

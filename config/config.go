@@ -92,13 +92,13 @@ func Load(section *conf.C) (Config, error) {
 	if section == nil {
 		return c, nil
 	}
-	if err := checkKeys(section); err != nil {
-		return c, err
-	}
+	// Report every problem at once: an operator fixing a typo should not
+	// discover the next error only on the next start.
+	keysErr := checkKeys(section)
 	if err := section.Unpack(&c); err != nil {
-		return c, fmt.Errorf("connbeat: %w", err)
+		return c, errors.Join(keysErr, fmt.Errorf("connbeat: %w", err))
 	}
-	return c, c.Validate()
+	return c, errors.Join(keysErr, c.Validate())
 }
 
 // checkKeys rejects keys Config does not know, which libbeat's unpacking

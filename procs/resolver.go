@@ -44,7 +44,8 @@ type proc struct {
 	uid     uint32 // owner of /proc/PID/fd, the process's effective uid
 	denied  bool
 	sockets []uint64
-	seen    uint64
+	seen    uint64 // refresh generation that last listed the pid
+	scanned uint64 // refresh generation that last read its fd table
 	key     procKey
 	meta    *Process
 	hasMeta bool
@@ -66,9 +67,17 @@ type Resolver struct {
 	unknown map[uint64]uint64  // inodes no scan found an owner for -> gen last seen
 	byMeta  map[procKey]*Process
 
+	// lastInodes are the inodes of the previous refresh's sockets, in the
+	// order the source listed them; changed says whether an fd table was
+	// read or a process dropped since. Together they let a refresh of an
+	// unchanged host skip the per-socket owner check.
+	lastInodes []uint64
+	changed    bool
+
 	dirBuf  []byte
 	fdBuf   []byte
 	linkBuf []byte
+	pathBuf []byte // "PID/fd\x00" for fstatat without allocating
 }
 
 // New opens the proc filesystem at opts.Root.
@@ -104,6 +113,7 @@ func New(opts Options) (*Resolver, error) {
 		dirBuf:  make([]byte, 32<<10),
 		fdBuf:   make([]byte, 32<<10),
 		linkBuf: make([]byte, 128),
+		pathBuf: make([]byte, 0, 32),
 	}
 	r.fdCount = fdSizeIsCount(opts.Root)
 	return r, nil
@@ -201,7 +211,7 @@ func (r *Resolver) visit(pid int32, dirIno uint64, full bool) bool {
 	p.seen = r.gen
 
 	var st unix.Stat_t
-	if err := unix.Fstatat(r.rootFD, strconv.Itoa(int(pid))+"/fd", &st, 0); err != nil {
+	if err := r.statFD(pid, &st); err != nil {
 		// ENOENT: exited since the listing. EACCES: another user's process.
 		p.denied = errors.Is(err, unix.EACCES)
 		return false
@@ -221,6 +231,8 @@ func (r *Resolver) visit(pid int32, dirIno uint64, full bool) bool {
 
 // scan reads the fd table of one process and updates the inode maps.
 func (r *Resolver) scan(pid int32, p *proc) {
+	p.scanned = r.gen
+	r.changed = true
 	dir := strconv.Itoa(int(pid)) + "/fd"
 	fd, err := unix.Openat(r.rootFD, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -267,11 +279,24 @@ func (r *Resolver) scan(pid int32, p *proc) {
 }
 
 // resolveUnknown rescans, once, the processes that may hold sockets no
-// owner was found for: those running as the uid that owns the socket. An
-// inode still unresolved after that is remembered and not searched for again
-// (it belongs to a process we may not read, or is being closed). It returns
-// how many fd tables it read.
+// owner was found for: those running as the uid that owns the socket, and
+// not already read in this refresh. An inode still unresolved after that is
+// remembered and not searched for again (it belongs to a process we may not
+// read, or is being closed). It returns how many fd tables it read.
 func (r *Resolver) resolveUnknown(sockets []connections.Socket) int {
+	if !r.changed && r.sameInodes(sockets) {
+		// The same sockets as last time and the same fd tables: every
+		// inode is known, or known to be unresolvable.
+		for ino := range r.unknown {
+			r.unknown[ino] = r.gen
+		}
+		return 0
+	}
+	r.changed = false
+	r.lastInodes = r.lastInodes[:0]
+	for i := range sockets {
+		r.lastInodes = append(r.lastInodes, sockets[i].Inode)
+	}
 	var uids map[uint32]bool
 	for i := range sockets {
 		s := &sockets[i]
@@ -296,13 +321,29 @@ func (r *Resolver) resolveUnknown(sockets []connections.Socket) int {
 	}
 	rescanned := 0
 	for pid, p := range r.procs {
-		if p.denied || !uids[p.uid] {
+		if p.denied || !uids[p.uid] || p.scanned == r.gen {
 			continue
 		}
 		r.scan(pid, p)
 		rescanned++
 	}
+	// What those scans found is settled for the sockets of this refresh.
+	r.changed = false
 	return rescanned
+}
+
+// sameInodes reports whether sockets list the inodes of the previous
+// refresh in the same order.
+func (r *Resolver) sameInodes(sockets []connections.Socket) bool {
+	if len(sockets) != len(r.lastInodes) {
+		return false
+	}
+	for i := range sockets {
+		if sockets[i].Inode != r.lastInodes[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Resolver) addOwner(ino uint64, pid int32) {
@@ -343,6 +384,7 @@ func (r *Resolver) removeOwner(ino uint64, pid int32) {
 }
 
 func (r *Resolver) drop(pid int32, p *proc) {
+	r.changed = true
 	for _, ino := range p.sockets {
 		r.removeOwner(ino, pid)
 	}

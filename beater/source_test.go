@@ -1,0 +1,131 @@
+package beater
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/elastic/elastic-agent-libs/logp/logptest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/connbeat/connbeat/config"
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/internal/sandbox"
+)
+
+func sourceConfig(source string, tcpInfo bool) config.Config {
+	c := config.Default()
+	c.SocketSource, c.TCPInfo = source, tcpInfo
+	return c
+}
+
+// TestSelectSource opens each configured source on the real kernel.
+func TestSelectSource(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+
+	tests := []struct {
+		source   string
+		tcpInfo  bool
+		wantName string
+	}{
+		{config.SourceProcFS, false, "procfs"},
+		{config.SourceNetlink, false, "netlink"},
+		{config.SourceNetlink, true, "netlink"},
+		{config.SourceAuto, false, "netlink"},
+		{config.SourceAuto, true, "netlink"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/tcp_info=%v", tt.source, tt.tcpInfo), func(t *testing.T) {
+			logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
+			src, err := selectSource(sourceConfig(tt.source, tt.tcpInfo), logger)
+			if connections.IsUnavailable(err) {
+				t.Skipf("netlink unavailable on this kernel: %v", err)
+			}
+			require.NoError(t, err)
+			defer src.Close()
+			assert.Equal(t, tt.wantName, src.Name())
+			assert.Zero(t, logs.Len(), "nothing to say when the source opens")
+
+			sockets, err := src.Sockets(context.Background(), nil)
+			require.NoError(t, err)
+			var client *connections.Socket
+			for i := range sockets {
+				if sockets[i].RemotePort == port && sockets[i].State == connections.StateEstablished {
+					client = &sockets[i]
+				}
+			}
+			require.NotNil(t, client, "the test's connection is listed")
+			assert.Equal(t, tt.tcpInfo, client.Info != nil, "tcp_info follows the option")
+		})
+	}
+}
+
+const noNetlinkEnv = "CONNBEAT_TEST_NO_NETLINK"
+
+// TestSelectSourceWithoutNetlink runs itself again in a child process whose
+// seccomp filter makes socket(AF_NETLINK) fail with EPERM, as a container
+// runtime's policy can: auto must fall back to procfs with one log line,
+// and a forced netlink must fail with an UnavailableError.
+func TestSelectSourceWithoutNetlink(t *testing.T) {
+	if os.Getenv(noNetlinkEnv) == "1" {
+		selectWithoutNetlink(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSelectSourceWithoutNetlink$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), noNetlinkEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "child:\n%s", out)
+	if skipped := "--- SKIP: TestSelectSourceWithoutNetlink"; strings.Contains(string(out), skipped) {
+		t.Skipf("child skipped:\n%s", out)
+	}
+	require.True(t, strings.Contains(string(out), "--- PASS: TestSelectSourceWithoutNetlink"), "child:\n%s", out)
+}
+
+func selectWithoutNetlink(t *testing.T) {
+	if err := sandbox.DenySocketFamily(unix.AF_NETLINK, unix.EPERM); err != nil {
+		t.Skipf("cannot install a seccomp filter: %v", err)
+	}
+	_, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_SOCK_DIAG)
+	require.ErrorIs(t, err, unix.EPERM, "the filter is in place")
+
+	for _, tcpInfo := range []bool{false, true} {
+		logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
+		src, err := selectSource(sourceConfig(config.SourceAuto, tcpInfo), logger)
+		require.NoError(t, err)
+		assert.Equal(t, "procfs", src.Name())
+		sockets, err := src.Sockets(context.Background(), nil)
+		require.NoError(t, err)
+		assert.NotEmpty(t, sockets)
+		src.Close()
+
+		entries := logs.TakeAll()
+		require.Len(t, entries, 1, "one log line on fallback")
+		assert.Contains(t, entries[0].Message, "socket source netlink unavailable")
+		assert.Contains(t, entries[0].Message, "operation not permitted")
+		assert.Contains(t, entries[0].Message, "falling back to procfs")
+		if tcpInfo {
+			assert.Contains(t, entries[0].Message, "no tcp_info")
+		} else {
+			assert.NotContains(t, entries[0].Message, "tcp_info")
+		}
+	}
+
+	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
+	_, err = selectSource(sourceConfig(config.SourceNetlink, false), logger)
+	require.Error(t, err)
+	assert.True(t, connections.IsUnavailable(err), "%v", err)
+	assert.ErrorIs(t, err, unix.EPERM)
+	assert.Zero(t, logs.Len(), "a forced source fails instead of logging")
+}

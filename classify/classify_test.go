@@ -1,0 +1,142 @@
+package classify
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/procs"
+)
+
+func sock(local string, lport uint16, remote string, rport uint16, st connections.State, inode uint64) connections.Socket {
+	return connections.Socket{
+		LocalIP: netip.MustParseAddr(local), LocalPort: lport,
+		RemoteIP: netip.MustParseAddr(remote), RemotePort: rport,
+		State: st, Inode: inode,
+	}
+}
+
+const (
+	est    = connections.StateEstablished
+	listen = connections.StateListen
+)
+
+func TestClassifyDirections(t *testing.T) {
+	sockets := []connections.Socket{
+		sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 1),       // wildcard v4 listener
+		sock("10.0.0.1", 443, "0.0.0.0", 0, listen, 2),     // listener on one address
+		sock("::", 22, "::", 0, listen, 3),                 // dual-stack listener
+		sock("::1", 8080, "::", 0, listen, 4),              // v6 loopback listener
+		sock("10.0.0.1", 80, "10.0.0.9", 50000, est, 10),   // inbound via 0.0.0.0:80
+		sock("10.0.0.1", 443, "10.0.0.8", 50001, est, 11),  // inbound via 10.0.0.1:443
+		sock("10.0.0.2", 443, "10.0.0.8", 50002, est, 12),  // 443 listener is on another address: outbound
+		sock("10.0.0.1", 22, "10.0.0.7", 50003, est, 13),   // IPv4 (unmapped) into the :: listener
+		sock("2001:db8::1", 22, "2001:db8::2", 1, est, 14), // IPv6 into the :: listener
+		sock("::1", 8080, "::1", 40000, est, 15),           // inbound to the ::1 listener
+		sock("::1", 40000, "::1", 8080, est, 16),           // its client end: outbound
+		sock("10.0.0.1", 51000, "93.184.216.34", 443, est, 17),
+		sock("2001:db8::1", 8080, "2001:db8::3", 1, est, 18), // 8080 listens on ::1 only: outbound
+		sock("0.0.0.0", 0, "0.0.0.0", 0, connections.StateClose, 19),
+		sock("10.0.0.1", 51001, "10.0.0.5", 80, connections.StateTimeWait, 0),
+	}
+	got := New(Options{LocalConnections: true}).Classify(sockets, nil, nil)
+
+	type row struct {
+		Kind  Kind
+		Dir   Direction
+		Inode uint64
+	}
+	var rows []row
+	for _, r := range got {
+		rows = append(rows, row{r.Kind, r.Direction, r.Socket.Inode})
+	}
+	assert.Equal(t, []row{
+		{Listener, Listening, 1},
+		{Listener, Listening, 2},
+		{Listener, Listening, 3},
+		{Listener, Listening, 4},
+		{Connection, Inbound, 10},
+		{Connection, Inbound, 11},
+		{Connection, Outbound, 12},
+		{Connection, Inbound, 13},
+		{Connection, Inbound, 14},
+		{Connection, Inbound, 15},
+		{Connection, Outbound, 16},
+		{Connection, Outbound, 17},
+		{Connection, Outbound, 18},
+		// the CLOSE socket is skipped; TIME_WAIT has a peer and is reported
+		{Connection, Outbound, 0},
+	}, rows)
+}
+
+func TestClassifyLocalConnectionsOff(t *testing.T) {
+	sockets := []connections.Socket{
+		sock("127.0.0.1", 80, "0.0.0.0", 0, listen, 1),
+		sock("127.0.0.1", 80, "127.0.0.2", 4000, est, 2),
+		sock("::1", 4001, "::1", 80, est, 3),
+		sock("10.0.0.1", 4002, "10.0.0.2", 80, est, 4),
+	}
+	got := New(Options{LocalConnections: false}).Classify(sockets, nil, nil)
+	var inodes []uint64
+	for _, r := range got {
+		inodes = append(inodes, r.Socket.Inode)
+	}
+	assert.Equal(t, []uint64{1, 4}, inodes, "loopback peers are left out; listeners stay")
+}
+
+func TestClassifyOwner(t *testing.T) {
+	p := &procs.Process{PID: 42, Binary: "nginx"}
+	owner := func(inode uint64) (*procs.Process, int) {
+		if inode == 7 {
+			return p, 3
+		}
+		return nil, 0
+	}
+	sockets := []connections.Socket{
+		sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 7),
+		sock("10.0.0.1", 80, "10.0.0.2", 1000, est, 8),
+		sock("10.0.0.1", 80, "10.0.0.3", 1000, connections.StateTimeWait, 0),
+	}
+	got := New(Options{}).Classify(sockets, owner, nil)
+	assert.Equal(t, []Record{
+		{Kind: Listener, Direction: Listening, Socket: sockets[0], Process: p, Owners: 3},
+		{Kind: Connection, Direction: Inbound, Socket: sockets[1]},
+		{Kind: Connection, Direction: Inbound, Socket: sockets[2]},
+	}, got)
+}
+
+func TestClassifyReusesListenerSet(t *testing.T) {
+	c := New(Options{LocalConnections: true})
+	first := []connections.Socket{
+		sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 1),
+		sock("10.0.0.1", 80, "10.0.0.2", 1, est, 2),
+	}
+	assert.Equal(t, Inbound, c.Classify(first, nil, nil)[1].Direction)
+	// The listener closed: the same connection is no longer inbound.
+	second := first[1:]
+	assert.Equal(t, Outbound, c.Classify(second, nil, nil)[0].Direction)
+}
+
+func TestKindAndDirectionNames(t *testing.T) {
+	assert.Equal(t, []string{"listener", "connection", "unknown"},
+		[]string{Listener.String(), Connection.String(), Kind(0).String()})
+	assert.Equal(t, []string{"listening", "inbound", "outbound", "unknown"},
+		[]string{Listening.String(), Inbound.String(), Outbound.String(), Direction(9).String()})
+}
+
+func BenchmarkClassify(b *testing.B) {
+	var sockets []connections.Socket
+	for i := 0; i < 10000; i++ {
+		sockets = append(sockets, sock("127.0.0.1", uint16(20000+i), "127.0.0.1", 80, est, uint64(i+1)))
+	}
+	sockets = append(sockets, sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 99999))
+	c := New(Options{LocalConnections: true})
+	var dst []Record
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dst = c.Classify(sockets, nil, dst[:0])
+	}
+}

@@ -1,0 +1,98 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	conf "github.com/elastic/elastic-agent-libs/config"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func load(t *testing.T, yaml string) (Config, error) {
+	t.Helper()
+	raw, err := conf.NewConfigWithYAML([]byte(yaml), "test")
+	require.NoError(t, err)
+	return Load(raw)
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(nil)
+	require.NoError(t, err)
+	assert.Equal(t, Default(), c)
+
+	c, err = load(t, "{}")
+	require.NoError(t, err)
+	assert.Equal(t, Default(), c)
+	assert.Equal(t, 2*time.Second, c.PollInterval)
+	assert.Equal(t, 30*time.Second, c.Aggregation)
+	assert.True(t, c.ExposeCmdline)
+	assert.False(t, c.ExposeEnviron, "environments hold secrets: off by default")
+}
+
+func TestLoadValues(t *testing.T) {
+	c, err := load(t, `
+poll_interval: 500ms
+aggregation: 1m
+event_format: ecs
+socket_source: procfs
+expose_cmdline: false
+expose_environ: true
+environ_allowlist: [SERVICE_NAME, _X1]
+queue_full: block
+`)
+	require.NoError(t, err)
+	want := Default()
+	want.PollInterval = 500 * time.Millisecond
+	want.Aggregation = time.Minute
+	want.EventFormat = FormatECS
+	want.SocketSource = SourceProcFS
+	want.ExposeCmdline = false
+	want.ExposeEnviron = true
+	want.EnvironAllowlist = []string{"SERVICE_NAME", "_X1"}
+	want.QueueFullPolicy = QueueFullBlock
+	assert.Equal(t, want, c)
+}
+
+func TestLoadRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		errs       []string // every one must appear in the error
+	}{
+		{"unknown key", "poll_intervall: 1s", []string{"unknown option connbeat.poll_intervall", "known options:"}},
+		{"two unknown keys", "a: 1\nb: 2", []string{"connbeat.a, connbeat.b"}},
+		{"zero interval", "poll_interval: 0s", []string{"connbeat.poll_interval must be positive"}},
+		{"negative interval", "poll_interval: -1s", []string{"connbeat.poll_interval must be positive"}},
+		{"zero aggregation", "aggregation: 0s", []string{"connbeat.aggregation must be positive"}},
+		{"aggregation below interval", "poll_interval: 10s\naggregation: 5s", []string{"connbeat.aggregation (5s) must not be shorter than connbeat.poll_interval (10s)"}},
+		{"bad format", "event_format: xml", []string{`connbeat.event_format must be one of classic, ecs, got "xml"`}},
+		{"bad source", "socket_source: ebpf", []string{"connbeat.socket_source must be one of"}},
+		{"bad queue policy", "queue_full: wait", []string{"connbeat.queue_full must be one of drop, block"}},
+		{"tcp_info with procfs", "socket_source: procfs\ntcp_info: true", []string{"connbeat.tcp_info needs the netlink socket source"}},
+		{"empty proc path", "proc_path: ''", []string{"connbeat.proc_path must not be empty"}},
+		{"allowlist entry not a name", "environ_allowlist: [OK, 'BAD-NAME', '1X']",
+			[]string{`connbeat.environ_allowlist.1: "BAD-NAME" is not an environment variable name`, `connbeat.environ_allowlist.2: "1X"`}},
+		{"environ without allowlist", "expose_environ: true", []string{"connbeat.environ_allowlist is empty"}},
+		{"not a duration", "poll_interval: often", []string{"poll_interval"}},
+		{"several errors at once", "poll_interval: 0s\nevent_format: x", []string{"poll_interval must be positive", "event_format must be one of"}},
+		{"unknown key and a bad value", "colour: red\nqueue_full: x", []string{"unknown option connbeat.colour", "connbeat.queue_full must be one of"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, tc.yaml)
+			require.Error(t, err)
+			for _, want := range tc.errs {
+				assert.Contains(t, err.Error(), want)
+			}
+		})
+	}
+}
+
+func TestKeysMatchesStructTags(t *testing.T) {
+	keys := Keys()
+	for _, k := range []string{"poll_interval", "aggregation", "socket_source", "tcp_info", "event_format",
+		"proc_path", "expose_process_info", "expose_cmdline", "redact_cmdline", "expose_environ",
+		"environ_allowlist", "enable_local_connections", "queue_full"} {
+		assert.True(t, keys[k], k)
+	}
+	assert.Len(t, keys, 13)
+}

@@ -1,0 +1,257 @@
+package netlink
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/connbeat/connbeat/connections"
+)
+
+// The fixture is a real dump captured in a private network namespace so it
+// holds only the capture's own sockets: testdata/dump.bin is a sequence of
+// datagrams, each a native-endian uint32 length and the bytes recv returned;
+// testdata/dump.golden.json is what the decoder made of it, checked at
+// capture time against /proc/thread-self/net/tcp{,6}.
+const (
+	fixtureDump   = "testdata/dump.bin"
+	fixtureGolden = "testdata/dump.golden.json"
+)
+
+// goldenSocket is Socket in a stable, readable JSON form.
+type goldenSocket struct {
+	Local, Remote string
+	State         string
+	UID           uint32
+	HasInode      bool
+	Info          *connections.TCPInfo `json:",omitempty"`
+}
+
+func toGolden(sockets []connections.Socket) []goldenSocket {
+	out := make([]goldenSocket, 0, len(sockets))
+	for _, s := range sockets {
+		g := goldenSocket{
+			Local:    netip.AddrPortFrom(s.LocalIP, s.LocalPort).String(),
+			Remote:   netip.AddrPortFrom(s.RemoteIP, s.RemotePort).String(),
+			State:    s.State.String(),
+			UID:      s.UID,
+			HasInode: s.Inode != 0,
+		}
+		if s.Info != nil {
+			info := *s.Info
+			g.Info = &info
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// readFrames splits a fixture file into its datagrams.
+func readFrames(t testing.TB, path string) [][]byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var frames [][]byte
+	for len(raw) > 0 {
+		require.GreaterOrEqual(t, len(raw), 4)
+		n := int(binary.NativeEndian.Uint32(raw))
+		require.GreaterOrEqual(t, len(raw)-4, n)
+		frames = append(frames, raw[4:4+n])
+		raw = raw[4+n:]
+	}
+	return frames
+}
+
+// TestCaptureFixture regenerates the fixture when CONNBEAT_CAPTURE=1 (as
+// root): CONNBEAT_CAPTURE=1 go test -run TestCaptureFixture ./connections/netlink/
+func TestCaptureFixture(t *testing.T) {
+	if os.Getenv("CONNBEAT_CAPTURE") != "1" {
+		t.Skip("set CONNBEAT_CAPTURE=1 to capture testdata/dump.bin again")
+	}
+	done := make(chan struct{})
+	var frames [][]byte
+	var decoded []connections.Socket
+	var procfs []connections.Socket
+	var err error
+	go func() {
+		defer close(done)
+		// The thread stays locked and dies with the goroutine: it must not
+		// go back to the pool inside the private namespace.
+		runtime.LockOSThread()
+		frames, decoded, procfs, err = captureInNewNetns()
+	}()
+	<-done
+	require.NoError(t, err)
+	sortSockets(decoded)
+	sortSockets(procfs)
+	withoutInfo := make([]connections.Socket, len(decoded))
+	for i, s := range decoded {
+		s.Info = nil
+		withoutInfo[i] = s
+	}
+	require.Equal(t, procfs, withoutInfo, "netlink and procfs disagree at capture time")
+
+	var file []byte
+	for _, f := range frames {
+		file = binary.NativeEndian.AppendUint32(file, uint32(len(f)))
+		file = append(file, f...)
+	}
+	require.NoError(t, os.MkdirAll(filepath.Dir(fixtureDump), 0o755))
+	require.NoError(t, os.WriteFile(fixtureDump, file, 0o644))
+	js, err := json.MarshalIndent(toGolden(decoded), "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(fixtureGolden, append(js, '\n'), 0o644))
+	t.Logf("captured %d datagrams, %d sockets", len(frames), len(decoded))
+}
+
+func captureInNewNetns() (frames [][]byte, decoded, fromProcFS []connections.Socket, err error) {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return nil, nil, nil, fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
+	}
+	if err := loopbackUp(); err != nil {
+		return nil, nil, nil, err
+	}
+	var holder []int
+	defer func() {
+		for _, fd := range holder {
+			unix.Close(fd)
+		}
+	}()
+	listen := func(family int, addr unix.Sockaddr) (int, error) {
+		fd, err := unix.Socket(family, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return 0, err
+		}
+		holder = append(holder, fd)
+		if err := unix.Bind(fd, addr); err != nil {
+			return 0, err
+		}
+		return fd, unix.Listen(fd, 16)
+	}
+	connect := func(family int, to unix.Sockaddr, ln int, payload string) (int, error) {
+		fd, err := unix.Socket(family, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return 0, err
+		}
+		holder = append(holder, fd)
+		if err := unix.Connect(fd, to); err != nil {
+			return 0, err
+		}
+		a, _, err := unix.Accept(ln)
+		holder = append(holder, a)
+		if err == nil && payload != "" {
+			_, err = unix.Write(fd, []byte(payload))
+		}
+		return fd, err
+	}
+	lo4 := [4]byte{127, 0, 0, 1}
+	lo6 := [16]byte{15: 1}
+	steps := []func() error{
+		func() error {
+			ln, err := listen(unix.AF_INET, &unix.SockaddrInet4{Port: 4001, Addr: lo4})
+			if err == nil {
+				_, err = connect(unix.AF_INET, &unix.SockaddrInet4{Port: 4001, Addr: lo4}, ln, "hello, fixture")
+			}
+			return err
+		},
+		func() error {
+			ln, err := listen(unix.AF_INET6, &unix.SockaddrInet6{Port: 6001, Addr: lo6})
+			if err == nil {
+				_, err = connect(unix.AF_INET6, &unix.SockaddrInet6{Port: 6001, Addr: lo6}, ln, "hello over IPv6")
+			}
+			return err
+		},
+		func() error {
+			// Dual-stack listener reached over IPv4: IPv4-mapped sockets.
+			ln, err := listen(unix.AF_INET6, &unix.SockaddrInet6{Port: 6002})
+			if err == nil {
+				_, err = connect(unix.AF_INET, &unix.SockaddrInet4{Port: 6002, Addr: lo4}, ln, "mapped")
+			}
+			return err
+		},
+		func() error {
+			// Closed by the client first, with nothing unread (that would
+			// reset it): TIME_WAIT on the client side.
+			ln, err := listen(unix.AF_INET, &unix.SockaddrInet4{Port: 4002, Addr: lo4})
+			if err != nil {
+				return err
+			}
+			fd, err := connect(unix.AF_INET, &unix.SockaddrInet4{Port: 4002, Addr: lo4}, ln, "")
+			if err != nil {
+				return err
+			}
+			unix.Close(fd)
+			holder[len(holder)-2] = -1
+			srv := holder[len(holder)-1]
+			unix.Close(srv)
+			holder[len(holder)-1] = -1
+			return nil
+		},
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let the closing pair settle in TIME_WAIT
+
+	c, err := dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer c.close()
+	dec := decoder{wantInfo: true}
+	for _, fam := range []uint8{familyINET, familyINET6} {
+		seq, err := c.send(&request{Family: fam, Protocol: protoTCP, Ext: 1 << (attrInfo - 1), States: allStates})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for done := false; !done; {
+			buf, err := c.recv()
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			frames = append(frames, append([]byte(nil), buf...))
+			if done, err = dec.feed(buf, seq); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+	}
+	pf, err := connections.NewProcFS("/proc/thread-self")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fromProcFS, err = pf.Sockets(context.Background(), nil)
+	return frames, dec.sockets, fromProcFS, err
+}
+
+// loopbackUp sets IFF_UP on lo in the current network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCGIFFLAGS lo: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCSIFFLAGS lo: %w", err)
+	}
+	return nil
+}

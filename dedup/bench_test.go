@@ -1,0 +1,62 @@
+package dedup
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/connbeat/connbeat/classify"
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/procs"
+)
+
+// benchRecords is n loopback connections of 6 processes as classify
+// reports them: for each, an outbound record (ephemeral local port) and an
+// inbound one, plus the listeners.
+func benchRecords(n int) []classify.Record {
+	lo4, lo6 := netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()
+	ps := make([]*procs.Process, 6)
+	for i := range ps {
+		ps[i] = &procs.Process{PID: int32(100 + i)}
+	}
+	var recs []classify.Record
+	for p := range ps {
+		recs = append(recs, classify.Record{Kind: classify.Listener, Direction: classify.Listening, Process: ps[p], Owners: 1,
+			Socket: connections.Socket{LocalIP: lo4, LocalPort: uint16(8000 + p), RemoteIP: netip.IPv4Unspecified(), State: connections.StateListen}})
+	}
+	for i := 0; i < n; i++ {
+		p := i % len(ps)
+		ip, lport := lo4, uint16(8000+p)
+		if i%4 == 3 {
+			ip, lport = lo6, uint16(9000+p)
+		}
+		eph := uint16(20000 + i%40000)
+		recs = append(recs,
+			classify.Record{Kind: classify.Connection, Direction: classify.Outbound, Process: ps[p], Owners: 1,
+				Socket: connections.Socket{LocalIP: ip, LocalPort: eph, RemoteIP: ip, RemotePort: lport, State: connections.StateEstablished}},
+			classify.Record{Kind: classify.Connection, Direction: classify.Inbound, Process: ps[p], Owners: 1,
+				Socket: connections.Socket{LocalIP: ip, LocalPort: lport, RemoteIP: ip, RemotePort: eph, State: connections.StateEstablished}})
+	}
+	return recs
+}
+
+// BenchmarkFilterWarm filters 80,000 records that were all reported by the
+// previous call: the steady state of a busy, unchanging host.
+func BenchmarkFilterWarm(b *testing.B) {
+	recs := benchRecords(40000)
+	c := New(time.Minute)
+	now := time.Now()
+	first := c.Filter(recs, now, nil)
+	if len(first) == 0 || len(first) > 100 {
+		b.Fatalf("first call reported %d keys", len(first))
+	}
+	var dst []Report
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = c.Filter(recs, now, dst[:0])
+	}
+	if len(dst) != 0 {
+		b.Fatalf("warm call reported %d keys", len(dst))
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(recs)), "ns/record")
+}

@@ -1,0 +1,132 @@
+package procs
+
+import (
+	"context"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/connections/netlink"
+)
+
+// benchConns opens n loopback connections held by this process (2n socket
+// fds) and returns the host's sockets as the netlink source lists them.
+func benchConns(b *testing.B, n int) []connections.Socket {
+	b.Helper()
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fds := []int{ln}
+	b.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		b.Fatal(err)
+	}
+	if err := unix.Listen(ln, 1024); err != nil {
+		b.Fatal(err)
+	}
+	to, err := unix.Getsockname(ln)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range n {
+		c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			b.Skipf("socket: %v (open-file limit?)", err)
+		}
+		fds = append(fds, c)
+		if err := unix.Connect(c, to); err != nil {
+			b.Fatal(err)
+		}
+		a, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fds = append(fds, a)
+		_ = unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+	}
+	src, err := netlink.Open(netlink.Options{})
+	if err != nil {
+		b.Skipf("netlink source: %v", err)
+	}
+	defer src.Close()
+	sockets, err := src.Sockets(context.Background(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sockets
+}
+
+func benchResolver(b *testing.B) *Resolver {
+	b.Helper()
+	r, err := New(Options{Root: "/proc", Metadata: MetadataOptions{Cmdline: true, RedactCmdline: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	return r
+}
+
+// BenchmarkRefreshWarm refreshes the join of the host's sockets (5,000
+// loopback connections of this process among them) when nothing changed:
+// the cost of every poll of a quiet host.
+func BenchmarkRefreshWarm(b *testing.B) {
+	sockets := benchConns(b, 5000)
+	r := benchResolver(b)
+	if _, err := r.Refresh(context.Background(), sockets); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var stats Stats
+	for b.Loop() {
+		var err error
+		if stats, err = r.Refresh(context.Background(), sockets); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(stats.Processes), "procs")
+	b.ReportMetric(float64(stats.Rescanned), "rescanned/op")
+}
+
+// BenchmarkRefreshCold joins the same sockets with a fresh resolver: every
+// fd table is read (10,000 socket fds in this process alone).
+func BenchmarkRefreshCold(b *testing.B) {
+	sockets := benchConns(b, 5000)
+	b.ReportAllocs()
+	for b.Loop() {
+		r := benchResolver(b)
+		if _, err := r.Refresh(context.Background(), sockets); err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
+	}
+}
+
+// BenchmarkOwner looks up the owner of every socket, as classify does each
+// poll.
+func BenchmarkOwner(b *testing.B) {
+	sockets := benchConns(b, 5000)
+	r := benchResolver(b)
+	if _, err := r.Refresh(context.Background(), sockets); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	found := 0
+	for b.Loop() {
+		found = 0
+		for i := range sockets {
+			if p, _ := r.Owner(sockets[i].Inode); p != nil {
+				found++
+			}
+		}
+	}
+	if found < 10000 {
+		b.Fatalf("only %d sockets have an owner", found)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(sockets)), "ns/socket")
+}

@@ -1,0 +1,66 @@
+package procs
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestResolverColdReadsEachTableOnce checks that the first refresh reads
+// every fd table once, even when sockets nobody holds send it looking for
+// owners: tables read in this refresh are already up to date.
+func TestResolverColdReadsEachTableOnce(t *testing.T) {
+	fp := newFakeProc(t)
+	fp.add(fakeProcess{pid: 10, ppid: 1, comm: "a", exe: "/bin/a", start: 1, sockets: []uint64{1}})
+	fp.add(fakeProcess{pid: 11, ppid: 1, comm: "b", exe: "/bin/b", start: 2, sockets: []uint64{2}})
+	r := newResolver(t, fp.root, MetadataOptions{})
+
+	stats, err := r.Refresh(context.Background(), sockets(1, 2, 99))
+	require.NoError(t, err)
+	assert.Equal(t, Stats{Processes: 2, Rescanned: 2, Unresolved: 1}, stats)
+}
+
+// TestResolverUnchangedHost checks the shortcut for a host where nothing
+// changed (same sockets in the same order, no fd table read): results stay
+// those of a full check, and any change brings the full check back.
+func TestResolverUnchangedHost(t *testing.T) {
+	fp := newFakeProc(t)
+	fp.add(fakeProcess{pid: 10, ppid: 1, comm: "a", exe: "/bin/a", start: 1, sockets: []uint64{1}})
+	fp.add(fakeProcess{pid: 11, ppid: 1, comm: "b", exe: "/bin/b", start: 2, sockets: []uint64{2, 3}})
+	r := newResolver(t, fp.root, MetadataOptions{})
+	ctx := context.Background()
+
+	_, err := r.Refresh(ctx, sockets(1, 2, 3, 99))
+	require.NoError(t, err)
+	for range 3 {
+		stats, err := r.Refresh(ctx, sockets(1, 2, 3, 99))
+		require.NoError(t, err)
+		assert.Equal(t, Stats{Processes: 2, Unresolved: 1}, stats, "the unresolvable inode stays counted")
+	}
+
+	// The same inodes in another order are checked again, and agree.
+	stats, err := r.Refresh(ctx, sockets(99, 3, 2, 1))
+	require.NoError(t, err)
+	assert.Equal(t, Stats{Processes: 2, Unresolved: 1}, stats)
+
+	// The unresolvable socket is gone.
+	stats, err = r.Refresh(ctx, sockets(99, 3, 2, 1)[1:])
+	require.NoError(t, err)
+	assert.Equal(t, Stats{Processes: 2}, stats)
+
+	// Process 10 exits but its socket lingers (orphaned): the same socket
+	// list, yet the inode lost its owner and must be looked for.
+	fp.remove(10)
+	stats, err = r.Refresh(ctx, sockets(3, 2, 1))
+	require.NoError(t, err)
+	assert.Equal(t, 1, stats.Processes)
+	assert.Equal(t, 1, stats.Unresolved)
+	p, _ := r.Owner(1)
+	assert.Nil(t, p)
+	p, owners := r.Owner(3)
+	require.NotNil(t, p)
+	assert.Equal(t, int32(11), p.PID)
+	assert.Equal(t, 1, owners)
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/metrics"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/beat"
+	"golang.org/x/sys/unix"
+
+	"github.com/connbeat/connbeat/beater"
+	"github.com/connbeat/connbeat/classify"
+	"github.com/connbeat/connbeat/config"
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/connections/netlink"
+	"github.com/connbeat/connbeat/dedup"
+	"github.com/connbeat/connbeat/event"
+	"github.com/connbeat/connbeat/procs"
+)
+
+// pollCost is what one poll cost.
+type pollCost struct {
+	WallMS, CPUMS, SourceCPUMS float64
+	Allocs                     uint64
+}
+
+// sourceResult is what a measurement child reports for one source.
+type sourceResult struct {
+	Source  string
+	Sockets int
+	Reports int
+	Cold    pollCost
+	Warm    pollCost // medians of the warm polls
+	HWMMB   float64  // peak resident set of the measuring process
+	Err     string   `json:",omitempty"`
+}
+
+// sources the harness knows, as named in -sources.
+const (
+	srcProcFS  = "procfs"
+	srcNetlink = "netlink"
+	srcTCPInfo = "netlink+tcp_info"
+)
+
+func openSource(name string) (connections.Source, error) {
+	switch name {
+	case srcProcFS:
+		return connections.NewProcFS("/proc")
+	case srcNetlink:
+		return netlink.Open(netlink.Options{})
+	case srcTCPInfo:
+		return netlink.Open(netlink.Options{TCPInfo: true})
+	}
+	return nil, fmt.Errorf("unknown source %q", name)
+}
+
+// timedSource measures the CPU its source's reads cost.
+type timedSource struct {
+	connections.Source
+	cpu time.Duration
+}
+
+func (t *timedSource) Sockets(ctx context.Context, dst []connections.Socket) ([]connections.Socket, error) {
+	c0 := cpuTime()
+	dst, err := t.Source.Sockets(ctx, dst)
+	t.cpu += cpuTime() - c0
+	return dst, err
+}
+
+// measure runs one cold poll and warm polls of the whole pipeline, wired as
+// the beater wires it with the default configuration.
+func measure(name string, warm int) sourceResult {
+	res := sourceResult{Source: name}
+	raw, err := openSource(name)
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer raw.Close()
+	src := &timedSource{Source: raw}
+	cfg := config.Default()
+	resolver, err := procs.New(procs.Options{Root: cfg.ProcPath, Metadata: procs.MetadataOptions{
+		Cmdline: cfg.ExposeCmdline, RedactCmdline: cfg.RedactCmdline,
+	}})
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer resolver.Close()
+	hostname, _ := os.Hostname()
+	poller := beater.NewPoller(src, resolver,
+		classify.New(classify.Options{LocalConnections: cfg.EnableLocalConnections}),
+		dedup.New(cfg.Aggregation),
+		event.NewBuilder(cfg.EventFormat, event.Host{Hostname: hostname, Name: hostname}))
+
+	published := 0
+	publish := func(beat.Event) { published++ }
+	poll := func() (pollCost, beater.PollStats, error) {
+		src.cpu = 0
+		a0 := allocs()
+		c0, w0 := cpuTime(), time.Now()
+		stats, err := poller.Poll(context.Background(), time.Now(), publish)
+		c := pollCost{
+			WallMS:      ms(time.Since(w0)),
+			CPUMS:       ms(cpuTime() - c0),
+			SourceCPUMS: ms(src.cpu),
+		}
+		c.Allocs = allocs() - a0
+		return c, stats, err
+	}
+
+	var stats beater.PollStats
+	if res.Cold, stats, err = poll(); err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	res.Sockets, res.Reports = stats.Sockets, stats.Reports
+	var costs []pollCost
+	for range warm {
+		c, _, err := poll()
+		if err != nil {
+			res.Err = err.Error()
+			return res
+		}
+		costs = append(costs, c)
+	}
+	res.Warm = medianCost(costs)
+	res.HWMMB = statusMB("VmHWM")
+	return res
+}
+
+func medianCost(costs []pollCost) pollCost {
+	if len(costs) == 0 {
+		return pollCost{}
+	}
+	pick := func(f func(pollCost) float64) float64 {
+		v := make([]float64, len(costs))
+		for i, c := range costs {
+			v[i] = f(c)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	return pollCost{
+		WallMS:      pick(func(c pollCost) float64 { return c.WallMS }),
+		CPUMS:       pick(func(c pollCost) float64 { return c.CPUMS }),
+		SourceCPUMS: pick(func(c pollCost) float64 { return c.SourceCPUMS }),
+		Allocs:      uint64(pick(func(c pollCost) float64 { return float64(c.Allocs) })),
+	}
+}
+
+// cpuTime is the user+system time of the whole process (GC included).
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+var allocSample = []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+
+// allocs is the number of heap allocations so far.
+func allocs() uint64 {
+	metrics.Read(allocSample)
+	return allocSample[0].Value.Uint64()
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// statusMB reads a kB field of /proc/self/status in MB.
+func statusMB(field string) float64 {
+	return procStatusMB("/proc/self/status", field)
+}
+
+func procStatusMB(path, field string) float64 {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
