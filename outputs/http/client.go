@@ -1,0 +1,214 @@
+package httpout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/outputs"
+	"github.com/elastic/beats/v7/libbeat/outputs/codec"
+	"github.com/elastic/beats/v7/libbeat/publisher"
+	"github.com/elastic/elastic-agent-libs/logp"
+)
+
+// drainLimit bounds how much of a response body is read to reuse the
+// connection; the rest is discarded with the connection.
+const drainLimit = 64 << 10
+
+// client sends batches to one URL. libbeat calls Publish from one
+// goroutine; Close may come from another, to end a wait at shutdown.
+type client struct {
+	log      *logp.Logger
+	url      string
+	cfg      *httpConfig
+	observer outputs.Observer
+	codec    codec.Codec
+	index    string
+	body     *bodyWriter
+	now      func() time.Time
+
+	mu     sync.Mutex
+	http   *http.Client
+	ctx    context.Context // cancelled by Close: ends requests and waits
+	cancel context.CancelFunc
+}
+
+func newClient(url string, cfg *httpConfig, observer outputs.Observer, enc codec.Codec, index string, log *logp.Logger) *client {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // not connected yet
+	return &client{
+		log:      log,
+		url:      url,
+		cfg:      cfg,
+		observer: observer,
+		codec:    enc,
+		index:    index,
+		body:     newBodyWriter(cfg.Format, cfg.Compression == "gzip", cfg.CompressionLevel),
+		now:      time.Now,
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+}
+
+func (c *client) String() string { return "http(" + c.url + ")" }
+
+// Connect prepares the HTTP client (TLS, proxy, timeout). The server is
+// contacted by the first request; `connbeat test output` checks it now.
+func (c *client) Connect(context.Context) error {
+	hc, err := c.cfg.Transport.Client()
+	if err != nil {
+		return fmt.Errorf("output.http %s: %w", c.url, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.http = hc
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return nil
+}
+
+// Close ends a request or a Retry-After wait in progress.
+func (c *client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancel()
+	if c.http != nil {
+		c.http.CloseIdleConnections()
+	}
+	return nil
+}
+
+func (c *client) state() (*http.Client, context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.http, c.ctx
+}
+
+// Publish sends the batch as one request. The batch is ACKed only on 2xx;
+// on a retryable failure it goes back to the queue (libbeat retries it
+// without limit by default) and the returned error makes libbeat back off.
+func (c *client) Publish(_ context.Context, batch publisher.Batch) error {
+	events := batch.Events()
+	c.observer.NewBatch(len(events))
+	c.body.reset()
+	unencodable := 0
+	for i := range events {
+		enc, err := c.codec.Encode(c.index, &events[i].Content)
+		if err != nil {
+			unencodable++
+			c.log.Errorf("dropping an event that cannot be encoded as JSON: %v", err)
+			continue
+		}
+		c.body.add(enc)
+	}
+	if unencodable > 0 {
+		c.observer.PermanentErrors(unencodable)
+	}
+	n := c.body.n
+	if n == 0 {
+		batch.ACK()
+		return nil
+	}
+	body, err := c.body.finish()
+	if err != nil {
+		batch.Retry()
+		return fmt.Errorf("encoding a batch for %s: %w", c.url, err)
+	}
+
+	hc, ctx := c.state()
+	if hc == nil || ctx.Err() != nil {
+		batch.Cancelled()
+		return fmt.Errorf("output.http %s is not connected", c.url)
+	}
+	status, header, snippet, err := c.send(ctx, hc, body)
+	if err != nil {
+		c.observer.WriteError(err)
+		c.observer.RetryableErrors(n)
+		batch.Retry()
+		return fmt.Errorf("sending %d events to %s: %w", n, c.url, err)
+	}
+	c.observer.WriteBytes(len(body))
+
+	switch classify(status) {
+	case accepted:
+		batch.ACK()
+		c.observer.AckedEvents(n)
+		return nil
+	case retryable:
+		if status == http.StatusTooManyRequests {
+			c.observer.ErrTooMany(n)
+		} else {
+			c.observer.RetryableErrors(n)
+		}
+		if wait := retryAfter(header.Get("Retry-After"), c.now(), c.cfg.MaxRetryAfter); wait > 0 {
+			c.log.Warnf("%s answered %d with Retry-After: waiting %s before sending the batch of %d events again", c.url, status, wait, n)
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				batch.Cancelled()
+				return fmt.Errorf("output.http %s closed while waiting to retry", c.url)
+			}
+			// The server said when; no further backoff.
+			batch.Retry()
+			return nil
+		}
+		batch.Retry()
+		return fmt.Errorf("%s answered %d %s; the batch of %d events will be sent again", c.url, status, http.StatusText(status), n)
+	default:
+		c.log.Errorf("%s rejected a batch of %d events with %d %s; dropping that batch (fix the endpoint or the config). Response body: %q",
+			c.url, n, status, http.StatusText(status), snippet)
+		c.observer.PermanentErrors(n)
+		batch.Drop()
+		return nil
+	}
+}
+
+// send POSTs body and returns the status, headers and the start of the
+// response body.
+func (c *client) send(ctx context.Context, hc *http.Client, body []byte) (int, http.Header, string, error) {
+	req, err := http.NewRequestWithContext(ctx, c.cfg.Method, c.url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, "", err
+	}
+	c.setHeaders(req)
+	start := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	defer resp.Body.Close()
+	c.observer.ReportLatency(time.Since(start))
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, int64(c.cfg.ErrorBodyBytes)))
+	if n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit)); err == nil {
+		c.observer.ReadBytes(len(snippet) + int(n))
+	}
+	return resp.StatusCode, resp.Header, string(snippet), nil
+}
+
+func (c *client) setHeaders(req *http.Request) {
+	for k, v := range c.cfg.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", c.body.contentType())
+	if c.body.gzip {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "connbeat/"+c.index)
+	}
+	switch {
+	case c.cfg.BearerToken != "":
+		req.Header.Set("Authorization", "Bearer "+c.cfg.BearerToken)
+	case c.cfg.Username != "":
+		req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
+	}
+}
+
+// errRejected says the endpoint answered, but not with success.
+var errRejected = errors.New("endpoint rejected the request")

@@ -1,0 +1,144 @@
+// Package httpout is connbeat's `http` output: it POSTs batches of events
+// to one or more URLs and acknowledges a batch only once a server accepted
+// it (2xx). Connection errors, 408, 429 and 5xx are retried with backoff,
+// honouring Retry-After; any other 4xx drops that batch with one error log.
+package httpout
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/elastic/elastic-agent-libs/config"
+	"github.com/elastic/elastic-agent-libs/transport/httpcommon"
+)
+
+// Body formats.
+const (
+	FormatJSONArray = "json_array"
+	FormatNDJSON    = "ndjson"
+)
+
+type backoffConfig struct {
+	Init time.Duration `config:"init"`
+	Max  time.Duration `config:"max"`
+}
+
+type httpConfig struct {
+	Hosts       []string `config:"hosts"`
+	LoadBalance bool     `config:"loadbalance"`
+	// Path is appended to hosts that have none.
+	Format           string            `config:"format"`
+	Compression      string            `config:"compression"`
+	CompressionLevel int               `config:"compression_level"`
+	Method           string            `config:"method"`
+	Username         string            `config:"username"`
+	Password         string            `config:"password"`
+	BearerToken      string            `config:"bearer_token"`
+	Headers          map[string]string `config:"headers"`
+	BatchSize        int               `config:"batch_size"`
+	Backoff          backoffConfig     `config:"backoff"`
+	// MaxRetryAfter caps how long a Retry-After header may make us wait.
+	MaxRetryAfter time.Duration `config:"max_retry_after"`
+	// ErrorBodyBytes is how much of a rejected request's response body
+	// the error log quotes.
+	ErrorBodyBytes int              `config:"error_body_bytes"`
+	Queue          config.Namespace `config:"queue"`
+
+	Transport httpcommon.HTTPTransportSettings `config:",inline"`
+}
+
+func defaultConfig() httpConfig {
+	tr := httpcommon.DefaultHTTPTransportSettings()
+	tr.Timeout = 30 * time.Second
+	return httpConfig{
+		Format:           FormatJSONArray,
+		Compression:      "none",
+		CompressionLevel: 5,
+		Method:           http.MethodPost,
+		BatchSize:        1600,
+		Backoff:          backoffConfig{Init: time.Second, Max: time.Minute},
+		MaxRetryAfter:    5 * time.Minute,
+		ErrorBodyBytes:   512,
+		Transport:        tr,
+	}
+}
+
+// Validate checks every value; errors name the key under output.http.
+func (c *httpConfig) Validate() error {
+	var errs []error
+	if len(c.Hosts) == 0 {
+		errs = append(errs, errors.New("output.http.hosts: at least one URL is required"))
+	}
+	for i, h := range c.Hosts {
+		u, err := url.Parse(h)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("output.http.hosts.%d: %q is not a URL: %w", i, h, err))
+		case u.Scheme != "http" && u.Scheme != "https":
+			errs = append(errs, fmt.Errorf("output.http.hosts.%d: %q must be an http:// or https:// URL", i, h))
+		case u.Host == "":
+			errs = append(errs, fmt.Errorf("output.http.hosts.%d: %q has no host", i, h))
+		case u.User != nil:
+			errs = append(errs, fmt.Errorf("output.http.hosts.%d: put credentials in output.http.username/password or bearer_token, not in the URL", i))
+		}
+	}
+	if c.Format != FormatJSONArray && c.Format != FormatNDJSON {
+		errs = append(errs, fmt.Errorf("output.http.format must be %s or %s, got %q", FormatJSONArray, FormatNDJSON, c.Format))
+	}
+	if c.Compression != "none" && c.Compression != "gzip" {
+		errs = append(errs, fmt.Errorf("output.http.compression must be none or gzip, got %q", c.Compression))
+	}
+	if c.CompressionLevel < 1 || c.CompressionLevel > 9 {
+		errs = append(errs, fmt.Errorf("output.http.compression_level must be 1..9, got %d", c.CompressionLevel))
+	}
+	if c.Method != http.MethodPost && c.Method != http.MethodPut {
+		errs = append(errs, fmt.Errorf("output.http.method must be POST or PUT, got %q", c.Method))
+	}
+	if c.BearerToken != "" && (c.Username != "" || c.Password != "") {
+		errs = append(errs, errors.New("output.http: set either bearer_token or username/password, not both"))
+	}
+	if c.Password != "" && c.Username == "" {
+		errs = append(errs, errors.New("output.http.password is set but output.http.username is empty"))
+	}
+	for name := range c.Headers {
+		if !validHeaderName(name) {
+			errs = append(errs, fmt.Errorf("output.http.headers: %q is not a valid header name", name))
+		}
+		if strings.EqualFold(name, "Content-Encoding") || strings.EqualFold(name, "Content-Length") {
+			errs = append(errs, fmt.Errorf("output.http.headers: %s is set by the output itself", name))
+		}
+	}
+	if c.BatchSize <= 0 {
+		errs = append(errs, fmt.Errorf("output.http.batch_size must be positive, got %d", c.BatchSize))
+	}
+	if c.Backoff.Init <= 0 || c.Backoff.Max < c.Backoff.Init {
+		errs = append(errs, fmt.Errorf("output.http.backoff: init must be positive and max >= init (got init %s, max %s)", c.Backoff.Init, c.Backoff.Max))
+	}
+	if c.MaxRetryAfter <= 0 {
+		errs = append(errs, fmt.Errorf("output.http.max_retry_after must be positive, got %s", c.MaxRetryAfter))
+	}
+	if c.Transport.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("output.http.timeout must be positive, got %s", c.Transport.Timeout))
+	}
+	if c.ErrorBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("output.http.error_body_bytes must not be negative, got %d", c.ErrorBodyBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// validHeaderName reports whether s is an RFC 7230 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c > 126 || c <= 32 || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c) {
+			return false
+		}
+	}
+	return true
+}

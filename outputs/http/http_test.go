@@ -1,0 +1,256 @@
+package httpout
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/outputs/outest"
+	"github.com/elastic/elastic-agent-libs/config"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"{}", "output.http.hosts: at least one URL is required"},
+		{"hosts: ['ftp://x']", `output.http.hosts.0: "ftp://x" must be an http:// or https:// URL`},
+		{"hosts: ['http://u:p@x']", "put credentials in output.http.username/password"},
+		{"hosts: ['http://x']\nformat: xml", "output.http.format must be json_array or ndjson"},
+		{"hosts: ['http://x']\ncompression: br", "output.http.compression must be none or gzip"},
+		{"hosts: ['http://x']\nbearer_token: t\nusername: u", "either bearer_token or username/password"},
+		{"hosts: ['http://x']\npassword: p", "output.http.password is set but output.http.username is empty"},
+		{"hosts: ['http://x']\nheaders: {'Bad Name': v}", `"Bad Name" is not a valid header name`},
+		{"hosts: ['http://x']\nheaders: {Content-Encoding: br}", "Content-Encoding is set by the output itself"},
+		{"hosts: ['http://x']\nbatch_size: 0", "output.http.batch_size must be positive"},
+		{"hosts: ['http://x']\nbackoff: {init: 10s, max: 1s}", "output.http.backoff"},
+		{"hosts: ['http://x']\ntimeout: 0s", "output.http.timeout must be positive"},
+		{"hosts: ['http://x']\nmethod: GET", "output.http.method must be POST or PUT"},
+	} {
+		raw, err := config.NewConfigWithYAML([]byte(tc.yaml), "test")
+		require.NoError(t, err)
+		c := defaultConfig()
+		err = raw.Unpack(&c)
+		require.Error(t, err, tc.yaml)
+		assert.Contains(t, err.Error(), tc.want, tc.yaml)
+	}
+	raw, err := config.NewConfigWithYAML([]byte("hosts: ['https://a:8080/in', 'http://b/x']\nformat: ndjson\ncompression: gzip\nheaders: {X-Tenant: t1}"), "test")
+	require.NoError(t, err)
+	c := defaultConfig()
+	require.NoError(t, raw.Unpack(&c))
+	assert.Equal(t, FormatNDJSON, c.Format)
+	assert.Equal(t, "t1", c.Headers["X-Tenant"])
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for h, want := range map[string]time.Duration{
+		"":                              0,
+		"3":                             3 * time.Second,
+		" 2 ":                           2 * time.Second,
+		"0":                             0,
+		"-5":                            0,
+		"soon":                          0,
+		"999999999999":                  time.Minute,
+		"Thu, 01 Jan 2026 00:00:30 GMT": 30 * time.Second,
+		"Wed, 31 Dec 2025 23:00:00 GMT": 0,
+		"Fri, 02 Jan 2026 00:00:00 GMT": time.Minute,
+	} {
+		assert.Equal(t, want, retryAfter(h, now, time.Minute), "%q", h)
+	}
+}
+
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"3", "Thu, 01 Jan 2026 00:00:30 GMT", "", "-1", "1e9"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, h string) {
+		if d := retryAfter(h, now, time.Minute); d < 0 || d > time.Minute {
+			t.Fatalf("retryAfter(%q) = %s outside [0, 1m]", h, d)
+		}
+	})
+}
+
+// TestRetriesUntilAccepted: 503 twice, then 429 with Retry-After, then 200.
+// The batch is retried each time, never ACKed before the 200, and every
+// event arrives exactly once.
+func TestRetriesUntilAccepted(t *testing.T) {
+	rc := &receiver{t: t, script: func(n int, _ *http.Request) (int, http.Header) {
+		switch {
+		case n <= 2:
+			return http.StatusServiceUnavailable, nil
+		case n == 3:
+			return http.StatusTooManyRequests, http.Header{"Retry-After": {"1"}}
+		}
+		return http.StatusOK, nil
+	}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	c, obs := newTestClient(t, srv.URL, "hosts: [x]")
+
+	start := time.Now()
+	tags := publishUntilDone(t, c, events(1, 2, 3))
+	assert.Equal(t, []outest.BatchSignalTag{outest.BatchRetry, outest.BatchRetry, outest.BatchRetry, outest.BatchACK}, tags)
+	assert.GreaterOrEqual(t, time.Since(start), time.Second, "Retry-After: 1 was honoured")
+	assert.Equal(t, []int{1, 2, 3}, ids(rc.events()))
+	assert.Equal(t, 3, obs.acked)
+	assert.Equal(t, 6, obs.retryable)
+	assert.Equal(t, 3, obs.tooMany)
+	assert.Zero(t, obs.permanent)
+}
+
+// TestRejectedBatchDropped: a 400 drops that batch only, with one error.
+func TestRejectedBatchDropped(t *testing.T) {
+	rc := &receiver{t: t, script: func(_ int, r *http.Request) (int, http.Header) {
+		if r.Header.Get("X-Poison") != "" {
+			return http.StatusBadRequest, nil
+		}
+		return http.StatusAccepted, nil
+	}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	poisoned, pobs := newTestClient(t, srv.URL, "hosts: [x]\nheaders: {X-Poison: '1'}")
+	assert.Equal(t, []outest.BatchSignalTag{outest.BatchDrop}, publishUntilDone(t, poisoned, events(1, 2)))
+	assert.Equal(t, 2, pobs.permanent)
+	assert.Zero(t, pobs.acked)
+
+	good, gobs := newTestClient(t, srv.URL, "hosts: [x]")
+	assert.Equal(t, []outest.BatchSignalTag{outest.BatchACK}, publishUntilDone(t, good, events(3, 4)))
+	assert.Equal(t, []int{3, 4}, ids(rc.events()), "only the rejected batch was lost")
+	assert.Equal(t, 2, gobs.acked)
+}
+
+func TestConnectionErrorRetried(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	url := "http://" + l.Addr().String()
+	l.Close()
+	c, obs := newTestClient(t, url, "hosts: [x]\ntimeout: 2s")
+	b := outest.NewBatch(events(1)...)
+	err = c.Publish(t.Context(), b)
+	require.ErrorContains(t, err, "connection refused")
+	assert.Equal(t, outest.BatchRetry, b.Signals[0].Tag)
+	assert.Equal(t, 1, obs.writeErrors)
+	assert.Equal(t, 1, obs.retryable)
+}
+
+func TestBodies(t *testing.T) {
+	for _, tc := range []struct{ name, yaml string }{
+		{"json array", "format: json_array"},
+		{"ndjson", "format: ndjson"},
+		{"gzip json array", "format: json_array\ncompression: gzip"},
+		{"gzip ndjson", "format: ndjson\ncompression: gzip\ncompression_level: 9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := &receiver{t: t}
+			srv := httptest.NewServer(rc)
+			defer srv.Close()
+			c, _ := newTestClient(t, srv.URL, "hosts: [x]\n"+tc.yaml)
+			assert.Equal(t, []outest.BatchSignalTag{outest.BatchACK}, publishUntilDone(t, c, events(1, 2, 3)))
+			assert.Equal(t, []outest.BatchSignalTag{outest.BatchACK}, publishUntilDone(t, c, events(4)))
+			got := rc.events()
+			assert.Equal(t, []int{1, 2, 3, 4}, ids(got))
+			assert.Equal(t, "listener", got[0]["connbeat"].(map[string]interface{})["kind"])
+			assert.Equal(t, "2023-11-14T22:13:20.000Z", got[0]["@timestamp"])
+		})
+	}
+}
+
+func TestAuth(t *testing.T) {
+	rc := &receiver{t: t, auth: func(r *http.Request) bool {
+		if u, p, ok := r.BasicAuth(); ok {
+			return u == "connbeat" && p == "s3cret"
+		}
+		return r.Header.Get("Authorization") == "Bearer tok-1"
+	}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	for yaml, want := range map[string]outest.BatchSignalTag{
+		"username: connbeat\npassword: s3cret": outest.BatchACK,
+		"bearer_token: tok-1":                  outest.BatchACK,
+		"username: connbeat\npassword: wrong":  outest.BatchDrop, // 401: rejected, logged, dropped
+		"":                                     outest.BatchDrop,
+	} {
+		c, _ := newTestClient(t, srv.URL, "hosts: [x]\n"+yaml)
+		tags := publishUntilDone(t, c, events(1))
+		assert.Equal(t, want, tags[len(tags)-1], yaml)
+	}
+	assert.Len(t, rc.events(), 2)
+}
+
+// testCA writes a CA and a server certificate for 127.0.0.1 signed by it.
+func testCA(t *testing.T) (caFile string, serverCert tls.Certificate) {
+	t.Helper()
+	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "connbeat test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	srvKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	require.NoError(t, err)
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644))
+	return caFile, tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
+}
+
+func TestTLS(t *testing.T) {
+	caFile, cert := testCA(t)
+	rc := &receiver{t: t}
+	srv := httptest.NewUnstartedServer(rc)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	defer srv.Close()
+
+	c, _ := newTestClient(t, srv.URL, "hosts: [x]\nssl.certificate_authorities: ['"+caFile+"']")
+	assert.Equal(t, []outest.BatchSignalTag{outest.BatchACK}, publishUntilDone(t, c, events(7)))
+	assert.Equal(t, []int{7}, ids(rc.events()))
+
+	// Without the CA the server is not trusted: a retryable transport error.
+	untrusting, _ := newTestClient(t, srv.URL, "hosts: [x]")
+	b := outest.NewBatch(events(8)...)
+	err := untrusting.Publish(t.Context(), b)
+	require.Error(t, err)
+	assert.True(t, strings.Contains(err.Error(), "certificate"), err.Error())
+	assert.Equal(t, outest.BatchRetry, b.Signals[0].Tag)
+}
+
+func TestCloseEndsRetryAfterWait(t *testing.T) {
+	rc := &receiver{t: t, script: func(int, *http.Request) (int, http.Header) {
+		return http.StatusServiceUnavailable, http.Header{"Retry-After": {"3600"}}
+	}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	c, _ := newTestClient(t, srv.URL, "hosts: [x]")
+	go func() { time.Sleep(200 * time.Millisecond); c.Close() }()
+	b := outest.NewBatch(events(1)...)
+	err := c.Publish(t.Context(), b)
+	require.ErrorContains(t, err, "closed while waiting")
+	assert.Equal(t, outest.BatchCancelled, b.Signals[0].Tag, "not ACKed, not dropped: back to the queue")
+}
