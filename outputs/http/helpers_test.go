@@ -24,7 +24,7 @@ import (
 
 // counters records what the output reports to libbeat's observer.
 type counters struct {
-	mu                                           sync.Mutex
+	mu                                            sync.Mutex
 	batches, acked, retryable, permanent, tooMany int
 	writeErrors                                   int
 	bytes                                         int
