@@ -124,7 +124,7 @@ func TestShutdownFlushes(t *testing.T) {
 	for _, l := range lns {
 		_, port := splitAddr(t, l.Addr().String())
 		assert.Len(t, a.Matching(func(e Event) bool {
-			return e.Str("direction") == "listening" && e.Get("local_port") == port
+			return e.Str("direction") == "listening" && e.Get("local_port") == port && e.Get("local_process.pid") == float64(os.Getpid())
 		}), 1, "listener %s reported before exit", l.Addr())
 	}
 }
