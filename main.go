@@ -35,6 +35,8 @@ func main() {
 	settings := instance.Settings{
 		Name:    "connbeat",
 		Version: strings.TrimSpace(version),
+		// Safer defaults for libbeat's outputs (beater/defaults.go).
+		ConfigOverrides: beater.OutputDefaults(),
 	}
 	root := cmd.GenRootCmdWithSettings(beater.New, settings)
 	defaultTemplateVersion(root)

@@ -166,35 +166,72 @@ func (s loopbackScenario) check(t *testing.T, evs []Event) {
 	assert.Equal(t, float64(3), in.Get("connbeat.sockets"), "the first client's three connections")
 }
 
-// testListeners opens n listeners on 127.0.0.1 in the test process, each a
-// new dedup key for the agent, and returns their ports.
-func testListeners(t *testing.T, n int) []float64 {
+// keepOnly is a libbeat processor that drops every event matching none of
+// the conditions (YAML flow maps such as "{equals: {local_ip: 127.0.0.3}}").
+// The machine is shared with other test runs that hold tens of thousands of
+// sockets; processors run before the queue, so their events take no room in
+// it and each test's queue holds only the events it asserts on.
+func keepOnly(conds ...string) string {
+	y := "processors:\n  - drop_event:\n      when:\n        not:\n          or:\n"
+	for _, c := range conds {
+		y += "            - " + c + "\n"
+	}
+	return y
+}
+
+// pidIs is a keepOnly condition on the classic format's process id.
+func pidIs(pid float64) string {
+	return fmt.Sprintf("{equals: {local_process.pid: %d}}", int(pid))
+}
+
+// only keeps the events of the scenario's three processes.
+func (s loopbackScenario) only() string {
+	return keepOnly(pidIs(s.listener.PID()), pidIs(s.client.PID()), pidIs(s.client2.PID()))
+}
+
+// ownListeners opens n listeners on ip (any 127.0.0.0/8 address: each test
+// takes its own, so its agent can keep only its events) in the test process.
+// Each is a new dedup key for the agent.
+func ownListeners(t *testing.T, ip string, n int) []net.Listener {
 	t.Helper()
-	ports := make([]float64, 0, n)
+	lns := make([]net.Listener, 0, n)
 	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		require.NoError(t, err)
 		t.Cleanup(func() { l.Close() })
-		ports = append(ports, float64(l.Addr().(*net.TCPAddr).Port))
+		lns = append(lns, l)
 	}
-	return ports
+	return lns
 }
 
-// ownListener matches the listener events of the test process itself.
-func ownListener(e Event) bool {
-	return e.Str("direction") == "listening" && e.Str("local_ip") == "127.0.0.1" &&
-		e.Get("local_process.pid") == float64(os.Getpid())
+// keepOwn keeps the events of the test process's sockets on ip.
+func keepOwn(ip string) string {
+	return keepOnly(fmt.Sprintf("{and: [%s, {equals: {local_ip: %q}}]}", pidIs(float64(os.Getpid())), ip))
 }
 
-// countByPort counts the events for each listener port among evs.
-func countByPort(evs []Event, match func(Event) bool) map[float64]int {
+func portOf(l net.Listener) float64 { return float64(l.Addr().(*net.TCPAddr).Port) }
+
+// listenerCounts counts the listener events of the test process on ip by
+// port.
+func listenerCounts(evs []Event, ip string) map[float64]int {
 	n := map[float64]int{}
 	for _, e := range evs {
-		if match(e) {
+		if e.Str("direction") == "listening" && e.Str("local_ip") == ip &&
+			e.Get("local_process.pid") == float64(os.Getpid()) {
 			if p, ok := e.Get("local_port").(float64); ok {
 				n[p]++
 			}
 		}
 	}
 	return n
+}
+
+// allArrived reports whether every listener in lns has an event in counts.
+func allArrived(counts map[float64]int, lns []net.Listener) bool {
+	for _, l := range lns {
+		if counts[portOf(l)] == 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -119,7 +119,7 @@ func TestKafkaOutput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			addr := startKafka(t, 0).ListenAddrs()[0]
-			a := outputAgent(t, "  poll_interval: 200ms\n  aggregation: 1m", kafkaOutput(addr, tc.config...))
+			a := outputAgent(t, "  poll_interval: 200ms\n  aggregation: 1m", kafkaOutput(addr, tc.config...), s.only())
 			r := readKafka(t, addr)
 			eventually(t, a, 60*time.Second, "scenario events in Kafka", func() bool { return s.complete(r.Events()) })
 			s.check(t, r.Events())
