@@ -40,6 +40,7 @@ func main() {
 	}
 	root := cmd.GenRootCmdWithSettings(beater.New, settings)
 	defaultTemplateVersion(root)
+	strictTestOutput(root, settings)
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

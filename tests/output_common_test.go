@@ -63,10 +63,20 @@ func monitoring(port int) string {
 	return fmt.Sprintf("http.enabled: true\nhttp.host: 127.0.0.1\nhttp.port: %d\n", port)
 }
 
-// agentStats reads libbeat's counters from GET /stats on the monitoring port.
+// agentStats reads libbeat's counters from GET /stats on the monitoring
+// port, waiting for the endpoint to come up after the agent's start.
 func agentStats(t *testing.T, port int) Event {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats", port))
+	var (
+		resp *http.Response
+		err  error
+	)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats", port))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
