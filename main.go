@@ -36,9 +36,12 @@ func main() {
 	settings := instance.Settings{
 		Name:    "connbeat",
 		Version: strings.TrimSpace(version),
+		// Safer defaults for libbeat's outputs (beater/defaults.go).
+		ConfigOverrides: beater.OutputDefaults(),
 	}
 	root := cmd.GenRootCmdWithSettings(beater.New, settings)
 	defaultTemplateVersion(root)
+	strictTestOutput(root, settings)
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/elastic/beats/v7/libbeat/beat"
 	conf "github.com/elastic/elastic-agent-libs/config"
 	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/monitoring"
 
 	"github.com/connbeat/connbeat/classify"
 	"github.com/connbeat/connbeat/config"
@@ -48,7 +48,11 @@ func New(b *beat.Beat, raw *conf.C) (beat.Beater, error) {
 	if logger == nil {
 		logger = logp.NewLogger("connbeat")
 	}
-	return &Beater{cfg: cfg, logger: logger.Named("connbeat"), ctx: ctx, cancel: cancel}, nil
+	bt := &Beater{cfg: cfg, logger: logger.Named("connbeat"), ctx: ctx, cancel: cancel}
+	if b.Publisher != nil {
+		b.Publisher = boundedPipeline{Pipeline: b.Publisher, wait: closeWait, logger: bt.logger}
+	}
+	return bt, nil
 }
 
 // Run polls until Stop is called.
@@ -88,40 +92,50 @@ func (bt *Beater) Run(b *beat.Beat) error {
 		dedup.New(bt.cfg.Aggregation),
 		builder)
 
-	var dropped atomic.Int64
-	clientCfg := beat.ClientConfig{
-		PublishMode:    beat.DefaultGuarantees,
-		ClientListener: &dropCounter{dropped: &dropped},
+	client, err := b.Publisher.ConnectWith(beat.ClientConfig{
+		// Queued events are sent again until the output takes them,
+		// whatever its max_retries: an outage loses nothing that fits the
+		// queue.
+		PublishMode: beat.GuaranteedSend,
 		// Close waits up to WaitClose for the events still queued to be
 		// acknowledged by the output: SIGTERM loses nothing that can be sent.
 		WaitClose: shutdownWait,
-	}
-	if bt.cfg.QueueFullPolicy == config.QueueFullDrop {
-		// Never block the poller on a dead output; drops are counted.
-		clientCfg.PublishMode = beat.DropIfFull
-	}
-	client, err := b.Publisher.ConnectWith(clientCfg)
+	})
 	if err != nil {
 		return fmt.Errorf("connecting to the publisher pipeline: %w", err)
 	}
-	defer client.Close()
+	closeClient := func() { _ = client.Close() }
+
+	// Events dropped because the queue was full, in GET /stats as
+	// connbeat.events.dropped.
+	dropped := monitoring.NewUint(b.Monitoring.StatsRegistry().GetOrCreateRegistry("connbeat"), "events.dropped")
+	publish := client.Publish
+	if bt.cfg.QueueFullPolicy == config.QueueFullDrop {
+		// Never block the poller on a dead output; drops are counted.
+		h := newHandoff(client, handoffSize, stallAfter, dropped.Inc)
+		publish = h.Publish
+		defer h.Close(shutdownWait, closeClient)
+	} else {
+		// block: the poll waits in Publish for room in the queue.
+		defer closeClient()
+	}
 
 	bt.logger.Infof("connbeat started: source=%s poll_interval=%s aggregation=%s event_format=%s queue_full=%s",
 		src.Name(), bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, bt.cfg.QueueFullPolicy)
-	return bt.loop(poller, builder, client, &dropped)
+	return bt.loop(poller, builder, publish, dropped)
 }
 
-func (bt *Beater) loop(poller *Poller, builder *event.Builder, client beat.Client, dropped *atomic.Int64) error {
+func (bt *Beater) loop(poller *Poller, builder *event.Builder, publish func(beat.Event), dropped *monitoring.Uint) error {
 	ticker := time.NewTicker(bt.cfg.PollInterval)
 	defer ticker.Stop()
 	var (
 		first       = true
 		lastIPs     = time.Now()
-		lastDropped int64
+		lastDropped = dropped.Get()
 		failing     bool
 	)
 	for {
-		stats, err := poller.Poll(bt.ctx, time.Now(), client.Publish)
+		stats, err := poller.Poll(bt.ctx, time.Now(), publish)
 		switch {
 		case errors.Is(err, context.Canceled):
 			return nil
@@ -139,7 +153,7 @@ func (bt *Beater) loop(poller *Poller, builder *event.Builder, client beat.Clien
 		default:
 			bt.logger.Debugf("poll: %d sockets, %d fd tables read, %d events", stats.Sockets, stats.Procs.Rescanned, stats.Reports)
 		}
-		if d := dropped.Load(); d != lastDropped {
+		if d := dropped.Get(); d != lastDropped {
 			bt.logger.Warnf("output queue full: dropped %d events since the last poll (queue_full: drop); they are sent again after the aggregation window if the sockets still exist", d-lastDropped)
 			lastDropped = d
 		}
@@ -193,13 +207,3 @@ func localIPs() []string {
 	}
 	return ips
 }
-
-// dropCounter counts events the pipeline dropped because the queue was full.
-type dropCounter struct{ dropped *atomic.Int64 }
-
-func (d *dropCounter) Closing()                    {}
-func (d *dropCounter) Closed()                     {}
-func (d *dropCounter) NewEvent()                   {}
-func (d *dropCounter) Filtered()                   {}
-func (d *dropCounter) Published()                  {}
-func (d *dropCounter) DroppedOnPublish(beat.Event) { d.dropped.Add(1) }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -84,29 +83,6 @@ func (s *httpSink) events() []Event {
 	return append([]Event(nil), s.got...)
 }
 
-// listenerCounts counts the listener events of this test process per local
-// port. The agent sees the whole host: other processes (tests of other
-// packages running in parallel) listen on ports this one used before.
-func listenerCounts(evs []Event) map[float64]int {
-	m := map[float64]int{}
-	self := float64(os.Getpid())
-	for _, e := range evs {
-		if e.Str("direction") == "listening" && e.Get("local_process.pid") == self {
-			if p, ok := e.Get("local_port").(float64); ok {
-				m[p]++
-			}
-		}
-	}
-	return m
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // stats reads libbeat's monitoring counters.
 func stats(t *testing.T, port int) Event {
 	t.Helper()
@@ -153,7 +129,7 @@ http.port: %d
 	}()
 
 	before := listen()
-	waitUntil(t, "first listener delivered", func() bool { return listenerCounts(sink.events())[before] > 0 })
+	waitUntil(t, "first listener delivered", func() bool { return listenerCounts(sink.events(), "127.0.0.1")[before] > 0 })
 
 	sink.stop()
 	var during []float64
@@ -165,7 +141,7 @@ http.port: %d
 	sink.start()
 
 	waitUntil(t, "every listener of the outage delivered", func() bool {
-		c := listenerCounts(sink.events())
+		c := listenerCounts(sink.events(), "127.0.0.1")
 		for _, p := range during {
 			if c[p] == 0 {
 				return false
@@ -173,7 +149,7 @@ http.port: %d
 		}
 		return true
 	})
-	counts := listenerCounts(sink.events())
+	counts := listenerCounts(sink.events(), "127.0.0.1")
 	for _, p := range append(during, before) {
 		assert.Equal(t, 1, counts[p], "listener on port %v delivered exactly once", p)
 	}
