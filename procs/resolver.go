@@ -23,7 +23,9 @@ type Options struct {
 	// Root is the proc filesystem, usually /proc.
 	Root     string
 	Metadata MetadataOptions
-	// FullRescanEvery forces a full fd scan every so many refreshes on
+	// FullRescanEvery is how many refreshes pass before processes whose fd
+	// table was unreadable are tried again; it also forces a full fd scan
+	// that often on
 	// kernels whose /proc/PID/fd size is not the fd count (< 6.2), so that
 	// sockets moved between processes are not attributed to a stale owner.
 	FullRescanEvery int
@@ -216,8 +218,14 @@ func (r *Resolver) visit(pid int32, dirIno uint64, full bool) bool {
 		p.denied = errors.Is(err, unix.EACCES)
 		return false
 	}
+	// procfs makes a non-dumpable task's files root's (a process between
+	// a credential change and its exec, or one that set PR_SET_DUMPABLE 0),
+	// so a denial can be transient: the fd directory changing owner, or the
+	// periodic retry, gives a denied process another chance.
+	ownerChanged := st.Uid != p.uid
 	p.uid = st.Uid
-	if !fresh && !full {
+	retryDenied := p.denied && (ownerChanged || r.gen%uint64(r.opts.FullRescanEvery) == 0)
+	if !fresh && !full && !retryDenied {
 		// Known process: a denied one stays denied, and without the fd
 		// count signal new sockets are found by resolveUnknown instead.
 		if p.denied || !r.fdCount || st.Size == p.fdSize {

@@ -60,7 +60,14 @@ func TestUnprivileged(t *testing.T) {
 	out := a.WaitFor("outbound of nobody's client", func(e Event) bool {
 		return e.Str("direction") == "outbound" && e.Get("remote_port") == port
 	})
-	assert.Equal(t, theirs.PID(), out.Get("local_process.pid"), "the agent's own user's processes are joined")
+	if !assert.Equal(t, theirs.PID(), out.Get("local_process.pid"), "the agent's own user's processes are joined") {
+		for _, e := range a.Events() {
+			if e.Get("remote_port") == port || e.Get("local_port") == port {
+				t.Logf("event for the port: %s %s pid=%v sockets=%v ts=%s", e.Str("direction"), e.Str("local_ip"), e.Get("local_process.pid"), e.Get("connbeat.sockets"), e.Str("@timestamp"))
+			}
+		}
+		t.Logf("agent log: %s", a.Stderr())
+	}
 	assert.Equal(t, "cbpeer", out.Str("local_process.binary"))
 	assert.Equal(t, "nobody", out.Str("local_process.user"))
 
