@@ -66,7 +66,9 @@ func TestLogstashOutput(t *testing.T) {
 	eventually(t, a, 60*time.Second, "scenario events at the lumberjack server", func() bool { return s.complete(ls.Events()) })
 	s.check(t, ls.Events())
 	for _, e := range ls.Events() {
-		assert.NotEmpty(t, e.Str("@metadata.beat"), "the logstash output adds @metadata for Logstash's pipelines")
+		// The logstash output adds @metadata for routing in Logstash.
+		assert.Equal(t, "connbeat", e.Str("@metadata.beat"))
+		assert.Equal(t, version(t), e.Str("@metadata.version"))
 	}
 	eventually(t, a, 30*time.Second, "ACKed events counted", func() bool {
 		return agentStats(t, mon).num(t, "libbeat.output.events.acked") >= float64(len(ls.Events()))
