@@ -34,13 +34,29 @@ fuzz:
 	  done; \
 	done
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# The workload benchmark (root): idle loopback connections held by child
+# processes (1,000, 10,000, 20,000 and 40,000 connections; each is two
+# sockets), connbeat's cold and warm poll per socket source, `ss -tan` and
+# `ss -tanp` on the same workload, and the built agent's steady CPU and RSS,
+# printed as one table. BENCH_FLAGS adds tools/bench flags (-h lists them).
+BENCH_FLAGS ?=
+bench: build
+	$(GO) build -o build/connbeat-bench ./tools/bench
+	./build/connbeat-bench -n 1000,10000,20000,40000 -agent ./$(BINARY) $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BINARY) build dist
 
-# MAKE:performance (bench-overhead, workload benchmarks)
+# Go benchmark functions of the parsers, the join, classify and dedup, so a
+# regression shows in isolation.
+.PHONY: bench-go bench-overhead
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Host overhead (root): Debian's nginx loaded by wrk on loopback, with and
+# without connbeat polling every second, interleaved pairs (PAIRS, DURATION).
+bench-overhead: build
+	tools/bench-overhead.sh ./$(BINARY)
 
 # Packages: connbeat_<version>_<arch>.deb, connbeat-<version>.<arch>.rpm and
 # connbeat-<version>-linux-<arch>.tar.gz in dist/, for amd64 and arm64, built

@@ -79,6 +79,10 @@ type endpoint struct {
 type Classifier struct {
 	opts      Options
 	listeners map[endpoint]struct{}
+	// ports has a bit set for every port some listener is bound to: most
+	// connections' local port (an ephemeral one) is not, which settles
+	// their direction without a map lookup.
+	ports [1 << 16 / 64]uint64
 }
 
 // New returns a Classifier.
@@ -95,10 +99,12 @@ var (
 // the CLOSE state (not bound to a peer, not listening) are skipped.
 func (c *Classifier) Classify(sockets []connections.Socket, owner OwnerFunc, dst []Record) []Record {
 	clear(c.listeners)
+	clear(c.ports[:])
 	for i := range sockets {
 		s := &sockets[i]
 		if s.State == connections.StateListen {
-			c.listeners[endpoint{s.LocalIP, s.LocalPort}] = struct{}{}
+			c.listeners[endpoint{ip: s.LocalIP, port: s.LocalPort}] = struct{}{}
+			c.ports[s.LocalPort/64] |= 1 << (s.LocalPort % 64)
 		}
 	}
 	for i := range sockets {
@@ -131,14 +137,17 @@ func (c *Classifier) Classify(sockets []connections.Socket, owner OwnerFunc, dst
 // sockets accept IPv4 too, which the kernel lists in tcp6 as IPv4-mapped
 // addresses that the source has already unmapped).
 func (c *Classifier) isListening(ip netip.Addr, port uint16) bool {
-	if _, ok := c.listeners[endpoint{ip, port}]; ok {
+	if c.ports[port/64]&(1<<(port%64)) == 0 {
+		return false
+	}
+	if _, ok := c.listeners[endpoint{ip: ip, port: port}]; ok {
 		return true
 	}
 	if ip.Is4() {
-		if _, ok := c.listeners[endpoint{anyV4, port}]; ok {
+		if _, ok := c.listeners[endpoint{ip: anyV4, port: port}]; ok {
 			return true
 		}
 	}
-	_, ok := c.listeners[endpoint{anyV6, port}]
+	_, ok := c.listeners[endpoint{ip: anyV6, port: port}]
 	return ok
 }

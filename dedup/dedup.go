@@ -14,13 +14,18 @@ import (
 //   - outbound:  pid, local ip, remote ip, remote port
 //   - inbound:   local ip, local port, remote ip
 //   - listener:  local ip, local port, pid
+//
+// Its fields are laid out without padding (pad is always zero) so that maps
+// hash and compare it as one block of memory: Filter does a map operation
+// per socket, every poll.
 type Key struct {
-	dir        classify.Direction
-	pid        int32
 	localIP    netip.Addr
-	localPort  uint16
 	remoteIP   netip.Addr
+	pid        int32
+	localPort  uint16
 	remotePort uint16
+	dir        classify.Direction
+	pad        [7]byte
 }
 
 // KeyOf returns the dedup key of a record.
@@ -53,12 +58,22 @@ type Report struct {
 type Cache struct {
 	window time.Duration
 	sent   map[Key]time.Time
-	counts map[Key]int
+	// index maps a key of the current call to its entry in groups; both
+	// are reused between calls.
+	index  map[Key]int32
+	groups []group
+}
+
+// group is one key of a Filter call: its first record and how many share it.
+type group struct {
+	key   Key
+	first int32
+	n     int32
 }
 
 // New returns a cache with the given window (the `aggregation` option).
 func New(window time.Duration) *Cache {
-	return &Cache{window: window, sent: map[Key]time.Time{}, counts: map[Key]int{}}
+	return &Cache{window: window, sent: map[Key]time.Time{}, index: map[Key]int32{}}
 }
 
 // Len is the number of keys held.
@@ -74,22 +89,25 @@ func (c *Cache) Filter(records []classify.Record, now time.Time, dst []Report) [
 			delete(c.sent, k)
 		}
 	}
-	clear(c.counts)
-	for i := range records {
-		c.counts[KeyOf(&records[i])]++
-	}
+	// One map operation per record: group the records by key, in the
+	// order of each key's first record.
+	clear(c.index)
+	c.groups = c.groups[:0]
 	for i := range records {
 		k := KeyOf(&records[i])
-		n, first := c.counts[k]
-		if !first || n == 0 {
+		if g, ok := c.index[k]; ok {
+			c.groups[g].n++
 			continue
 		}
-		c.counts[k] = 0 // report each key once per call
-		if _, recent := c.sent[k]; recent {
+		c.index[k] = int32(len(c.groups))
+		c.groups = append(c.groups, group{key: k, first: int32(i), n: 1})
+	}
+	for _, g := range c.groups {
+		if _, recent := c.sent[g.key]; recent {
 			continue
 		}
-		c.sent[k] = now
-		dst = append(dst, Report{Record: records[i], Sockets: n})
+		c.sent[g.key] = now
+		dst = append(dst, Report{Record: records[g.first], Sockets: int(g.n)})
 	}
 	return dst
 }

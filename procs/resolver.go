@@ -77,9 +77,9 @@ type Resolver struct {
 	changed    bool
 
 	dirBuf  []byte
-	fdBuf   []byte
-	linkBuf []byte
 	pathBuf []byte // "PID/fd\x00" for fstatat without allocating
+	readers []*fdReader
+	batch   []scanJob
 }
 
 // New opens the proc filesystem at opts.Root.
@@ -113,8 +113,6 @@ func New(opts Options) (*Resolver, error) {
 		unknown: map[uint64]uint64{},
 		byMeta:  map[procKey]*Process{},
 		dirBuf:  make([]byte, 32<<10),
-		fdBuf:   make([]byte, 32<<10),
-		linkBuf: make([]byte, 128),
 		pathBuf: make([]byte, 0, 32),
 	}
 	r.fdCount = fdSizeIsCount(opts.Root)
@@ -146,6 +144,7 @@ func (r *Resolver) Refresh(ctx context.Context, sockets []connections.Socket) (S
 	var stats Stats
 	full := !r.fdCount && r.gen%uint64(r.opts.FullRescanEvery) == 1
 
+	r.batch = r.batch[:0]
 	if _, err := unix.Seek(r.rootFD, 0, 0); err != nil {
 		return stats, fmt.Errorf("rewinding %s: %w", r.root, err)
 	}
@@ -163,9 +162,7 @@ func (r *Resolver) Refresh(ctx context.Context, sockets []connections.Socket) (S
 				return
 			}
 			stats.Processes++
-			if r.visit(pid, ino, full) {
-				stats.Rescanned++
-			}
+			r.visit(pid, ino, full)
 		}); err != nil {
 			return stats, fmt.Errorf("listing %s: %w", r.root, err)
 		}
@@ -178,8 +175,12 @@ func (r *Resolver) Refresh(ctx context.Context, sockets []connections.Socket) (S
 			r.drop(pid, p)
 		}
 	}
+	stats.Rescanned = r.scanBatch(ctx, r.batch)
+	if err := ctx.Err(); err != nil {
+		return stats, err
+	}
 
-	stats.Rescanned += r.resolveUnknown(sockets)
+	stats.Rescanned += r.resolveUnknown(ctx, sockets)
 	for _, p := range r.procs {
 		if p.denied {
 			stats.Denied++
@@ -195,9 +196,9 @@ func (r *Resolver) Refresh(ctx context.Context, sockets []connections.Socket) (S
 	return stats, nil
 }
 
-// visit updates one pid found in /proc and reports whether its fd table was
-// read.
-func (r *Resolver) visit(pid int32, dirIno uint64, full bool) bool {
+// visit updates one pid found in /proc and queues its fd table to be read
+// when it is new or changed.
+func (r *Resolver) visit(pid int32, dirIno uint64, full bool) {
 	p := r.procs[pid]
 	if p != nil && p.dirIno != dirIno {
 		// The pid may have been reused: start over. The metadata cache keyed
@@ -205,18 +206,19 @@ func (r *Resolver) visit(pid int32, dirIno uint64, full bool) bool {
 		r.drop(pid, p)
 		p = nil
 	}
-	fresh := p == nil
-	if fresh {
+	if p == nil {
 		p = &proc{dirIno: dirIno}
 		r.procs[pid] = p
 	}
+	// Never read yet (new, or its read was cancelled): read it now.
+	fresh := p.scanned == 0
 	p.seen = r.gen
 
 	var st unix.Stat_t
 	if err := r.statFD(pid, &st); err != nil {
 		// ENOENT: exited since the listing. EACCES: another user's process.
 		p.denied = errors.Is(err, unix.EACCES)
-		return false
+		return
 	}
 	// procfs makes a non-dumpable task's files root's (a process between
 	// a credential change and its exec, or one that set PR_SET_DUMPABLE 0),
@@ -229,61 +231,10 @@ func (r *Resolver) visit(pid int32, dirIno uint64, full bool) bool {
 		// Known process: a denied one stays denied, and without the fd
 		// count signal new sockets are found by resolveUnknown instead.
 		if p.denied || !r.fdCount || st.Size == p.fdSize {
-			return false
+			return
 		}
 	}
-	p.fdSize = st.Size
-	r.scan(pid, p)
-	return true
-}
-
-// scan reads the fd table of one process and updates the inode maps.
-func (r *Resolver) scan(pid int32, p *proc) {
-	p.scanned = r.gen
-	r.changed = true
-	dir := strconv.Itoa(int(pid)) + "/fd"
-	fd, err := unix.Openat(r.rootFD, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		p.denied = errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
-		return
-	}
-	defer unix.Close(fd)
-	p.denied = false
-
-	old := p.sockets
-	var found []uint64
-	for !p.denied {
-		n, err := unix.Getdents(fd, r.fdBuf)
-		if err != nil || n <= 0 {
-			break // the process exited mid-read: keep what we have
-		}
-		_ = parseDirents(r.fdBuf[:n], func(_ uint64, name []byte) {
-			if p.denied || len(name) == 0 || name[0] == '.' {
-				return
-			}
-			ln, err := unix.Readlinkat(fd, string(name), r.linkBuf)
-			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-				// Listing is allowed but following the links is not
-				// (ptrace access check): the whole table is unreadable.
-				p.denied = true
-				return
-			}
-			if err != nil || ln <= 0 {
-				return // the fd was closed since the listing
-			}
-			if ino, ok := parseSocketLink(r.linkBuf[:ln]); ok {
-				found = append(found, ino)
-			}
-		})
-	}
-	for _, ino := range old {
-		r.removeOwner(ino, pid)
-	}
-	for _, ino := range found {
-		r.addOwner(ino, pid)
-		delete(r.unknown, ino)
-	}
-	p.sockets = found
+	r.batch = append(r.batch, scanJob{pid: pid, p: p, fdSize: st.Size})
 }
 
 // resolveUnknown rescans, once, the processes that may hold sockets no
@@ -291,7 +242,7 @@ func (r *Resolver) scan(pid int32, p *proc) {
 // not already read in this refresh. An inode still unresolved after that is
 // remembered and not searched for again (it belongs to a process we may not
 // read, or is being closed). It returns how many fd tables it read.
-func (r *Resolver) resolveUnknown(sockets []connections.Socket) int {
+func (r *Resolver) resolveUnknown(ctx context.Context, sockets []connections.Socket) int {
 	if !r.changed && r.sameInodes(sockets) {
 		// The same sockets as last time and the same fd tables: every
 		// inode is known, or known to be unresolvable.
@@ -327,14 +278,14 @@ func (r *Resolver) resolveUnknown(sockets []connections.Socket) int {
 	if len(uids) == 0 {
 		return 0
 	}
-	rescanned := 0
+	r.batch = r.batch[:0]
 	for pid, p := range r.procs {
 		if p.denied || !uids[p.uid] || p.scanned == r.gen {
 			continue
 		}
-		r.scan(pid, p)
-		rescanned++
+		r.batch = append(r.batch, scanJob{pid: pid, p: p, fdSize: p.fdSize})
 	}
+	rescanned := r.scanBatch(ctx, r.batch)
 	// What those scans found is settled for the sockets of this refresh.
 	r.changed = false
 	return rescanned

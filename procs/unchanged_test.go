@@ -64,3 +64,48 @@ func TestResolverUnchangedHost(t *testing.T) {
 	assert.Equal(t, int32(11), p.PID)
 	assert.Equal(t, 1, owners)
 }
+
+// TestResolverCancelledRefresh checks that fd tables a cancelled refresh
+// did not get to are read by the next one.
+func TestResolverCancelledRefresh(t *testing.T) {
+	fp := newFakeProc(t)
+	fp.add(fakeProcess{pid: 10, ppid: 1, comm: "a", exe: "/bin/a", start: 1, sockets: []uint64{1}})
+	fp.add(fakeProcess{pid: 11, ppid: 1, comm: "b", exe: "/bin/b", start: 2, sockets: []uint64{2}})
+	r := newResolver(t, fp.root, MetadataOptions{})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := r.Refresh(ctx, sockets(1, 2))
+	require.ErrorIs(t, err, context.Canceled)
+
+	stats, err := r.Refresh(context.Background(), sockets(1, 2))
+	require.NoError(t, err)
+	assert.Equal(t, Stats{Processes: 2, Rescanned: 2}, stats)
+	for ino, pid := range map[uint64]int32{1: 10, 2: 11} {
+		p, _ := r.Owner(ino)
+		require.NotNil(t, p, "inode %d", ino)
+		assert.Equal(t, pid, p.PID)
+	}
+}
+
+// TestResolverParallelScan reads many fd tables in one refresh (the
+// parallel path) and checks every socket is attributed to its process.
+func TestResolverParallelScan(t *testing.T) {
+	fp := newFakeProc(t)
+	var all []uint64
+	for pid := 100; pid < 140; pid++ {
+		socks := []uint64{uint64(pid * 10), uint64(pid*10 + 1)}
+		fp.add(fakeProcess{pid: pid, ppid: 1, comm: "w", exe: "/bin/w", start: uint64(pid), sockets: socks})
+		all = append(all, socks...)
+	}
+	r := newResolver(t, fp.root, MetadataOptions{})
+	stats, err := r.Refresh(context.Background(), sockets(all...))
+	require.NoError(t, err)
+	assert.Equal(t, Stats{Processes: 40, Rescanned: 40}, stats)
+	for _, ino := range all {
+		p, owners := r.Owner(ino)
+		require.NotNil(t, p, "inode %d", ino)
+		assert.Equal(t, int32(ino/10), p.PID)
+		assert.Equal(t, 1, owners)
+	}
+}

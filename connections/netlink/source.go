@@ -41,8 +41,8 @@ type Source struct {
 	conn *conn // nil after a failed dump; reopened on the next call
 	dec  decoder
 	reqs [2]request
-	// Interrupted counts dumps the kernel flagged as interrupted.
-	Interrupted int
+	// interrupted counts dumps the kernel flagged as interrupted.
+	interrupted int
 }
 
 // Open returns a netlink source after checking that the kernel answers a
@@ -70,6 +70,10 @@ func Open(opts Options) (*Source, error) {
 	}
 	return s, nil
 }
+
+// Interrupted returns how many dumps the kernel flagged NLM_F_DUMP_INTR
+// (its socket table changed under the dump) and were done again.
+func (s *Source) Interrupted() int { return s.interrupted }
 
 // Name implements connections.Source.
 func (s *Source) Name() string { return Name }
@@ -105,7 +109,7 @@ func (s *Source) Sockets(ctx context.Context, dst []connections.Socket) ([]conne
 		if !s.dec.intr {
 			return s.dec.sockets, nil
 		}
-		s.Interrupted++
+		s.interrupted++
 		if attempt+1 >= maxIntrRetries {
 			return s.dec.sockets, nil
 		}

@@ -54,6 +54,8 @@ type agentResult struct {
 	CPUPercent float64 // of one core, over the steady window
 	RSSMB      float64
 	HWMMB      float64
+	AnonMB     float64 // heap and stacks: what the agent allocated
+	FileMB     float64 // mapped binary pages, shared with the page cache
 	Err        string `json:",omitempty"`
 }
 
@@ -115,6 +117,7 @@ logging.to_files: false
 	res.CPUPercent = 100 * (t1 - t0).Seconds() / res.Seconds
 	status := fmt.Sprintf("/proc/%d/status", pid)
 	res.RSSMB, res.HWMMB = procStatusMB(status, "VmRSS"), procStatusMB(status, "VmHWM")
+	res.AnonMB, res.FileMB = procStatusMB(status, "RssAnon"), procStatusMB(status, "RssFile")
 	return res
 }
 

@@ -87,6 +87,7 @@ func parseFlags() flags {
 	flag.DurationVar(&f.agentWindow, "agent-window", 30*time.Second, "how long the agent's steady CPU is measured")
 	flag.IntVar(&f.agentAt, "agent-at", 0, "run the agent only at this connection count (0: at every count)")
 	flag.StringVar(&f.jsonOut, "json", "", "also write the raw results to this file")
+	heap := flag.String("heapprofile", "", "file prefix: each measurement writes its heap profile to PREFIX.SOURCE after its polls")
 	flag.Parse()
 	for _, s := range strings.Split(*conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -97,6 +98,9 @@ func parseFlags() flags {
 		f.conns = append(f.conns, n)
 	}
 	f.sources = strings.Split(*sources, ",")
+	if *heap != "" {
+		os.Setenv(heapProfileEnv, *heap)
+	}
 	return f
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,7 +133,28 @@ func measure(name string, warm int) sourceResult {
 	}
 	res.Warm = medianCost(costs)
 	res.HWMMB = statusMB("VmHWM")
+	if path := os.Getenv(heapProfileEnv); path != "" {
+		writeHeapProfile(path + "." + name)
+	}
+	runtime.KeepAlive(poller)
 	return res
+}
+
+// heapProfileEnv names a file prefix: each measurement child writes its
+// heap profile there after its polls (-heapprofile).
+const heapProfileEnv = "CONNBEAT_BENCH_HEAPPROFILE"
+
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: heap profile: %v\n", err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: heap profile: %v\n", err)
+	}
 }
 
 func medianCost(costs []pollCost) pollCost {
