@@ -13,6 +13,9 @@ import (
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/beats/v7/libbeat/outputs"
 	"github.com/elastic/beats/v7/libbeat/outputs/codec"
+	// The codecs output.amqp.codec may name.
+	_ "github.com/elastic/beats/v7/libbeat/outputs/codec/format"
+	_ "github.com/elastic/beats/v7/libbeat/outputs/codec/json"
 	"github.com/elastic/beats/v7/libbeat/outputs/outil"
 	"github.com/elastic/elastic-agent-libs/config"
 	"github.com/elastic/elastic-agent-libs/logp"
@@ -99,7 +102,7 @@ func (c *client) Test(d testing.Driver) {
 			}
 			defer s.close()
 			d.Info("server", fmt.Sprintf("%v %v", s.conn.Properties["product"], s.conn.Properties["version"]))
-			if s.conn.ConnectionState().HandshakeComplete {
+			if s.tlsState.HandshakeComplete {
 				d.Info("TLS", "yes, server certificate verified as configured")
 			}
 			how := "exists"

@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,11 +25,12 @@ type session struct {
 	conn *amqp.Connection
 	ch   *amqp.Channel
 
-	mu   sync.Mutex
-	raw  net.Conn // the socket under conn, closed as a last resort
-	once sync.Once
-	done chan struct{} // closed by close(): ends waits on confirms
-	lost chan *amqp.Error
+	mu       sync.Mutex
+	raw      net.Conn // the socket under conn, closed as a last resort
+	tlsState tls.ConnectionState
+	once     sync.Once
+	done     chan struct{} // closed by close(): ends waits on confirms
+	lost     chan *amqp.Error
 }
 
 // dialer opens sessions with the output's settings.
@@ -44,6 +47,16 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 		return nil, err
 	}
 	s := &session{host: u.Redacted(), done: make(chan struct{})}
+	var tlsCfg *tls.Config
+	if u.Scheme == "amqps" {
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		if d.tls != nil {
+			tlsCfg = d.tls.Clone()
+		}
+		if tlsCfg.ServerName == "" {
+			tlsCfg.ServerName = u.Hostname()
+		}
+	}
 	cfg := amqp.Config{
 		Heartbeat: d.cfg.Heartbeat,
 		Locale:    "en_US",
@@ -64,25 +77,51 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 				c.Close()
 				return nil, err
 			}
+			rc := &recordingConn{Conn: c}
 			s.mu.Lock()
-			s.raw = c
+			s.raw = rc
 			s.mu.Unlock()
-			return c, nil
+			if tlsCfg == nil {
+				return rc, nil
+			}
+			// The TLS handshake is done here rather than by amqp091 so that
+			// the server's refusal of the client certificate, which TLS 1.3
+			// delivers after the client's handshake, is kept for the error.
+			tc := tls.Client(rc, tlsCfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, err
+			}
+			s.mu.Lock()
+			s.tlsState = tc.ConnectionState()
+			s.raw = tc
+			s.mu.Unlock()
+			return &recordingConn{Conn: tc}, nil
 		},
 	}
 	if d.cfg.Username != "" {
 		cfg.SASL = []amqp.Authentication{&amqp.PlainAuth{Username: d.cfg.Username, Password: d.cfg.Password}}
 	}
-	if u.Scheme == "amqps" && d.tls != nil {
-		tc := d.tls.Clone()
-		if tc.ServerName == "" {
-			tc.ServerName = u.Hostname()
+	// amqp091 would wrap the connection in TLS again for amqps://; the
+	// Dial above already did, so it is given amqp:// with the port made
+	// explicit.
+	plain := *u
+	if u.Scheme == "amqps" {
+		plain.Scheme = "amqp"
+		if u.Port() == "" {
+			plain.Host = net.JoinHostPort(u.Hostname(), "5671")
 		}
-		cfg.TLSClientConfig = tc
 	}
-	conn, err := amqp.DialConfig(u.String(), cfg)
+	conn, err := amqp.DialConfig(plain.String(), cfg)
 	if err != nil {
+		cause := s.ioError()
 		s.closeRaw()
+		if cause != nil {
+			if strings.Contains(cause.Error(), "remote error: tls:") {
+				return nil, fmt.Errorf("connecting to %s: the broker refused the TLS client: %w (it needs a client certificate signed by a CA it trusts: check output.amqp.ssl.certificate and ssl.key)", s.host, cause)
+			}
+			return nil, fmt.Errorf("connecting to %s: %w (%v)", s.host, cause, explain(err))
+		}
 		return nil, fmt.Errorf("connecting to %s: %w", s.host, explain(err))
 	}
 	s.conn = conn
@@ -166,4 +205,76 @@ func explain(err error) error {
 		return errors.New("bad URL")
 	}
 	return err
+}
+
+// ioError returns the first I/O error on the connection, which says more
+// than the AMQP error it turns into (a TLS alert, a reset).
+func (s *session) ioError() error {
+	s.mu.Lock()
+	raw := s.raw
+	s.mu.Unlock()
+	var rc *recordingConn
+	switch c := raw.(type) {
+	case *recordingConn:
+		rc = c
+	case *tls.Conn:
+		rc, _ = c.NetConn().(*recordingConn)
+		if err := tlsAlert(c); err != nil {
+			return err
+		}
+	}
+	if rc == nil {
+		return nil
+	}
+	return rc.firstErr()
+}
+
+// tlsAlert reads what the server sent after the handshake: a TLS 1.3
+// server that refuses the client's certificate says so with an alert the
+// client only sees on its next read.
+func tlsAlert(c *tls.Conn) error {
+	_ = c.SetReadDeadline(time.Now().Add(closeGrace))
+	var b [1]byte
+	_, err := c.Read(b[:])
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// recordingConn keeps the first read or write error.
+type recordingConn struct {
+	net.Conn
+	mu  sync.Mutex
+	err error
+}
+
+func (r *recordingConn) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.record(err)
+	return n, err
+}
+
+func (r *recordingConn) Write(p []byte) (int, error) {
+	n, err := r.Conn.Write(p)
+	r.record(err)
+	return n, err
+}
+
+func (r *recordingConn) record(err error) {
+	if err == nil {
+		return
+	}
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.mu.Unlock()
+}
+
+func (r *recordingConn) firstErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
