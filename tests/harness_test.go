@@ -263,7 +263,16 @@ func (a *Agent) WaitForN(what string, n int, match func(Event) bool) []Event {
 		default:
 		}
 		if time.Now().After(deadline) {
-			a.t.Fatalf("no %d events of %s after 45 s; got %d events in all", n, what, len(a.Events()))
+			all := a.Events()
+			const tail = 15
+			from := max(0, len(all)-tail)
+			var last []string
+			for _, e := range all[from:] {
+				b, _ := json.Marshal(e)
+				last = append(last, string(b))
+			}
+			a.t.Fatalf("no %d events of %s after 45 s; got %d events in all, the last %d:\n%s",
+				n, what, len(all), len(last), strings.Join(last, "\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -312,8 +321,22 @@ func startPeer(t *testing.T, cred *syscall.Credential, argv []string) *Peer {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	line, err := bufio.NewReader(out).ReadString('\n')
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		// A peer must hold its sockets until the test ends: one that died
+		// early makes every later assertion about its pid meaningless.
+		select {
+		case err := <-exited:
+			if len(args) > 0 && args[0] != "flash" {
+				t.Errorf("cbpeer %v exited before the test ended (%v): %s", args, err, stderr.String())
+			}
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
 	require.NoError(t, err, "cbpeer %v: %s", args, stderr.String())
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
 	require.True(t, ok, "cbpeer said %q", line)

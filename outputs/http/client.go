@@ -64,6 +64,7 @@ func (c *client) Connect(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("output.http %s: %w", c.url, err)
 	}
+	hc.CheckRedirect = keepMethod
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.http = hc
@@ -159,6 +160,10 @@ func (c *client) Publish(_ context.Context, batch publisher.Batch) error {
 			return nil
 		}
 		batch.Retry()
+		if status/100 == 3 {
+			return fmt.Errorf("%s answered %d %s to %q, a redirect that would turn the POST into a GET and lose the batch; set hosts to the new URL. The batch of %d events will be sent again",
+				c.url, status, http.StatusText(status), header.Get("Location"), n)
+		}
 		return fmt.Errorf("%s answered %d %s; the batch of %d events will be sent again", c.url, status, http.StatusText(status), n)
 	default:
 		c.log.Errorf("%s rejected a batch of %d events with %d %s; dropping that batch (fix the endpoint or the config). Response body: %q",
@@ -208,6 +213,23 @@ func (c *client) setHeaders(req *http.Request) {
 	case c.cfg.Username != "":
 		req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
 	}
+}
+
+// maxRedirects bounds a chain of 307/308 redirects.
+const maxRedirects = 5
+
+// keepMethod follows only redirects that resend the same request with its
+// body (307, 308). Go follows 301, 302 and 303 by sending a GET without
+// the body; the endpoint's 200 to that GET would ACK a batch that never
+// arrived, so such a redirect is returned as the response instead.
+func keepMethod(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	if req.Method != via[0].Method {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // errRejected says the endpoint answered, but not with success.

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -253,4 +254,45 @@ func TestCloseEndsRetryAfterWait(t *testing.T) {
 	err := c.Publish(t.Context(), b)
 	require.ErrorContains(t, err, "closed while waiting")
 	assert.Equal(t, outest.BatchCancelled, b.Signals[0].Tag, "not ACKed, not dropped: back to the queue")
+}
+
+// TestRedirects: a 307/308 is followed with the same POST and body; a
+// 301/302/303, which Go would follow as a body-less GET whose 200 would ACK
+// a batch that never arrived, is not followed: the batch stays queued and
+// the error names the new location.
+func TestRedirects(t *testing.T) {
+	rc := &receiver{t: t}
+	mux := http.NewServeMux()
+	mux.Handle("POST /events", rc)
+	mux.HandleFunc("GET /events", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK) // what a GET after a 302 would see
+	})
+	for _, code := range []int{301, 302, 303, 307, 308} {
+		mux.HandleFunc(fmt.Sprintf("/moved%d", code), func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/events", code)
+		})
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	for _, code := range []int{307, 308} {
+		c, obs := newTestClient(t, fmt.Sprintf("%s/moved%d", srv.URL, code), "hosts: [x]")
+		b := outest.NewBatch(events(code)...)
+		require.NoError(t, c.Publish(t.Context(), b))
+		assert.Equal(t, outest.BatchACK, b.Signals[0].Tag, "%d followed", code)
+		assert.Equal(t, 1, obs.acked)
+	}
+	assert.Equal(t, []int{307, 308}, ids(rc.events()), "307 and 308 delivered the body")
+
+	for _, code := range []int{301, 302, 303} {
+		c, obs := newTestClient(t, fmt.Sprintf("%s/moved%d", srv.URL, code), "hosts: [x]")
+		b := outest.NewBatch(events(code)...)
+		err := c.Publish(t.Context(), b)
+		require.ErrorContains(t, err, fmt.Sprintf("answered %d", code))
+		require.ErrorContains(t, err, `"/events"`, "the error names the new location")
+		assert.Equal(t, outest.BatchRetry, b.Signals[0].Tag, "%d: the batch is kept", code)
+		assert.Zero(t, obs.acked)
+		assert.Equal(t, 1, obs.retryable)
+	}
+	assert.Equal(t, []int{307, 308}, ids(rc.events()), "nothing was ACKed by a GET")
 }

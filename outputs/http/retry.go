@@ -12,7 +12,7 @@ type verdict uint8
 
 const (
 	accepted  verdict = iota + 1 // 2xx: ACK
-	retryable                    // 408, 429, 5xx: send again later
+	retryable                    // 3xx not followed, 408, 429, 5xx: send again later
 	rejected                     // other status: drop the batch
 )
 
@@ -20,7 +20,8 @@ func classify(status int) verdict {
 	switch {
 	case status >= 200 && status < 300:
 		return accepted
-	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
+	case status >= 300 && status < 400, // a redirect not followed: nothing was delivered
+		status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
 		return retryable
 	}
 	return rejected

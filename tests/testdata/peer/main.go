@@ -68,7 +68,11 @@ func run(args []string) error {
 		if args[0] == "flash" {
 			return nil
 		}
-		select {}
+		// Not select{}: with nothing else runnable, a binary built without
+		// cgo dies of "all goroutines are asleep" and drops its sockets.
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 	return fmt.Errorf("unknown mode %q", args[0])
 }
