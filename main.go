@@ -13,6 +13,7 @@ import (
 	libversion "github.com/elastic/beats/v7/libbeat/version"
 
 	"github.com/connbeat/connbeat/beater"
+	_ "github.com/connbeat/connbeat/outputs/amqp"
 	_ "github.com/connbeat/connbeat/outputs/http"
 )
 

@@ -1,0 +1,295 @@
+// Package rabbit runs a private RabbitMQ broker (Debian's rabbitmq-server)
+// for tests: its own node name, ports, epmd and data directory, so that
+// several can run at once on one machine, and a stop/start on the same
+// port and data keeps durable exchanges, queues and persistent messages.
+package rabbit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Binaries of Debian's rabbitmq-server package. /usr/sbin/rabbitmq-server
+// is a wrapper that switches to the rabbitmq user; these run as the caller.
+const (
+	serverBin = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+	ctlBin    = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+)
+
+// ErrUnavailable says a broker cannot run here; tests skip with its text.
+var ErrUnavailable = errors.New("rabbitmq-server unavailable")
+
+// Available returns nil when a broker can be started: the Debian package
+// is installed and the process runs as root (the package's Erlang files
+// and cookie handling assume it).
+func Available() error {
+	for _, b := range []string{serverBin, ctlBin} {
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("%w: %s missing (Debian package rabbitmq-server)", ErrUnavailable, b)
+		}
+	}
+	if _, err := exec.LookPath("epmd"); err != nil {
+		return fmt.Errorf("%w: epmd not on PATH (Debian package erlang-base)", ErrUnavailable)
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w: the tests start rabbitmq-server as root", ErrUnavailable)
+	}
+	return nil
+}
+
+// TLS is a TLS listener that requires client certificates signed by CA.
+type TLS struct {
+	CAFile, CertFile, KeyFile string // PEM files
+}
+
+// Options configure a broker.
+type Options struct {
+	User, Password string // default guest/guest (loopback only)
+	TLS            *TLS   // nil: no TLS listener
+}
+
+// Broker is a running (or stopped) private RabbitMQ node.
+type Broker struct {
+	Dir      string
+	Port     int // AMQP
+	TLSPort  int // AMQPS, 0 without TLS
+	distPort int
+	epmdPort int
+	node     string
+	opts     Options
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	exited chan struct{} // closed when cmd has exited
+}
+
+// Start runs a new broker with its data in dir and waits (up to a minute)
+// for its AMQP port to accept connections.
+func Start(dir string, opts Options) (*Broker, error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		Dir: dir, Port: ports[0], distPort: ports[1], epmdPort: ports[2],
+		node: fmt.Sprintf("cbtest%d@localhost", ports[0]), opts: opts,
+	}
+	if opts.TLS != nil {
+		b.TLSPort = ports[3]
+	}
+	if err := b.writeConfig(); err != nil {
+		return nil, err
+	}
+	return b, b.Restart()
+}
+
+// URL is the broker's amqp:// URL (without credentials).
+func (b *Broker) URL() string { return fmt.Sprintf("amqp://127.0.0.1:%d/", b.Port) }
+
+// TLSURL is the broker's amqps:// URL for the host name localhost, which
+// the test's server certificate must name.
+func (b *Broker) TLSURL() string { return fmt.Sprintf("amqps://localhost:%d/", b.TLSPort) }
+
+// UserURL is URL with the configured credentials.
+func (b *Broker) UserURL() string {
+	u, p := b.opts.User, b.opts.Password
+	if u == "" {
+		u, p = "guest", "guest"
+	}
+	return fmt.Sprintf("amqp://%s:%s@127.0.0.1:%d/", u, p, b.Port)
+}
+
+func (b *Broker) writeConfig() error {
+	conf := []string{
+		"listeners.tcp.default = " + strconv.Itoa(b.Port),
+		"log.console = true",
+		"log.file = false",
+		// A stopped-and-restarted test broker must not refuse publishes
+		// because the shared test machine's disk is fuller than 50 MB free.
+		"disk_free_limit.absolute = 1MB",
+	}
+	if b.opts.User != "" {
+		conf = append(conf, "default_user = "+b.opts.User, "default_pass = "+b.opts.Password)
+	}
+	if t := b.opts.TLS; t != nil {
+		conf = append(conf,
+			"listeners.ssl.default = "+strconv.Itoa(b.TLSPort),
+			"ssl_options.cacertfile = "+t.CAFile,
+			"ssl_options.certfile = "+t.CertFile,
+			"ssl_options.keyfile = "+t.KeyFile,
+			"ssl_options.verify = verify_peer",
+			"ssl_options.fail_if_no_peer_cert = true",
+		)
+	}
+	if err := os.WriteFile(filepath.Join(b.Dir, "rabbitmq.conf"), []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing rabbitmq.conf: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(b.Dir, "enabled_plugins"), []byte("[].\n"), 0o600); err != nil {
+		return fmt.Errorf("writing enabled_plugins: %w", err)
+	}
+	return nil
+}
+
+func (b *Broker) env() []string {
+	return append(os.Environ(),
+		"HOME="+b.Dir, // the Erlang cookie goes here
+		"RABBITMQ_NODENAME="+b.node,
+		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+		"RABBITMQ_NODE_PORT="+strconv.Itoa(b.Port),
+		"RABBITMQ_DIST_PORT="+strconv.Itoa(b.distPort),
+		"ERL_EPMD_PORT="+strconv.Itoa(b.epmdPort),
+		"RABBITMQ_MNESIA_BASE="+filepath.Join(b.Dir, "mnesia"),
+		"RABBITMQ_LOG_BASE="+filepath.Join(b.Dir, "log"),
+		"RABBITMQ_CONFIG_FILE="+filepath.Join(b.Dir, "rabbitmq"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(b.Dir, "enabled_plugins"),
+		"RABBITMQ_PID_FILE="+filepath.Join(b.Dir, "rabbitmq.pid"),
+	)
+}
+
+// Restart starts the broker again on the same ports and data after Stop.
+func (b *Broker) Restart() error {
+	cmd := exec.Command(serverBin)
+	cmd.Dir = b.Dir
+	cmd.Env = b.env()
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = &syncWriter{w: out, mu: &b.mu}, &syncWriter{w: out, mu: &b.mu}
+	// Its own process group: Kill reaches the Erlang VM it execs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting rabbitmq-server: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	b.mu.Lock()
+	b.cmd, b.out, b.exited = cmd, out, exited
+	b.mu.Unlock()
+
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port), time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("rabbitmq-server exited while starting: %s", b.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.Kill()
+			return fmt.Errorf("rabbitmq-server did not open port %d within a minute: %s", b.Port, b.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Output returns what the broker printed (its log goes to the console).
+func (b *Broker) Output() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.out == nil {
+		return ""
+	}
+	return b.out.String()
+}
+
+// Ctl runs rabbitmqctl against the broker.
+func (b *Broker) Ctl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, ctlBin, append([]string{"-n", b.node}, args...)...)
+	cmd.Env = b.env()
+	cmd.Dir = b.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("rabbitmqctl %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Stop stops the node with rabbitmqctl (killing it if that fails) and
+// waits until its AMQP port is closed; epmd stays for a Restart.
+func (b *Broker) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := b.Ctl(ctx, "stop")
+	if err != nil {
+		b.Kill()
+	}
+	b.mu.Lock()
+	exited := b.exited
+	b.mu.Unlock()
+	if exited != nil {
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			b.Kill()
+			<-exited
+		}
+	}
+	return err
+}
+
+// Kill ends the broker's process group at once.
+func (b *Broker) Kill() {
+	b.mu.Lock()
+	cmd := b.cmd
+	b.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// Close stops the broker for good and the epmd it started.
+func (b *Broker) Close() {
+	_ = b.Stop()
+	b.Kill()
+	cmd := exec.Command("epmd", "-kill")
+	cmd.Env = b.env()
+	_ = cmd.Run()
+}
+
+type syncWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}

@@ -1,0 +1,256 @@
+package amqpout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/outputs"
+	"github.com/elastic/beats/v7/libbeat/outputs/codec"
+	"github.com/elastic/beats/v7/libbeat/outputs/outil"
+	"github.com/elastic/beats/v7/libbeat/publisher"
+	"github.com/elastic/elastic-agent-libs/logp"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// client publishes batches to the first broker of hosts that answers.
+// libbeat calls Connect and Publish from one goroutine; Close may come from
+// another, to end a wait at shutdown.
+type client struct {
+	log      *logp.Logger
+	cfg      *amqpConfig
+	dialer   *dialer
+	observer outputs.Observer
+	codec    codec.Codec
+	key      outil.Selector
+	index    string
+
+	mu   sync.Mutex
+	sess *session
+	next int // index in hosts to try first
+}
+
+func (c *client) String() string { return fmt.Sprintf("amqp(%v)", redactAll(c.cfg.Hosts)) }
+
+// Connect tries each host once, in order, starting with the one after a
+// host whose session broke; the first that accepts is used.
+func (c *client) Connect(ctx context.Context) error {
+	c.mu.Lock()
+	start := c.next
+	old := c.sess
+	c.sess = nil
+	c.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	var errs []error
+	n := len(c.cfg.Hosts)
+	for i := 0; i < n; i++ {
+		idx := (start + i) % n
+		s, err := c.dialer.dial(ctx, c.cfg.Hosts[idx])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.mu.Lock()
+		c.sess, c.next = s, idx
+		c.mu.Unlock()
+		if i > 0 {
+			c.log.Infof("connected to %s after %d host(s) failed", s.host, i)
+		}
+		return nil
+	}
+	c.mu.Lock()
+	c.next = (start + 1) % n
+	c.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Close ends the session promptly, broker up or down; a Publish waiting
+// for confirms returns and retries its unconfirmed events.
+func (c *client) Close() error {
+	c.mu.Lock()
+	s := c.sess
+	c.sess = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.close()
+	}
+	return nil
+}
+
+// breakSession drops a session that failed, so the next Connect starts
+// with the next host.
+func (c *client) breakSession(s *session) {
+	c.mu.Lock()
+	if c.sess == s {
+		c.sess = nil
+		c.next = (c.next + 1) % len(c.cfg.Hosts)
+	}
+	c.mu.Unlock()
+	s.close()
+}
+
+type pending struct {
+	event   publisher.Event
+	confirm *amqp.DeferredConfirmation
+}
+
+// Publish sends every event of the batch as one message and waits for the
+// broker's confirms. The batch is ACKed only when every message was
+// confirmed; otherwise the unconfirmed events are handed back for retry
+// and the error makes libbeat reconnect with backoff. Events that cannot
+// be encoded are dropped and counted once.
+func (c *client) Publish(ctx context.Context, batch publisher.Batch) error {
+	events := batch.Events()
+	c.observer.NewBatch(len(events))
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil || s.broken() {
+		batch.Cancelled()
+		return errors.New("output.amqp is not connected")
+	}
+
+	sent := make([]pending, 0, len(events))
+	var (
+		unsent      []publisher.Event
+		dropped     int
+		sendErr     error
+		deliveryMod = amqp.Transient
+	)
+	if c.cfg.Persistent {
+		deliveryMod = amqp.Persistent
+	}
+	for i := range events {
+		ev := &events[i]
+		if sendErr != nil {
+			unsent = append(unsent, *ev)
+			continue
+		}
+		body, key, err := c.encode(ev)
+		if err != nil {
+			dropped++
+			c.log.Errorf("dropping an event that cannot be encoded: %v", err)
+			continue
+		}
+		// amqp091 copies body into its frames before returning, so the
+		// codec's buffer may be reused for the next event.
+		dc, err := s.ch.PublishWithDeferredConfirmWithContext(ctx, c.cfg.Exchange, key, false, false, amqp.Publishing{
+			ContentType:  "application/json",
+			DeliveryMode: deliveryMod,
+			Timestamp:    ev.Content.Timestamp,
+			AppId:        c.index,
+			Body:         body,
+		})
+		if err != nil {
+			sendErr = err
+			unsent = append(unsent, *ev)
+			continue
+		}
+		c.observer.WriteBytes(len(body))
+		sent = append(sent, pending{event: *ev, confirm: dc})
+	}
+	if dropped > 0 {
+		c.observer.PermanentErrors(dropped)
+	}
+
+	start := time.Now()
+	retry, waitErr := c.awaitConfirms(ctx, s, sent)
+	if len(sent) > 0 {
+		c.observer.ReportLatency(time.Since(start))
+	}
+	retry = append(retry, unsent...)
+	acked := len(sent) - (len(retry) - len(unsent))
+	if acked > 0 {
+		c.observer.AckedEvents(acked)
+	}
+	if len(retry) == 0 {
+		batch.ACK()
+		return nil
+	}
+
+	err := sendErr
+	if err == nil {
+		err = waitErr
+	}
+	c.observer.WriteError(err)
+	c.observer.RetryableErrors(len(retry))
+	c.breakSession(s)
+	batch.RetryEvents(retry)
+	return fmt.Errorf("%d of %d events not confirmed by %s, sending them again: %w", len(retry), len(events), s.host, err)
+}
+
+func (c *client) encode(ev *publisher.Event) ([]byte, string, error) {
+	key, err := c.key.Select(&ev.Content)
+	if err != nil {
+		return nil, "", fmt.Errorf("routing key: %w", err)
+	}
+	if len(key) > 255 {
+		return nil, "", fmt.Errorf("routing key %.40q... is %d bytes; AMQP allows 255", key, len(key))
+	}
+	body, err := c.codec.Encode(c.index, &ev.Content)
+	if err != nil {
+		return nil, "", err
+	}
+	return body, key, nil
+}
+
+// awaitConfirms waits for each message's confirm up to confirm_timeout in
+// all, and returns the events the broker did not confirm: nacked, or
+// unknown because the connection was lost, the wait timed out or the
+// client was closed.
+func (c *client) awaitConfirms(ctx context.Context, s *session, sent []pending) ([]publisher.Event, error) {
+	timer := time.NewTimer(c.cfg.ConfirmTimeout)
+	defer timer.Stop()
+	var (
+		retry []publisher.Event
+		err   error
+		nacks int
+	)
+	for i, p := range sent {
+		if err != nil {
+			retry = append(retry, p.event)
+			continue
+		}
+		select {
+		case <-p.confirm.Done():
+			if !p.confirm.Acked() {
+				// A lost connection also resolves every pending confirm
+				// as not acknowledged.
+				nacks++
+				retry = append(retry, p.event)
+			}
+			continue
+		case <-timer.C:
+			err = fmt.Errorf("no confirm within %s (output.amqp.confirm_timeout)", c.cfg.ConfirmTimeout)
+		case <-s.done:
+			err = errors.New("output closed while waiting for confirms")
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		retry = append(retry, sent[i].event)
+	}
+	if err == nil && nacks > 0 {
+		if s.broken() {
+			err = errors.New("connection lost before the broker confirmed")
+		} else {
+			err = fmt.Errorf("broker nacked %d messages", nacks)
+		}
+	}
+	return retry, err
+}
+
+func redactAll(hosts []string) []string {
+	out := make([]string, len(hosts))
+	for i, h := range hosts {
+		if u, err := parseHost(h); err == nil {
+			out[i] = u.Redacted()
+		} else {
+			out[i] = "<invalid URL>"
+		}
+	}
+	return out
+}
