@@ -43,7 +43,7 @@ func dial() (*conn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("setting SO_RCVTIMEO on the sock_diag socket: %w", err)
 	}
-	return &conn{fd: fd, req: make([]byte, 0, headerLen+requestLen), buf: make([]byte, recvBufLen)}, nil
+	return &conn{fd: fd, req: make([]byte, 0, headerLen+compatRequestLen), buf: make([]byte, recvBufLen)}, nil
 }
 
 func (c *conn) close() error { return unix.Close(c.fd) }
@@ -51,7 +51,7 @@ func (c *conn) close() error { return unix.Close(c.fd) }
 // send writes a dump request and returns its sequence number.
 func (c *conn) send(r *request) (uint32, error) {
 	c.seq++
-	h := header{Len: headerLen + requestLen, Type: msgTypeDiag, Flags: flagRequest | flagDump, Seq: c.seq}
+	h := header{Len: uint32(headerLen + r.wireLen()), Type: r.msgType(), Flags: flagRequest | flagDump, Seq: c.seq}
 	c.req = r.marshal(h.marshal(c.req[:0]))
 	for {
 		// An unconnected netlink socket writes to the kernel (port 0).

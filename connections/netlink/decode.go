@@ -70,7 +70,7 @@ func (d *decoder) feed(buf []byte, seq uint32) (done bool, err error) {
 				return true, fmt.Errorf("kernel refused the dump: %w", unix.Errno(-code))
 			}
 			// A zero code is an acknowledgement; dumps do not ask for one.
-		case msgTypeDiag:
+		case msgTypeDiag, msgTypeTCPDiag:
 			if err := d.add(body); err != nil {
 				return false, err
 			}

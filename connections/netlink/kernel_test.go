@@ -107,8 +107,25 @@ func sortSockets(s []connections.Socket) {
 // sockets for the test's listeners and connections on 127.0.0.1, ::1 and
 // IPv4 through a dual-stack listener (IPv4-mapped in the kernel), plus a
 // TIME_WAIT socket.
+// TestKernelSameSocketsAsProcFS compares both kinds of netlink dump (the
+// single TCPDIAG_GETSOCK one the source prefers, and one per family) with
+// /proc/net/tcp and tcp6.
 func TestKernelSameSocketsAsProcFS(t *testing.T) {
-	nl := openKernel(t, Options{})
+	for _, perFamily := range []bool{false, true} {
+		name := map[bool]string{false: "one dump", true: "per family"}[perFamily]
+		t.Run(name, func(t *testing.T) {
+			nl := openKernel(t, Options{perFamily: perFamily})
+			if perFamily {
+				require.Len(t, nl.reqs, 2, nl.Dumps())
+			} else {
+				require.Len(t, nl.reqs, 1, "this kernel refused the TCPDIAG_GETSOCK dump: %s", nl.Dumps())
+			}
+			testSameSocketsAsProcFS(t, nl)
+		})
+	}
+}
+
+func testSameSocketsAsProcFS(t *testing.T, nl *Source) {
 	pf, err := connections.NewProcFS("/proc")
 	require.NoError(t, err)
 

@@ -15,12 +15,19 @@ import (
 const (
 	headerLen  = 16 // struct nlmsghdr
 	requestLen = 56 // struct inet_diag_req_v2
-	messageLen = 72 // struct inet_diag_msg
-	sockIDLen  = 48 // struct inet_diag_sockid
+	// compatRequestLen is struct inet_diag_req, the request of the older
+	// TCPDIAG_GETSOCK dump.
+	compatRequestLen = 60
+	messageLen       = 72 // struct inet_diag_msg
+	sockIDLen        = 48 // struct inet_diag_sockid
 
 	msgTypeError = 0x2 // NLMSG_ERROR
 	msgTypeDone  = 0x3 // NLMSG_DONE
 	msgTypeDiag  = 20  // SOCK_DIAG_BY_FAMILY
+	// msgTypeTCPDiag is TCPDIAG_GETSOCK: the kernel answers it with one
+	// dump of IPv4 and IPv6 TCP sockets (family AF_UNSPEC), in messages of
+	// this type with the same inet_diag_msg body.
+	msgTypeTCPDiag = 18
 
 	flagRequest  = 0x1   // NLM_F_REQUEST
 	flagDump     = 0x300 // NLM_F_ROOT|NLM_F_MATCH
@@ -105,21 +112,50 @@ func (id *sockID) unmarshal(b []byte) {
 
 // request is struct inet_diag_req_v2: dump the sockets of one family and
 // protocol whose state bit is set in States, with the extensions in Ext
-// (bit n-1 asks for attribute n).
+// (bit n-1 asks for attribute n). With Compat it is sent as the older
+// struct inet_diag_req of a TCPDIAG_GETSOCK dump instead: TCP sockets of
+// both families in one walk of the kernel's socket tables (Family and
+// Protocol are then not sent).
 type request struct {
 	Family   uint8
 	Protocol uint8
 	Ext      uint8
 	States   uint32
 	ID       sockID
+	Compat   bool
+}
+
+// msgType is the netlink message type the request is sent as.
+func (r *request) msgType() uint16 {
+	if r.Compat {
+		return msgTypeTCPDiag
+	}
+	return msgTypeDiag
+}
+
+// wireLen is the length of the marshalled request.
+func (r *request) wireLen() int {
+	if r.Compat {
+		return compatRequestLen
+	}
+	return requestLen
 }
 
 func (r *request) marshal(b []byte) []byte {
+	if r.Compat {
+		// idiag_family (unused by the kernel here), src_len, dst_len, ext,
+		// the socket id, idiag_states, idiag_dbs.
+		b = append(b, familyINET, 0, 0, r.Ext)
+		b = r.ID.marshal(b)
+		b = binary.NativeEndian.AppendUint32(b, r.States)
+		return binary.NativeEndian.AppendUint32(b, 0)
+	}
 	b = append(b, r.Family, r.Protocol, r.Ext, 0)
 	b = binary.NativeEndian.AppendUint32(b, r.States)
 	return r.ID.marshal(b)
 }
 
+// unmarshal reads an inet_diag_req_v2.
 func (r *request) unmarshal(b []byte) error {
 	if len(b) < requestLen {
 		return fmt.Errorf("inet_diag_req_v2: %d of %d bytes: %w", len(b), requestLen, errTruncated)

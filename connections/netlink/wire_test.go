@@ -67,6 +67,18 @@ func TestRoundTrips(t *testing.T) {
 	require.NoError(t, r2.unmarshal(b))
 	assert.Equal(t, r, r2)
 
+	// The same request as struct inet_diag_req (TCPDIAG_GETSOCK): ext in
+	// byte 3, the socket id, then idiag_states and a zero idiag_dbs.
+	r.Compat = true
+	c := r.marshal(nil)
+	require.Len(t, c, compatRequestLen)
+	require.Equal(t, compatRequestLen, r.wireLen())
+	assert.Equal(t, uint16(18 /* TCPDIAG_GETSOCK, include/uapi/linux/inet_diag.h */), r.msgType())
+	assert.Equal(t, []byte{familyINET, 0, 0, 2}, c[:4])
+	assert.Equal(t, b[8:8+sockIDLen], c[4:4+sockIDLen], "the same inet_diag_sockid")
+	assert.Equal(t, uint32(allStates), binary.NativeEndian.Uint32(c[52:56]))
+	assert.Zero(t, binary.NativeEndian.Uint32(c[56:60]))
+
 	m := v6msg(1, "2001:db8::1", 1234, "2001:db8::2", 80)
 	m.Timer, m.Retrans, m.Expires, m.RQueue, m.WQueue = 1, 2, 3, 4, 5
 	b = m.marshal(nil)

@@ -88,7 +88,11 @@ func parseFlags() flags {
 	flag.IntVar(&f.agentAt, "agent-at", 0, "run the agent only at this connection count (0: at every count)")
 	flag.StringVar(&f.jsonOut, "json", "", "also write the raw results to this file")
 	heap := flag.String("heapprofile", "", "file prefix: each measurement writes its heap profile to PREFIX.SOURCE after its polls")
+	cpu := flag.String("cpuprofile", "", "file prefix: each measurement writes the CPU profile of its warm polls to PREFIX.SOURCE")
 	flag.Parse()
+	if *cpu != "" {
+		os.Setenv(cpuProfileEnv, *cpu)
+	}
 	for _, s := range strings.Split(*conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 0 {

@@ -123,6 +123,11 @@ func measure(name string, warm int) sourceResult {
 	}
 	res.Sockets, res.Reports = stats.Sockets, stats.Reports
 	var costs []pollCost
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		if stop := startCPUProfile(path + "." + name); stop != nil {
+			defer stop()
+		}
+	}
 	for range warm {
 		c, _, err := poll()
 		if err != nil {
@@ -138,6 +143,24 @@ func measure(name string, warm int) sourceResult {
 	}
 	runtime.KeepAlive(poller)
 	return res
+}
+
+// cpuProfileEnv names a file prefix: each measurement child writes the CPU
+// profile of its warm polls there (-cpuprofile).
+const cpuProfileEnv = "CONNBEAT_BENCH_CPUPROFILE"
+
+func startCPUProfile(path string) func() {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: cpu profile: %v\n", err)
+		return nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: cpu profile: %v\n", err)
+		f.Close()
+		return nil
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // heapProfileEnv names a file prefix: each measurement child writes its
