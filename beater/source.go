@@ -20,7 +20,6 @@ func selectSource(cfg config.Config, logger *logp.Logger) (connections.Source, e
 	src, err := netlink.Open(netlink.Options{TCPInfo: cfg.TCPInfo})
 	switch {
 	case err == nil:
-		logger.Debugf("netlink socket source: %s per poll", src.Dumps())
 		return src, nil
 	case cfg.SocketSource == config.SourceNetlink:
 		return nil, fmt.Errorf("opening socket source (socket_source: netlink): %w", err)

@@ -56,7 +56,7 @@ type agentResult struct {
 	HWMMB      float64
 	AnonMB     float64 // heap and stacks: what the agent allocated
 	FileMB     float64 // mapped binary pages, shared with the page cache
-	Err        string `json:",omitempty"`
+	Err        string  `json:",omitempty"`
 }
 
 // runAgent starts the built agent with the discard output, lets it do its
