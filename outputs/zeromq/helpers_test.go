@@ -28,7 +28,7 @@ func (m metrics) get(name string) int64 {
 
 // newTestClient builds a connected client from YAML settings, with
 // libbeat's real metrics observer.
-func newTestClient(t *testing.T, yaml string) (*client, metrics) {
+func newTestClient(t testing.TB, yaml string) (*client, metrics) {
 	t.Helper()
 	raw, err := config.NewConfigWithYAML([]byte(yaml), "test")
 	require.NoError(t, err)
@@ -74,7 +74,7 @@ func publish(t *testing.T, c *client, evs ...beat.Event) []outest.BatchSignal {
 
 // waitFor polls cond every 10 ms; the deadline is generous because the
 // machine is shared with other test runs.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -88,7 +88,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // waitSubscribed waits until n connected peers of c subscribed to prefix:
 // a subscription travels to the publisher after the connection, and what
 // is published before it arrives is (rightly) dropped.
-func waitSubscribed(t *testing.T, c *client, prefix string, n int) {
+func waitSubscribed(t testing.TB, c *client, prefix string, n int) {
 	t.Helper()
 	waitFor(t, "subscription to "+prefix, func() bool {
 		got := 0
