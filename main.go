@@ -14,6 +14,7 @@ import (
 
 	"github.com/connbeat/connbeat/beater"
 	_ "github.com/connbeat/connbeat/outputs/http"
+	_ "github.com/connbeat/connbeat/outputs/zeromq"
 )
 
 var (

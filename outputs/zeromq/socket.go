@@ -188,7 +188,7 @@ func (s *socket) serve(p *peer) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	s.log.Infof("%s: %s peer %s connected", s.ep, s.typ, p.name)
+	s.log.Infof("%s: %s %s connected", s.ep, s.peerRole(), p.name)
 
 	var wg sync.WaitGroup
 	if s.typ == zmq4.Pub {
@@ -214,7 +214,14 @@ func (s *socket) serve(p *peer) {
 		}
 	}
 	s.mu.Unlock()
-	s.log.Infof("%s: %s peer %s disconnected", s.ep, s.typ, p.name)
+	s.log.Infof("%s: %s %s disconnected", s.ep, s.peerRole(), p.name)
+}
+
+func (s *socket) peerRole() string {
+	if s.typ == zmq4.Pub {
+		return "subscriber"
+	}
+	return "PULL peer"
 }
 
 // live returns the connected peers.
