@@ -8,7 +8,7 @@ import (
 
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/beats/v7/libbeat/outputs"
-	cbjson "github.com/elastic/beats/v7/libbeat/outputs/codec/json"
+	_ "github.com/elastic/beats/v7/libbeat/outputs/codec/format" // registered by libbeat in the binary
 	"github.com/elastic/beats/v7/libbeat/outputs/outest"
 	"github.com/elastic/elastic-agent-libs/config"
 	"github.com/elastic/elastic-agent-libs/logp"
@@ -35,7 +35,9 @@ func newTestClient(t testing.TB, yaml string) (*client, metrics) {
 	c, err := loadConfig(raw)
 	require.NoError(t, err)
 	reg := monitoring.NewRegistry()
-	cl, err := newClient(&c, outputs.NewStats(reg, logp.NewNopLogger()), cbjson.New("0.1.0", cbjson.Config{}), "connbeat", logp.NewNopLogger())
+	enc, err := newCodec(beat.Info{Beat: "connbeat", Version: "0.1.0", Logger: logp.NewNopLogger()}, c.Codec)
+	require.NoError(t, err)
+	cl, err := newClient(&c, outputs.NewStats(reg, logp.NewNopLogger()), enc, "connbeat", logp.NewNopLogger())
 	require.NoError(t, err)
 	require.NoError(t, cl.Connect(t.Context()))
 	t.Cleanup(func() { cl.Close() })

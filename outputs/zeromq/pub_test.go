@@ -189,3 +189,34 @@ func TestCloseFlushes(t *testing.T) {
 	assert.Equal(t, 2999, got[len(got)-1].id)
 	assert.Equal(t, int64(3000), m.get("events.acked"))
 }
+
+// TestTopicAndCodec: a custom topic with a fallback, libbeat's format
+// codec for the second frame, and an event that lacks a field the topic
+// needs (dropped and counted).
+func TestTopicAndCodec(t *testing.T) {
+	c, m := newTestClient(t, yamlFor("tcp://127.0.0.1:0",
+		"topic: 'cb.%{[connbeat.kind]}.%{[direction]:none}'",
+		"codec.format.string: 'id=%{[id]}'"))
+	s := zmq4.NewSub(t.Context())
+	defer s.Close()
+	require.NoError(t, s.Dial(c.boundEndpoint()))
+	require.NoError(t, s.SetOption(zmq4.OptionSubscribe, "cb."))
+	waitSubscribed(t, c, "cb.", 1)
+
+	withDir := event(1, "connection", "web-1")
+	withDir.Fields["direction"] = "inbound"
+	noKind := event(2, "connection", "web-1")
+	delete(noKind.Fields, "connbeat")
+	publish(t, c, withDir, noKind, event(3, "listener", "web-1"))
+
+	var got []string
+	for range 2 {
+		msg, err := s.Recv()
+		require.NoError(t, err)
+		require.Len(t, msg.Frames, 2)
+		got = append(got, string(msg.Frames[0])+" "+string(msg.Frames[1]))
+	}
+	assert.Equal(t, []string{"cb.connection.inbound id=1", "cb.listener.none id=3"}, got)
+	assert.Equal(t, int64(1), m.get("events.dropped"), "the event without connbeat.kind")
+	assert.Equal(t, int64(2), m.get("events.acked"))
+}

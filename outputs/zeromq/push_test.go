@@ -1,12 +1,15 @@
 package zeromq
 
 import (
+	"net"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/beats/v7/libbeat/outputs/outest"
 	"github.com/go-zeromq/zmq4"
+	"github.com/go-zeromq/zmq4/security/null"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -122,4 +125,34 @@ func seq(from, n int) []int {
 		out[i] = from + i
 	}
 	return out
+}
+
+// TestPushStalledPeer: a PULL peer that stops reading is cut off after
+// send_timeout; the events it did not take go back to libbeat (none is
+// ACKed unwritten), and the ones written before count as acked.
+func TestPushStalledPeer(t *testing.T) {
+	c, m := newTestClient(t, yamlFor("tcp://127.0.0.1:0", "mode: push", "send_timeout: 500ms"))
+	conn, err := net.Dial("tcp", c.socket().ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = zmq4.Open(conn, null.Security(), zmq4.Pull, nil, false, nil)
+	require.NoError(t, err)
+	waitPeers(t, c, 1)
+
+	pad := strings.Repeat("x", 256<<10)
+	evs := numbered(0, 200)
+	for i := range evs {
+		evs[i].Fields["pad"] = pad
+	}
+	sig := publish(t, c, evs...)[0]
+	require.Equal(t, outest.BatchRetryEvents, sig.Tag)
+	retried := idsOfEvents(sig)
+	require.NotEmpty(t, retried)
+	written := 200 - len(retried)
+	assert.Equal(t, seq(written, len(retried)), retried, "the events not written, in order")
+	assert.Equal(t, int64(written), m.get("events.acked"))
+	assert.Equal(t, int64(len(retried)), m.get("events.failed"))
+	assert.Equal(t, int64(1), m.get("write.errors"))
+	assert.Zero(t, m.get("events.dropped"))
+	t.Logf("a PULL peer that reads nothing took %d events of 256 KiB before it was cut off", written)
 }
