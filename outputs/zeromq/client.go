@@ -60,18 +60,16 @@ func (c *client) socketType() zmq4.SocketType {
 // Connect binds the endpoint, or starts connecting to it (a connect
 // succeeds before the peer is up and retries in the background).
 func (c *client) Connect(context.Context) error {
+	// A socket left from before must free the endpoint before it is bound again.
+	_ = c.Close()
 	s := newSocket(c.ep, c.cfg.Bind, c.socketType(), c.cfg.SendHWM, c.cfg.SendTimeout, c.log)
 	s.wrote = c.wrote
 	if err := s.open(); err != nil {
 		return fmt.Errorf("output.zeromq: %w", err)
 	}
 	c.mu.Lock()
-	old := c.sock
 	c.sock = s
 	c.mu.Unlock()
-	if old != nil {
-		_ = old.close()
-	}
 	return nil
 }
 

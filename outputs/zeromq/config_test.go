@@ -79,6 +79,7 @@ func TestParseEndpoint(t *testing.T) {
 		{"tcp://*:5556", true, "tcp", ":5556"},
 		{"tcp://127.0.0.1:5556", false, "tcp", "127.0.0.1:5556"},
 		{"tcp://[::1]:5556", true, "tcp", "[::1]:5556"},
+		{"tcp://[fe80::1%eth0]:5556", false, "tcp", "[fe80::1%eth0]:5556"},
 		{"tcp://collector.example.com:5556", false, "tcp", "collector.example.com:5556"},
 		{"tcp://127.0.0.1:0", true, "tcp", "127.0.0.1:0"},
 		{"ipc:///run/connbeat/events.sock", true, "unix", "/run/connbeat/events.sock"},

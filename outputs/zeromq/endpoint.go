@@ -3,6 +3,7 @@ package zeromq
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -67,10 +68,17 @@ func parseTCP(s, hostport string, bind bool) (endpoint, error) {
 		host = ""
 	case host == "":
 		return endpoint{}, fmt.Errorf("%q has no host (use * to bind every address)", s)
-	case net.ParseIP(host) == nil && !validHostname(host):
+	case !validIP(host) && !validHostname(host):
 		return endpoint{}, fmt.Errorf("%q: %q is neither an IP address nor a host name", s, host)
 	}
 	return endpoint{network: "tcp", address: net.JoinHostPort(host, port), raw: s}, nil
+}
+
+// validIP reports whether h is an IPv4 or IPv6 address (with a zone, as
+// in fe80::1%eth0).
+func validIP(h string) bool {
+	_, err := netip.ParseAddr(h)
+	return err == nil
 }
 
 // validHostname reports whether h is a DNS name (letters, digits, hyphens

@@ -2,6 +2,7 @@ package zeromq
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -95,12 +96,20 @@ func (p *peer) subscribed(topic string) bool {
 	return false
 }
 
+// maxSubscriptions bounds the prefixes one peer may subscribe to: each
+// event is matched against all of them.
+const maxSubscriptions = 10000
+
+var errTooManySubscriptions = fmt.Errorf("more than %d subscriptions", maxSubscriptions)
+
 // subscribe counts subscriptions like libzmq: a prefix subscribed twice
 // needs two unsubscriptions.
-func (p *peer) subscribe(prefix string, on bool) {
+func (p *peer) subscribe(prefix string, on bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
+	case on && p.topics[prefix] == 0 && len(p.topics) >= maxSubscriptions:
+		return errTooManySubscriptions
 	case on:
 		p.topics[prefix]++
 	case p.topics[prefix] > 1:
@@ -108,6 +117,7 @@ func (p *peer) subscribe(prefix string, on bool) {
 	default:
 		delete(p.topics, prefix)
 	}
+	return nil
 }
 
 // offer queues m for the writer; false when the peer already holds hwm
@@ -239,7 +249,10 @@ func (p *peer) readLoop(onError func(error)) {
 			continue
 		}
 		if prefix, on, ok := subscription(f.body); ok {
-			p.subscribe(prefix, on)
+			if err := p.subscribe(prefix, on); err != nil {
+				onError(err)
+				return
+			}
 		}
 	}
 }

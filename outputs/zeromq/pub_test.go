@@ -1,6 +1,7 @@
 package zeromq
 
 import (
+	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
@@ -219,4 +220,39 @@ func TestTopicAndCodec(t *testing.T) {
 	assert.Equal(t, []string{"cb.connection.inbound id=1", "cb.listener.none id=3"}, got)
 	assert.Equal(t, int64(1), m.get("events.dropped"), "the event without connbeat.kind")
 	assert.Equal(t, int64(2), m.get("events.acked"))
+}
+
+// TestSubscriptions: prefixes are counted like libzmq's (two subscriptions
+// need two unsubscriptions), and a peer that subscribes to more than
+// maxSubscriptions prefixes is refused.
+func TestSubscriptions(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	p := newPeer(a, 1, time.Second)
+	defer p.close()
+	require.NoError(t, p.subscribe("listener.", true))
+	require.NoError(t, p.subscribe("listener.", true))
+	require.NoError(t, p.subscribe("listener.", false))
+	assert.True(t, p.subscribed("listener.v1.web-1"))
+	assert.False(t, p.subscribed("connection.v1.web-1"))
+	require.NoError(t, p.subscribe("listener.", false))
+	assert.False(t, p.subscribed("listener.v1.web-1"))
+	require.NoError(t, p.subscribe("", true))
+	assert.True(t, p.subscribed("connection.v1.web-1"), "the empty prefix matches all")
+
+	c, _ := newTestClient(t, yamlFor("tcp://127.0.0.1:0"))
+	conn, err := net.Dial("tcp", c.socket().ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = zmq4.Open(conn, null.Security(), zmq4.Sub, nil, false, nil)
+	require.NoError(t, err)
+	waitPeers(t, c, 1)
+	var msgs []byte
+	for i := 0; i <= maxSubscriptions; i++ {
+		body := fmt.Sprintf("\x01p%d.", i)
+		msgs = append(appendFrameHeader(msgs, len(body), false), body...)
+	}
+	_, err = conn.Write(msgs)
+	require.NoError(t, err)
+	waitPeers(t, c, 0)
 }
