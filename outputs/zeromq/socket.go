@@ -129,25 +129,34 @@ func (s *socket) acceptLoop() {
 }
 
 // dialLoop keeps one connection to the endpoint, reconnecting with
-// backoff after each loss.
+// backoff after each loss. The first failure in a row is a warning, the
+// rest are debug messages.
 func (s *socket) dialLoop() {
 	defer s.wg.Done()
 	wait := reconnectMin
+	failures := 0
 	d := net.Dialer{Timeout: s.timeout}
 	for s.ctx.Err() == nil {
 		conn, err := d.DialContext(s.ctx, s.ep.network, s.ep.address)
 		if err == nil {
 			var p *peer
 			if p, err = s.handshake(conn, false); err == nil {
-				wait = reconnectMin
+				wait, failures = reconnectMin, 0
 				s.serve(p)
+				if !sleepCtx(s.ctx, wait) {
+					return
+				}
 				continue
 			}
 		}
 		if s.ctx.Err() != nil {
 			return
 		}
-		s.log.Debugf("connecting to %s: %v; retrying in %s", s.ep, err, wait)
+		if failures++; failures == 1 {
+			s.log.Warnf("connecting to %s: %v; retrying every %s .. %s", s.ep, err, reconnectMin, reconnectMax)
+		} else {
+			s.log.Debugf("connecting to %s: %v; retrying in %s", s.ep, err, wait)
+		}
 		if !sleepCtx(s.ctx, wait) {
 			return
 		}
