@@ -15,6 +15,7 @@ import (
 	"github.com/connbeat/connbeat/beater"
 	_ "github.com/connbeat/connbeat/outputs/amqp"
 	_ "github.com/connbeat/connbeat/outputs/http"
+	_ "github.com/connbeat/connbeat/outputs/zeromq"
 )
 
 var (

@@ -1,0 +1,128 @@
+// Package zeromq is connbeat's `zeromq` output: it sends every event as a
+// two-frame ZeroMQ message (topic, JSON event) from a PUB socket, where
+// subscribers filter by topic prefix and what nobody receives is dropped
+// and counted, or from a PUSH socket that holds events while no consumer
+// is connected. ZMTP comes from go-zeromq/zmq4 (pure Go); the socket
+// patterns (per-subscriber queues, round robin) are implemented here so
+// that every dropped event is counted.
+package zeromq
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/common/fmtstr"
+	"github.com/elastic/beats/v7/libbeat/outputs/codec"
+	"github.com/elastic/elastic-agent-libs/config"
+)
+
+// Socket modes.
+const (
+	ModePub  = "pub"
+	ModePush = "push"
+)
+
+// DefaultTopic gives `connection.v1.web-1` or `listener.v1.web-1`: a
+// subscriber picks a kind with the prefix `connection.` and one host with
+// `connection.v1.web-1`.
+const DefaultTopic = "%{[connbeat.kind]}.v1.%{[host.name]}"
+
+type zmqConfig struct {
+	// Endpoint is tcp://host:port or ipc:///path.
+	Endpoint string `config:"endpoint"`
+	// Bind true: listen on Endpoint; false: connect to it.
+	Bind  bool                      `config:"bind"`
+	Mode  string                    `config:"mode"`
+	Topic *fmtstr.EventFormatString `config:"topic"`
+	// SendHWM bounds the messages queued for one peer and not yet written
+	// to its connection.
+	SendHWM int `config:"send_hwm"`
+	// SendTimeout bounds one write to a peer, a handshake, and in push mode
+	// the wait for a peer.
+	SendTimeout time.Duration    `config:"send_timeout"`
+	Codec       codec.Config     `config:"codec"`
+	Queue       config.Namespace `config:"queue"`
+}
+
+func defaultConfig() zmqConfig {
+	return zmqConfig{
+		Bind:        true,
+		Mode:        ModePub,
+		Topic:       fmtstr.MustCompileEvent(DefaultTopic),
+		SendHWM:     1000,
+		SendTimeout: 5 * time.Second,
+	}
+}
+
+// Validate checks every value; errors name the key under output.zeromq.
+// It is called by Unpack.
+func (c *zmqConfig) Validate() error {
+	var errs []error
+	if c.Endpoint == "" {
+		errs = append(errs, errors.New("output.zeromq.endpoint is required (tcp://host:port or ipc:///path)"))
+	} else if _, err := parseEndpoint(c.Endpoint, c.Bind); err != nil {
+		errs = append(errs, fmt.Errorf("output.zeromq.endpoint: %w", err))
+	}
+	if c.Mode != ModePub && c.Mode != ModePush {
+		errs = append(errs, fmt.Errorf("output.zeromq.mode must be %s or %s, got %q", ModePub, ModePush, c.Mode))
+	}
+	if c.Topic == nil || c.Topic.IsEmpty() {
+		errs = append(errs, errors.New("output.zeromq.topic must not be empty"))
+	}
+	if c.SendHWM <= 0 {
+		errs = append(errs, fmt.Errorf("output.zeromq.send_hwm must be positive, got %d", c.SendHWM))
+	}
+	if c.SendTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("output.zeromq.send_timeout must be positive, got %s", c.SendTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// libbeatKeys are keys libbeat itself reads from an output's section.
+var libbeatKeys = []string{"enabled"}
+
+// checkKeys rejects keys the output does not know, which unpacking would
+// ignore silently: a typo'd option is worse than none.
+func checkKeys(cfg *config.C) error {
+	known := map[string]bool{}
+	for _, k := range libbeatKeys {
+		known[k] = true
+	}
+	t := reflect.TypeOf(zmqConfig{})
+	for i := 0; i < t.NumField(); i++ {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("config"), ","); tag != "" {
+			known[tag] = true
+		}
+	}
+	var unknown []string
+	for _, k := range cfg.GetFields() {
+		if !known[k] {
+			unknown = append(unknown, "output.zeromq."+k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	names := make([]string, 0, len(known))
+	for k := range known {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return fmt.Errorf("unknown option %s (known options: %s)", strings.Join(unknown, ", "), strings.Join(names, ", "))
+}
+
+// loadConfig unpacks and validates the output's section, reporting
+// unknown keys and bad values at once.
+func loadConfig(cfg *config.C) (zmqConfig, error) {
+	c := defaultConfig()
+	keysErr := checkKeys(cfg)
+	if err := cfg.Unpack(&c); err != nil {
+		return c, errors.Join(keysErr, fmt.Errorf("output.zeromq: %w", err))
+	}
+	return c, keysErr
+}
