@@ -5,13 +5,13 @@ package config
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
 	conf "github.com/elastic/elastic-agent-libs/config"
+
+	"github.com/connbeat/connbeat/internal/confkeys"
 )
 
 // Event formats.
@@ -94,47 +94,15 @@ func Load(section *conf.C) (Config, error) {
 	}
 	// Report every problem at once: an operator fixing a typo should not
 	// discover the next error only on the next start.
-	keysErr := checkKeys(section)
+	keysErr := confkeys.Check(section, "connbeat", Keys())
 	if err := section.Unpack(&c); err != nil {
 		return c, errors.Join(keysErr, fmt.Errorf("connbeat: %w", err))
 	}
 	return c, errors.Join(keysErr, c.Validate())
 }
 
-// checkKeys rejects keys Config does not know, which libbeat's unpacking
-// would otherwise ignore silently (a typo'd option is worse than none).
-func checkKeys(section *conf.C) error {
-	known := Keys()
-	var unknown []string
-	for _, k := range section.GetFields() {
-		if !known[k] {
-			unknown = append(unknown, "connbeat."+k)
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	sort.Strings(unknown)
-	names := make([]string, 0, len(known))
-	for k := range known {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return fmt.Errorf("unknown option %s (known options: %s)",
-		strings.Join(unknown, ", "), strings.Join(names, ", "))
-}
-
-// Keys returns the option names Config accepts, read from its tags.
-func Keys() map[string]bool {
-	t := reflect.TypeOf(Config{})
-	keys := make(map[string]bool, t.NumField())
-	for i := 0; i < t.NumField(); i++ {
-		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("config"), ","); tag != "" {
-			keys[tag] = true
-		}
-	}
-	return keys
-}
+// Keys returns the option names of the connbeat section.
+func Keys() map[string]bool { return confkeys.Of(Config{}) }
 
 // Validate checks values; it is also called by Unpack.
 func (c *Config) Validate() error {

@@ -8,6 +8,7 @@ package amqpout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/elastic/beats/v7/libbeat/beat"
@@ -22,6 +23,8 @@ import (
 	"github.com/elastic/elastic-agent-libs/paths"
 	"github.com/elastic/elastic-agent-libs/testing"
 	"github.com/elastic/elastic-agent-libs/transport/tlscommon"
+
+	"github.com/connbeat/connbeat/internal/confkeys"
 )
 
 func init() {
@@ -42,8 +45,13 @@ func makeAMQP(_ outputs.IndexManager, info beat.Info, observer outputs.Observer,
 // that rotates over hosts.
 func newClient(info beat.Info, observer outputs.Observer, cfg *config.C, log *logp.Logger) (*client, *amqpConfig, error) {
 	c := defaultConfig()
+	// routing_keys is read by libbeat's selector, not unpacked.
+	keysErr := confkeys.Check(cfg, "output.amqp", confkeys.Of(amqpConfig{}, "enabled", "routing_keys"))
 	if err := cfg.Unpack(&c); err != nil {
-		return nil, nil, fmt.Errorf("output.amqp: %w", err)
+		return nil, nil, errors.Join(keysErr, fmt.Errorf("output.amqp: %w", err))
+	}
+	if keysErr != nil {
+		return nil, nil, keysErr
 	}
 	if !cfg.HasField("routing_key") && !cfg.HasField("routing_keys") {
 		if err := cfg.SetString("routing_key", -1, DefaultRoutingKey); err != nil {

@@ -28,6 +28,7 @@ func TestConfigValidate(t *testing.T) {
 		{"hosts: ['amqp://x']\nbulk_max_size: 0", "output.amqp.bulk_max_size must be positive"},
 		{"hosts: ['amqp://x']\nrouting_key: 'a.%{[unclosed'", "output.amqp.routing_key"},
 		{"hosts: ['amqp://x']\ncodec.nope: {}", "output.amqp.codec"},
+		{"hosts: ['amqp://x']\nroutingkey: a", "unknown option output.amqp.routingkey (known options: "},
 		{"hosts: ['amqps://x']\nssl.certificate: /nonexistent.pem\nssl.key: /nonexistent-key.pem", "nonexistent"},
 	} {
 		_, _, err := newTestClient(t, tc.yaml)
@@ -45,6 +46,10 @@ func TestConfigValidate(t *testing.T) {
 	assert.Equal(t, 10*time.Second, c.cfg.Heartbeat)
 	assert.Equal(t, -1, c.cfg.MaxRetries)
 	assert.Equal(t, "amqp([amqp://a amqps://b:5671/v])", c.String())
+
+	// routing_keys is read by libbeat's selector; enabled and queue by libbeat.
+	_, _, err = newTestClient(t, "enabled: true\nhosts: ['amqp://a']\nqueue.mem.events: 4096\nrouting_keys: [{routing_key: x, when.equals: {direction: inbound}}]")
+	require.NoError(t, err)
 
 	c, _, err = newTestClient(t, "hosts: ['amqp://user:hunter2@a']")
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package httpout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/elastic/elastic-agent-libs/config"
 	"github.com/elastic/elastic-agent-libs/paths"
 	"github.com/elastic/elastic-agent-libs/testing"
+
+	"github.com/connbeat/connbeat/internal/confkeys"
 )
 
 func init() {
@@ -22,9 +25,9 @@ func init() {
 const maxRetries = -1
 
 func makeHTTP(_ outputs.IndexManager, info beat.Info, observer outputs.Observer, cfg *config.C, beatPaths *paths.Path) (outputs.Group, error) {
-	c := defaultConfig()
-	if err := cfg.Unpack(&c); err != nil {
-		return outputs.Fail(fmt.Errorf("output.http: %w", err))
+	c, err := loadConfig(cfg)
+	if err != nil {
+		return outputs.Fail(err)
 	}
 	log := info.Logger.Named("http")
 	clients := make([]outputs.NetworkClient, len(c.Hosts))
@@ -34,6 +37,17 @@ func makeHTTP(_ outputs.IndexManager, info beat.Info, observer outputs.Observer,
 		clients[i] = outputs.WithBackoff(cl, c.Backoff.Init, c.Backoff.Max)
 	}
 	return outputs.SuccessNet(c.Queue, c.LoadBalance, c.BatchSize, maxRetries, nil, info.Logger, beatPaths, clients)
+}
+
+// loadConfig unpacks and validates the output's section, reporting
+// unknown keys and bad values at once.
+func loadConfig(cfg *config.C) (httpConfig, error) {
+	c := defaultConfig()
+	keysErr := confkeys.Check(cfg, "output.http", confkeys.Of(httpConfig{}, "enabled"))
+	if err := cfg.Unpack(&c); err != nil {
+		return c, errors.Join(keysErr, fmt.Errorf("output.http: %w", err))
+	}
+	return c, keysErr
 }
 
 // Test implements `connbeat test output`: the endpoint must answer an

@@ -39,18 +39,30 @@ func TestConfigValidate(t *testing.T) {
 		{"hosts: ['http://x']\nbackoff: {init: 10s, max: 1s}", "output.http.backoff"},
 		{"hosts: ['http://x']\ntimeout: 0s", "output.http.timeout must be positive"},
 		{"hosts: ['http://x']\nmethod: GET", "output.http.method must be POST or PUT"},
+		{"hosts: ['http://x']\ntimout: 5s", "unknown option output.http.timout (known options: "},
+		{"hosts: ['http://x']\nbatch_size: 0\nheader: {A: b}", "unknown option output.http.header"},
 	} {
 		raw, err := config.NewConfigWithYAML([]byte(tc.yaml), "test")
 		require.NoError(t, err)
-		c := defaultConfig()
-		err = raw.Unpack(&c)
+		_, err = loadConfig(raw)
 		require.Error(t, err, tc.yaml)
 		assert.Contains(t, err.Error(), tc.want, tc.yaml)
 	}
-	raw, err := config.NewConfigWithYAML([]byte("hosts: ['https://a:8080/in', 'http://b/x']\nformat: ndjson\ncompression: gzip\nheaders: {X-Tenant: t1}"), "test")
+	// Keys of libbeat's inline transport settings, its queue and enabled
+	// are known too.
+	raw, err := config.NewConfigWithYAML([]byte(`
+enabled: true
+hosts: ['https://a:8080/in', 'http://b/x']
+format: ndjson
+compression: gzip
+headers: {X-Tenant: t1}
+proxy_url: http://proxy:3128
+ssl.verification_mode: full
+idle_connection_timeout: 30s
+queue.mem.events: 4096`), "test")
 	require.NoError(t, err)
-	c := defaultConfig()
-	require.NoError(t, raw.Unpack(&c))
+	c, err := loadConfig(raw)
+	require.NoError(t, err)
 	assert.Equal(t, FormatNDJSON, c.Format)
 	assert.Equal(t, "t1", c.Headers["X-Tenant"])
 }

@@ -10,14 +10,13 @@ package zeromq
 import (
 	"errors"
 	"fmt"
-	"reflect"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/elastic/beats/v7/libbeat/common/fmtstr"
 	"github.com/elastic/beats/v7/libbeat/outputs/codec"
 	"github.com/elastic/elastic-agent-libs/config"
+
+	"github.com/connbeat/connbeat/internal/confkeys"
 )
 
 // Socket modes.
@@ -82,45 +81,11 @@ func (c *zmqConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// libbeatKeys are keys libbeat itself reads from an output's section.
-var libbeatKeys = []string{"enabled"}
-
-// checkKeys rejects keys the output does not know, which unpacking would
-// ignore silently: a typo'd option is worse than none.
-func checkKeys(cfg *config.C) error {
-	known := map[string]bool{}
-	for _, k := range libbeatKeys {
-		known[k] = true
-	}
-	t := reflect.TypeOf(zmqConfig{})
-	for i := 0; i < t.NumField(); i++ {
-		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("config"), ","); tag != "" {
-			known[tag] = true
-		}
-	}
-	var unknown []string
-	for _, k := range cfg.GetFields() {
-		if !known[k] {
-			unknown = append(unknown, "output.zeromq."+k)
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	sort.Strings(unknown)
-	names := make([]string, 0, len(known))
-	for k := range known {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return fmt.Errorf("unknown option %s (known options: %s)", strings.Join(unknown, ", "), strings.Join(names, ", "))
-}
-
 // loadConfig unpacks and validates the output's section, reporting
 // unknown keys and bad values at once.
 func loadConfig(cfg *config.C) (zmqConfig, error) {
 	c := defaultConfig()
-	keysErr := checkKeys(cfg)
+	keysErr := confkeys.Check(cfg, "output.zeromq", confkeys.Of(zmqConfig{}, "enabled"))
 	if err := cfg.Unpack(&c); err != nil {
 		return c, errors.Join(keysErr, fmt.Errorf("output.zeromq: %w", err))
 	}
