@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/connbeat/connbeat/internal/outputtest"
 	"github.com/connbeat/connbeat/internal/rabbit"
 )
 
@@ -68,28 +68,7 @@ func broker(t *testing.T) *rabbit.Broker {
 }
 
 // counters records what the output reports to libbeat's observer.
-type counters struct {
-	mu                                   sync.Mutex
-	batches, acked, retryable, permanent int
-	writeErrors, bytes                   int
-}
-
-func (c *counters) add(f *int, n int) { c.mu.Lock(); *f += n; c.mu.Unlock() }
-
-func (c *counters) NewBatch(int)                  { c.add(&c.batches, 1) }
-func (c *counters) RetryableErrors(n int)         { c.add(&c.retryable, n) }
-func (c *counters) PermanentErrors(n int)         { c.add(&c.permanent, n) }
-func (c *counters) DuplicateEvents(int)           {}
-func (c *counters) DeadLetterEvents(int)          {}
-func (c *counters) AckedEvents(n int)             { c.add(&c.acked, n) }
-func (c *counters) ErrTooMany(int)                {}
-func (c *counters) FailureStoreEvents(int)        {}
-func (c *counters) BatchSplit()                   {}
-func (c *counters) WriteError(error)              { c.add(&c.writeErrors, 1) }
-func (c *counters) WriteBytes(n int)              { c.add(&c.bytes, n) }
-func (c *counters) ReadError(error)               {}
-func (c *counters) ReadBytes(int)                 {}
-func (c *counters) ReportLatency(_ time.Duration) {}
+type counters = outputtest.Counters
 
 // newTestClient builds a client from YAML settings (not connected).
 func newTestClient(t *testing.T, yaml string) (*client, *counters, error) {

@@ -51,10 +51,10 @@ func TestPublishRoutesAndConfirms(t *testing.T) {
 		2: "connbeat.connection.inbound",
 		3: "connbeat.connection.outbound",
 	}, keys)
-	assert.Equal(t, 3, obs.acked)
-	assert.Equal(t, 1, obs.permanent, "the unencodable event counted once")
-	assert.Zero(t, obs.retryable)
-	assert.Greater(t, obs.bytes, 0)
+	assert.Equal(t, 3, obs.Acked)
+	assert.Equal(t, 1, obs.Permanent, "the unencodable event counted once")
+	assert.Zero(t, obs.Retryable)
+	assert.Greater(t, obs.Bytes, 0)
 }
 
 // TestRoutingKeyOptions: a custom format string, conditional routing_keys,
@@ -95,8 +95,8 @@ func TestNackedEventsRetried(t *testing.T) {
 		retried = append(retried, int(e.Content.Fields["id"].(int)))
 	}
 	assert.Equal(t, []int{3, 4}, retried)
-	assert.Equal(t, 2, obs.acked)
-	assert.Equal(t, 2, obs.retryable)
+	assert.Equal(t, 2, obs.Acked)
+	assert.Equal(t, 2, obs.Retryable)
 	assert.Len(t, q.drain(), 2, "room for two more")
 
 	require.NoError(t, c.Connect(t.Context()))
@@ -123,8 +123,8 @@ func TestUnconfirmedNotAcked(t *testing.T) {
 	assert.Contains(t, err.Error(), "no confirm within 2s")
 	assert.Equal(t, outest.BatchRetryEvents, sig.Tag)
 	assert.Len(t, sig.Events, 2, "nothing unconfirmed is ACKed")
-	assert.Zero(t, obs.acked)
-	assert.Equal(t, 1, obs.writeErrors)
+	assert.Zero(t, obs.Acked)
+	assert.Equal(t, 1, obs.WriteErrors)
 
 	closed := make(chan struct{})
 	go func() { c.Close(); close(closed) }()
@@ -180,7 +180,7 @@ func TestBrokerDown(t *testing.T) {
 	sig, err = publish(t, c, event(2, "listener", "listening"))
 	require.NoError(t, err)
 	assert.Equal(t, outest.BatchACK, sig.Tag)
-	assert.Equal(t, 2, obs.acked)
+	assert.Equal(t, 2, obs.Acked)
 
 	q = openQueue(t, "durable")
 	ids := []int{}

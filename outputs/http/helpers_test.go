@@ -20,32 +20,12 @@ import (
 	"github.com/elastic/elastic-agent-libs/logp"
 	"github.com/elastic/elastic-agent-libs/mapstr"
 	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/internal/outputtest"
 )
 
 // counters records what the output reports to libbeat's observer.
-type counters struct {
-	mu                                            sync.Mutex
-	batches, acked, retryable, permanent, tooMany int
-	writeErrors                                   int
-	bytes                                         int
-}
-
-func (c *counters) add(f *int, n int) { c.mu.Lock(); *f += n; c.mu.Unlock() }
-
-func (c *counters) NewBatch(int)                  { c.add(&c.batches, 1) }
-func (c *counters) RetryableErrors(n int)         { c.add(&c.retryable, n) }
-func (c *counters) PermanentErrors(n int)         { c.add(&c.permanent, n) }
-func (c *counters) DuplicateEvents(int)           {}
-func (c *counters) DeadLetterEvents(int)          {}
-func (c *counters) AckedEvents(n int)             { c.add(&c.acked, n) }
-func (c *counters) ErrTooMany(n int)              { c.add(&c.tooMany, n) }
-func (c *counters) FailureStoreEvents(int)        {}
-func (c *counters) BatchSplit()                   {}
-func (c *counters) WriteError(error)              { c.add(&c.writeErrors, 1) }
-func (c *counters) WriteBytes(n int)              { c.add(&c.bytes, n) }
-func (c *counters) ReadError(error)               {}
-func (c *counters) ReadBytes(int)                 {}
-func (c *counters) ReportLatency(_ time.Duration) {}
+type counters = outputtest.Counters
 
 // receiver is a real HTTP endpoint: it decodes every request body (JSON
 // array or NDJSON, gzip or not) and answers with the status the test's

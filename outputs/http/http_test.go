@@ -119,10 +119,10 @@ func TestRetriesUntilAccepted(t *testing.T) {
 	assert.Equal(t, []outest.BatchSignalTag{outest.BatchRetry, outest.BatchRetry, outest.BatchRetry, outest.BatchACK}, tags)
 	assert.GreaterOrEqual(t, time.Since(start), time.Second, "Retry-After: 1 was honoured")
 	assert.Equal(t, []int{1, 2, 3}, ids(rc.events()))
-	assert.Equal(t, 3, obs.acked)
-	assert.Equal(t, 6, obs.retryable)
-	assert.Equal(t, 3, obs.tooMany)
-	assert.Zero(t, obs.permanent)
+	assert.Equal(t, 3, obs.Acked)
+	assert.Equal(t, 6, obs.Retryable)
+	assert.Equal(t, 3, obs.TooMany)
+	assert.Zero(t, obs.Permanent)
 }
 
 // TestRejectedBatchDropped: a 400 drops that batch only, with one error.
@@ -137,13 +137,13 @@ func TestRejectedBatchDropped(t *testing.T) {
 	defer srv.Close()
 	poisoned, pobs := newTestClient(t, srv.URL, "hosts: [x]\nheaders: {X-Poison: '1'}")
 	assert.Equal(t, []outest.BatchSignalTag{outest.BatchDrop}, publishUntilDone(t, poisoned, events(1, 2)))
-	assert.Equal(t, 2, pobs.permanent)
-	assert.Zero(t, pobs.acked)
+	assert.Equal(t, 2, pobs.Permanent)
+	assert.Zero(t, pobs.Acked)
 
 	good, gobs := newTestClient(t, srv.URL, "hosts: [x]")
 	assert.Equal(t, []outest.BatchSignalTag{outest.BatchACK}, publishUntilDone(t, good, events(3, 4)))
 	assert.Equal(t, []int{3, 4}, ids(rc.events()), "only the rejected batch was lost")
-	assert.Equal(t, 2, gobs.acked)
+	assert.Equal(t, 2, gobs.Acked)
 }
 
 func TestConnectionErrorRetried(t *testing.T) {
@@ -156,8 +156,8 @@ func TestConnectionErrorRetried(t *testing.T) {
 	err = c.Publish(t.Context(), b)
 	require.ErrorContains(t, err, "connection refused")
 	assert.Equal(t, outest.BatchRetry, b.Signals[0].Tag)
-	assert.Equal(t, 1, obs.writeErrors)
-	assert.Equal(t, 1, obs.retryable)
+	assert.Equal(t, 1, obs.WriteErrors)
+	assert.Equal(t, 1, obs.Retryable)
 }
 
 func TestBodies(t *testing.T) {
@@ -292,7 +292,7 @@ func TestRedirects(t *testing.T) {
 		b := outest.NewBatch(events(code)...)
 		require.NoError(t, c.Publish(t.Context(), b))
 		assert.Equal(t, outest.BatchACK, b.Signals[0].Tag, "%d followed", code)
-		assert.Equal(t, 1, obs.acked)
+		assert.Equal(t, 1, obs.Acked)
 	}
 	assert.Equal(t, []int{307, 308}, ids(rc.events()), "307 and 308 delivered the body")
 
@@ -303,8 +303,8 @@ func TestRedirects(t *testing.T) {
 		require.ErrorContains(t, err, fmt.Sprintf("answered %d", code))
 		require.ErrorContains(t, err, `"/events"`, "the error names the new location")
 		assert.Equal(t, outest.BatchRetry, b.Signals[0].Tag, "%d: the batch is kept", code)
-		assert.Zero(t, obs.acked)
-		assert.Equal(t, 1, obs.retryable)
+		assert.Zero(t, obs.Acked)
+		assert.Equal(t, 1, obs.Retryable)
 	}
 	assert.Equal(t, []int{307, 308}, ids(rc.events()), "nothing was ACKed by a GET")
 }
