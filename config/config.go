@@ -94,11 +94,8 @@ func Load(section *conf.C) (Config, error) {
 	}
 	// Report every problem at once: an operator fixing a typo should not
 	// discover the next error only on the next start.
-	keysErr := confkeys.Check(section, "connbeat", Keys())
-	if err := section.Unpack(&c); err != nil {
-		return c, errors.Join(keysErr, fmt.Errorf("connbeat: %w", err))
-	}
-	return c, errors.Join(keysErr, c.Validate())
+	// Unpack runs Validate.
+	return c, confkeys.Unpack(section, "connbeat", &c)
 }
 
 // Keys returns the option names of the connbeat section.

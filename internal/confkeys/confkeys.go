@@ -4,6 +4,7 @@
 package confkeys
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -79,4 +80,16 @@ func Check(section *config.C, prefix string, known map[string]bool) error {
 	sort.Strings(names)
 	return fmt.Errorf("unknown option %s (known options: %s)",
 		strings.Join(unknown, ", "), strings.Join(names, ", "))
+}
+
+// Unpack unpacks section into dst, a pointer to a settings struct holding
+// its defaults, and reports unknown keys and bad values together, so an
+// operator fixing one mistake sees the next at the same start. Errors are
+// prefixed with the section's path; extra names keys read by others.
+func Unpack(section *config.C, prefix string, dst any, extra ...string) error {
+	keysErr := Check(section, prefix, Of(dst, extra...))
+	if err := section.Unpack(dst); err != nil {
+		return errors.Join(keysErr, fmt.Errorf("%s: %w", prefix, err))
+	}
+	return keysErr
 }

@@ -54,3 +54,21 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestUnpack(t *testing.T) {
+	c, err := config.NewConfigFrom(map[string]any{"hosts": []string{"a"}, "timeout": 7, "enabled": true})
+	require.NoError(t, err)
+	dst := settings{Timeout: 1}
+	require.NoError(t, Unpack(c, "out", &dst, "enabled"))
+	assert.Equal(t, []string{"a"}, dst.Hosts)
+	assert.Equal(t, 7, dst.Timeout)
+
+	// An unknown key and a value that does not unpack: both reported.
+	c, err = config.NewConfigFrom(map[string]any{"hosts": []string{"a"}, "timeout": "soon", "timeuot": 3})
+	require.NoError(t, err)
+	err = Unpack(c, "out", &settings{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "unknown option out.timeuot")
+	assert.Contains(t, err.Error(), "out: ")
+	assert.Contains(t, err.Error(), "timeout")
+}

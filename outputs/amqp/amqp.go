@@ -8,7 +8,6 @@ package amqpout
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/elastic/beats/v7/libbeat/beat"
@@ -46,12 +45,8 @@ func makeAMQP(_ outputs.IndexManager, info beat.Info, observer outputs.Observer,
 func newClient(info beat.Info, observer outputs.Observer, cfg *config.C, log *logp.Logger) (*client, *amqpConfig, error) {
 	c := defaultConfig()
 	// routing_keys is read by libbeat's selector, not unpacked.
-	keysErr := confkeys.Check(cfg, "output.amqp", confkeys.Of(amqpConfig{}, "enabled", "routing_keys"))
-	if err := cfg.Unpack(&c); err != nil {
-		return nil, nil, errors.Join(keysErr, fmt.Errorf("output.amqp: %w", err))
-	}
-	if keysErr != nil {
-		return nil, nil, keysErr
+	if err := confkeys.Unpack(cfg, "output.amqp", &c, "enabled", "routing_keys"); err != nil {
+		return nil, nil, err
 	}
 	if !cfg.HasField("routing_key") && !cfg.HasField("routing_keys") {
 		if err := cfg.SetString("routing_key", -1, DefaultRoutingKey); err != nil {

@@ -2,7 +2,6 @@ package httpout
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -43,11 +42,8 @@ func makeHTTP(_ outputs.IndexManager, info beat.Info, observer outputs.Observer,
 // unknown keys and bad values at once.
 func loadConfig(cfg *config.C) (httpConfig, error) {
 	c := defaultConfig()
-	keysErr := confkeys.Check(cfg, "output.http", confkeys.Of(httpConfig{}, "enabled"))
-	if err := cfg.Unpack(&c); err != nil {
-		return c, errors.Join(keysErr, fmt.Errorf("output.http: %w", err))
-	}
-	return c, keysErr
+	err := confkeys.Unpack(cfg, "output.http", &c, "enabled")
+	return c, err
 }
 
 // Test implements `connbeat test output`: the endpoint must answer an

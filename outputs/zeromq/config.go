@@ -85,9 +85,6 @@ func (c *zmqConfig) Validate() error {
 // unknown keys and bad values at once.
 func loadConfig(cfg *config.C) (zmqConfig, error) {
 	c := defaultConfig()
-	keysErr := confkeys.Check(cfg, "output.zeromq", confkeys.Of(zmqConfig{}, "enabled"))
-	if err := cfg.Unpack(&c); err != nil {
-		return c, errors.Join(keysErr, fmt.Errorf("output.zeromq: %w", err))
-	}
-	return c, keysErr
+	err := confkeys.Unpack(cfg, "output.zeromq", &c, "enabled")
+	return c, err
 }
