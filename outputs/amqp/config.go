@@ -10,16 +10,13 @@ import (
 	"github.com/elastic/beats/v7/libbeat/outputs/codec"
 	"github.com/elastic/elastic-agent-libs/config"
 	"github.com/elastic/elastic-agent-libs/transport/tlscommon"
+
+	"github.com/connbeat/connbeat/internal/backoff"
 )
 
 // DefaultRoutingKey routes by event kind (listener|connection) and
 // direction (listening|inbound|outbound); both event formats carry them.
 const DefaultRoutingKey = "connbeat.%{[connbeat.kind]}.%{[connbeat.direction]}"
-
-type backoffConfig struct {
-	Init time.Duration `config:"init"`
-	Max  time.Duration `config:"max"`
-}
 
 type amqpConfig struct {
 	// Hosts are amqp:// or amqps:// URLs, tried in order.
@@ -44,7 +41,7 @@ type amqpConfig struct {
 	// Timeout bounds the TCP connect, TLS and AMQP handshakes.
 	Timeout        time.Duration    `config:"timeout"`
 	ConfirmTimeout time.Duration    `config:"confirm_timeout"`
-	Backoff        backoffConfig    `config:"backoff"`
+	Backoff        backoff.Config   `config:"backoff"`
 	MaxRetries     int              `config:"max_retries"`
 	BulkMaxSize    int              `config:"bulk_max_size"`
 	Queue          config.Namespace `config:"queue"`
@@ -61,7 +58,7 @@ func defaultConfig() amqpConfig {
 		Heartbeat:       10 * time.Second,
 		Timeout:         30 * time.Second,
 		ConfirmTimeout:  30 * time.Second,
-		Backoff:         backoffConfig{Init: time.Second, Max: time.Minute},
+		Backoff:         backoff.Default(),
 		MaxRetries:      -1,
 		BulkMaxSize:     2048,
 	}
@@ -108,9 +105,7 @@ func (c *amqpConfig) Validate() error {
 	if c.ConfirmTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("output.amqp.confirm_timeout must be positive, got %s", c.ConfirmTimeout))
 	}
-	if c.Backoff.Init <= 0 || c.Backoff.Max < c.Backoff.Init {
-		errs = append(errs, fmt.Errorf("output.amqp.backoff: init must be positive and max >= init (got init %s, max %s)", c.Backoff.Init, c.Backoff.Max))
-	}
+	errs = append(errs, c.Backoff.Check("output.amqp.backoff"))
 	if c.MaxRetries < -1 {
 		errs = append(errs, fmt.Errorf("output.amqp.max_retries must be -1 (retry forever) or >= 0, got %d", c.MaxRetries))
 	}

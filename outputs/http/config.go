@@ -14,6 +14,8 @@ import (
 
 	"github.com/elastic/elastic-agent-libs/config"
 	"github.com/elastic/elastic-agent-libs/transport/httpcommon"
+
+	"github.com/connbeat/connbeat/internal/backoff"
 )
 
 // Body formats.
@@ -21,11 +23,6 @@ const (
 	FormatJSONArray = "json_array"
 	FormatNDJSON    = "ndjson"
 )
-
-type backoffConfig struct {
-	Init time.Duration `config:"init"`
-	Max  time.Duration `config:"max"`
-}
 
 type httpConfig struct {
 	Hosts       []string `config:"hosts"`
@@ -40,7 +37,7 @@ type httpConfig struct {
 	BearerToken      string            `config:"bearer_token"`
 	Headers          map[string]string `config:"headers"`
 	BatchSize        int               `config:"batch_size"`
-	Backoff          backoffConfig     `config:"backoff"`
+	Backoff          backoff.Config    `config:"backoff"`
 	// MaxRetryAfter caps how long a Retry-After header may make us wait.
 	MaxRetryAfter time.Duration `config:"max_retry_after"`
 	// ErrorBodyBytes is how much of a rejected request's response body
@@ -60,7 +57,7 @@ func defaultConfig() httpConfig {
 		CompressionLevel: 5,
 		Method:           http.MethodPost,
 		BatchSize:        1600,
-		Backoff:          backoffConfig{Init: time.Second, Max: time.Minute},
+		Backoff:          backoff.Default(),
 		MaxRetryAfter:    5 * time.Minute,
 		ErrorBodyBytes:   512,
 		Transport:        tr,
@@ -115,9 +112,7 @@ func (c *httpConfig) Validate() error {
 	if c.BatchSize <= 0 {
 		errs = append(errs, fmt.Errorf("output.http.batch_size must be positive, got %d", c.BatchSize))
 	}
-	if c.Backoff.Init <= 0 || c.Backoff.Max < c.Backoff.Init {
-		errs = append(errs, fmt.Errorf("output.http.backoff: init must be positive and max >= init (got init %s, max %s)", c.Backoff.Init, c.Backoff.Max))
-	}
+	errs = append(errs, c.Backoff.Check("output.http.backoff"))
 	if c.MaxRetryAfter <= 0 {
 		errs = append(errs, fmt.Errorf("output.http.max_retry_after must be positive, got %s", c.MaxRetryAfter))
 	}
