@@ -92,14 +92,6 @@ func Open(opts Options) (*Source, error) {
 	return s, nil
 }
 
-// Dumps describes the kernel requests of one poll, for the startup log.
-func (s *Source) Dumps() string {
-	if len(s.reqs) == 1 {
-		return "one TCPDIAG_GETSOCK dump of IPv4 and IPv6"
-	}
-	return "an inet_diag_req_v2 dump per family"
-}
-
 // Interrupted returns how many dumps the kernel flagged NLM_F_DUMP_INTR
 // (its socket table changed under the dump) and were done again.
 func (s *Source) Interrupted() int { return s.interrupted }
