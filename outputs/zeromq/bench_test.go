@@ -30,6 +30,14 @@ func BenchmarkPubBurst(b *testing.B) {
 		}
 	}()
 	waitSubscribed(b, c, "", 1)
+	publishBatches(b, c)
+	reportRates(b, m)
+}
+
+func newBatch(evs []beat.Event) *outest.Batch { return outest.NewBatch(evs...) }
+
+// publishBatches publishes b.N batches of batchSize events, timed.
+func publishBatches(b *testing.B, c *client) {
 	evs := make([]beat.Event, batchSize)
 	for i := range evs {
 		evs[i] = event(i, "connection", "web-1")
@@ -38,13 +46,16 @@ func BenchmarkPubBurst(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		_ = c.Publish(b.Context(), newBatch(evs))
 	}
+}
+
+// reportRates stops the timer and reports the share of events dropped and
+// the events published a second.
+func reportRates(b *testing.B, m metrics) {
 	b.StopTimer()
 	total := float64(b.N * batchSize)
 	b.ReportMetric(float64(m.get("events.dropped"))/total*100, "%dropped")
 	b.ReportMetric(total/b.Elapsed().Seconds(), "events/s")
 }
-
-func newBatch(evs []beat.Event) *outest.Batch { return outest.NewBatch(evs...) }
 
 // BenchmarkPubWriter measures the output alone: the subscriber completes
 // the handshake, subscribes to everything and discards the bytes unread.
@@ -61,22 +72,12 @@ func BenchmarkPubWriter(b *testing.B) {
 	_, _ = conn.Write([]byte{0, 1, 1})
 	go io.Copy(io.Discard, conn)
 	waitSubscribed(b, c, "", 1)
-	evs := make([]beat.Event, batchSize)
-	for i := range evs {
-		evs[i] = event(i, "connection", "web-1")
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		_ = c.Publish(b.Context(), newBatch(evs))
-	}
+	publishBatches(b, c)
 	p := c.socket().live()[0]
 	waitFor(b, "queue written", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.pending == 0
 	})
-	b.StopTimer()
-	total := float64(b.N * batchSize)
-	b.ReportMetric(float64(m.get("events.dropped"))/total*100, "%dropped")
-	b.ReportMetric(total/b.Elapsed().Seconds(), "events/s")
+	reportRates(b, m)
 }
