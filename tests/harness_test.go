@@ -329,9 +329,7 @@ func startPeer(t *testing.T, cred *syscall.Credential, argv []string) *Peer {
 		// early makes every later assertion about its pid meaningless.
 		select {
 		case err := <-exited:
-			if len(args) > 0 && args[0] != "flash" {
-				t.Errorf("cbpeer %v exited before the test ended (%v): %s", args, err, stderr.String())
-			}
+			t.Errorf("cbpeer %v exited before the test ended (%v): %s", args, err, stderr.String())
 		default:
 			_ = cmd.Process.Kill()
 			<-exited
