@@ -90,9 +90,6 @@ func parseFlags() flags {
 	heap := flag.String("heapprofile", "", "file prefix: each measurement writes its heap profile to PREFIX.SOURCE after its polls")
 	cpu := flag.String("cpuprofile", "", "file prefix: each measurement writes the CPU profile of its warm polls to PREFIX.SOURCE")
 	flag.Parse()
-	if *cpu != "" {
-		os.Setenv(cpuProfileEnv, *cpu)
-	}
 	for _, s := range strings.Split(*conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 0 {
@@ -104,6 +101,9 @@ func parseFlags() flags {
 	f.sources = strings.Split(*sources, ",")
 	if *heap != "" {
 		os.Setenv(heapProfileEnv, *heap)
+	}
+	if *cpu != "" {
+		os.Setenv(cpuProfileEnv, *cpu)
 	}
 	return f
 }

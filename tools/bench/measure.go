@@ -123,19 +123,17 @@ func measure(name string, warm int) sourceResult {
 	}
 	res.Sockets, res.Reports = stats.Sockets, stats.Reports
 	var costs []pollCost
-	if path := os.Getenv(cpuProfileEnv); path != "" {
-		if stop := startCPUProfile(path + "." + name); stop != nil {
-			defer stop()
-		}
-	}
+	stopProfile := startCPUProfile(os.Getenv(cpuProfileEnv), name)
 	for range warm {
 		c, _, err := poll()
 		if err != nil {
+			stopProfile()
 			res.Err = err.Error()
 			return res
 		}
 		costs = append(costs, c)
 	}
+	stopProfile()
 	res.Warm = medianCost(costs)
 	res.HWMMB = statusMB("VmHWM")
 	if path := os.Getenv(heapProfileEnv); path != "" {
@@ -149,16 +147,21 @@ func measure(name string, warm int) sourceResult {
 // profile of its warm polls there (-cpuprofile).
 const cpuProfileEnv = "CONNBEAT_BENCH_CPUPROFILE"
 
-func startCPUProfile(path string) func() {
-	f, err := os.Create(path)
+// startCPUProfile profiles into PREFIX.SOURCE and returns what stops it;
+// with no prefix, or when the profile cannot start, it does nothing.
+func startCPUProfile(prefix, source string) func() {
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "." + source)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: cpu profile: %v\n", err)
-		return nil
+		return func() {}
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: cpu profile: %v\n", err)
 		f.Close()
-		return nil
+		return func() {}
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }
 }
