@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connbeat/connbeat/internal/rabbit"
+	"github.com/connbeat/connbeat/internal/testcerts"
 )
 
 const (
@@ -23,14 +24,14 @@ const (
 )
 
 // startRabbit runs a private rabbitmq-server for one test, or skips it.
-func startRabbit(t *testing.T, certs *rabbit.Certs) *rabbit.Broker {
+func startRabbit(t *testing.T, certs *testcerts.Certs) *rabbit.Broker {
 	t.Helper()
 	if err := rabbit.Available(); err != nil {
 		t.Skip(err)
 	}
 	opts := rabbit.Options{User: amqpUser, Password: amqpPass}
 	if certs != nil {
-		opts.TLS = certs.ServerTLS()
+		opts.TLS = rabbit.TLSFor(*certs)
 	}
 	b, err := rabbit.Start(t.TempDir(), opts)
 	require.NoError(t, err)
@@ -195,7 +196,7 @@ func TestAMQPOutputOutage(t *testing.T) {
 func TestAMQPTLS(t *testing.T) {
 	t.Parallel()
 	const ip = "127.0.0.42"
-	certs, err := rabbit.WriteCerts(t.TempDir())
+	certs, err := testcerts.Write(t.TempDir())
 	require.NoError(t, err)
 	b := startRabbit(t, &certs)
 	q := bindQueue(t, b, "tls", "connbeat.listener.*")

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/connbeat/connbeat/internal/testcerts"
 )
 
 // Binaries of Debian's rabbitmq-server package. /usr/sbin/rabbitmq-server
@@ -51,6 +53,11 @@ func Available() error {
 // TLS is a TLS listener that requires client certificates signed by CA.
 type TLS struct {
 	CAFile, CertFile, KeyFile string // PEM files
+}
+
+// TLSFor is the broker's TLS listener for certificates testcerts wrote.
+func TLSFor(c testcerts.Certs) *TLS {
+	return &TLS{CAFile: c.CA, CertFile: c.ServerCert, KeyFile: c.ServerKey}
 }
 
 // Options configure a broker.

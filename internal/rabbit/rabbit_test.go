@@ -12,6 +12,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/internal/testcerts"
 )
 
 // TestBrokerSurvivesRestart starts a real broker with credentials and a
@@ -23,9 +25,9 @@ func TestBrokerSurvivesRestart(t *testing.T) {
 		t.Skip(err)
 	}
 	dir := t.TempDir()
-	certs, err := WriteCerts(dir)
+	certs, err := testcerts.Write(dir)
 	require.NoError(t, err)
-	b, err := Start(dir, Options{User: "cb", Password: "s3cret", TLS: certs.ServerTLS()})
+	b, err := Start(dir, Options{User: "cb", Password: "s3cret", TLS: TLSFor(certs)})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 

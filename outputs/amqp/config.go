@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,7 +88,7 @@ func (c *amqpConfig) Validate() error {
 	if strings.HasPrefix(c.Exchange, "amq.") && c.ExchangeDeclare {
 		errs = append(errs, fmt.Errorf("output.amqp.exchange %q: names starting with amq. are reserved; set exchange_declare: false to use it", c.Exchange))
 	}
-	if !contains(exchangeTypes, c.ExchangeType) {
+	if !slices.Contains(exchangeTypes, c.ExchangeType) {
 		errs = append(errs, fmt.Errorf("output.amqp.exchange_type must be one of %s, got %q", strings.Join(exchangeTypes, ", "), c.ExchangeType))
 	}
 	if strings.TrimSpace(c.RoutingKey) == "" {
@@ -132,13 +133,4 @@ func parseHost(h string) (*url.URL, error) {
 		return nil, fmt.Errorf("%q: query parameters are not supported; use the output.amqp options", u.Redacted())
 	}
 	return u, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -17,13 +17,14 @@ import (
 
 	"github.com/connbeat/connbeat/internal/outputtest"
 	"github.com/connbeat/connbeat/internal/rabbit"
+	"github.com/connbeat/connbeat/internal/testcerts"
 )
 
 // The package's tests share one broker (starting one takes ~6 s); tests
 // that stop it start it again before they end, so none runs in parallel.
 var shared struct {
 	broker *rabbit.Broker
-	certs  rabbit.Certs
+	certs  testcerts.Certs
 	why    error // why there is no broker
 }
 
@@ -40,10 +41,10 @@ func TestMain(m *testing.M) {
 	}
 	shared.why = rabbit.Available()
 	if shared.why == nil {
-		shared.certs, shared.why = rabbit.WriteCerts(dir)
+		shared.certs, shared.why = testcerts.Write(dir)
 	}
 	if shared.why == nil {
-		shared.broker, shared.why = rabbit.Start(dir, rabbit.Options{User: testUser, Password: testPass, TLS: shared.certs.ServerTLS()})
+		shared.broker, shared.why = rabbit.Start(dir, rabbit.Options{User: testUser, Password: testPass, TLS: rabbit.TLSFor(shared.certs)})
 		if shared.why != nil && !strings.Contains(shared.why.Error(), rabbit.ErrUnavailable.Error()) {
 			fmt.Fprintln(os.Stderr, "starting rabbitmq-server:", shared.why)
 			os.RemoveAll(dir)

@@ -1,19 +1,11 @@
 package httpout
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +14,8 @@ import (
 	"github.com/elastic/elastic-agent-libs/config"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/internal/testcerts"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -204,51 +198,25 @@ func TestAuth(t *testing.T) {
 	assert.Len(t, rc.events(), 2)
 }
 
-// testCA writes a CA and a server certificate for 127.0.0.1 signed by it.
-func testCA(t *testing.T) (caFile string, serverCert tls.Certificate) {
-	t.Helper()
-	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "connbeat test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	srvKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	require.NoError(t, err)
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644))
-	return caFile, tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
-}
-
 func TestTLS(t *testing.T) {
-	caFile, cert := testCA(t)
+	certs, err := testcerts.Write(t.TempDir())
+	require.NoError(t, err)
+	cert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
+	require.NoError(t, err)
 	rc := &receiver{t: t}
 	srv := httptest.NewUnstartedServer(rc)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.StartTLS()
 	defer srv.Close()
 
-	c, _ := newTestClient(t, srv.URL, "hosts: [x]\nssl.certificate_authorities: ['"+caFile+"']")
+	c, _ := newTestClient(t, srv.URL, "hosts: [x]\nssl.certificate_authorities: ['"+certs.CA+"']")
 	assert.Equal(t, []outest.BatchSignalTag{outest.BatchACK}, publishUntilDone(t, c, events(7)))
 	assert.Equal(t, []int{7}, ids(rc.events()))
 
 	// Without the CA the server is not trusted: a retryable transport error.
 	untrusting, _ := newTestClient(t, srv.URL, "hosts: [x]")
 	b := outest.NewBatch(events(8)...)
-	err := untrusting.Publish(t.Context(), b)
+	err = untrusting.Publish(t.Context(), b)
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "certificate"), err.Error())
 	assert.Equal(t, outest.BatchRetry, b.Signals[0].Tag)

@@ -1,4 +1,7 @@
-package rabbit
+// Package testcerts writes the PEM files of TLS tests: a CA, a server
+// certificate it signed for localhost and 127.0.0.1, a client certificate
+// it signed, and a client certificate of an unrelated CA.
+package testcerts
 
 import (
 	"crypto/ecdsa"
@@ -24,18 +27,13 @@ type Certs struct {
 	RogueCA, RogueCert, RogueKey                     string
 }
 
-// ServerTLS is the broker's TLS listener for these certificates.
-func (c Certs) ServerTLS() *TLS {
-	return &TLS{CAFile: c.CA, CertFile: c.ServerCert, KeyFile: c.ServerKey}
-}
-
 type issuer struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 }
 
-// WriteCerts generates the certificates into dir.
-func WriteCerts(dir string) (Certs, error) {
+// Write generates the certificates into dir.
+func Write(dir string) (Certs, error) {
 	c := Certs{
 		CA: filepath.Join(dir, "ca.pem"), ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server-key.pem"),
 		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client-key.pem"),
