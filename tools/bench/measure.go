@@ -19,6 +19,7 @@ import (
 	"github.com/connbeat/connbeat/classify"
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/connections/bpfiter"
 	"github.com/connbeat/connbeat/connections/netlink"
 	"github.com/connbeat/connbeat/dedup"
 	"github.com/connbeat/connbeat/event"
@@ -47,6 +48,7 @@ const (
 	srcProcFS  = "procfs"
 	srcNetlink = "netlink"
 	srcTCPInfo = "netlink+tcp_info"
+	srcBPF     = "bpf"
 )
 
 func openSource(name string) (connections.Source, error) {
@@ -57,6 +59,8 @@ func openSource(name string) (connections.Source, error) {
 		return netlink.Open(netlink.Options{})
 	case srcTCPInfo:
 		return netlink.Open(netlink.Options{TCPInfo: true})
+	case srcBPF:
+		return bpfiter.Open()
 	}
 	return nil, fmt.Errorf("unknown source %q", name)
 }

@@ -1,0 +1,50 @@
+package bpfiter
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/connbeat/connbeat/connections"
+)
+
+const afINET = 2
+
+// decodeRecord turns one record of the program into a socket, reporting
+// sockets as the netlink and procfs sources do: a pending connection
+// (NEW_SYN_RECV) as SYN_RECV with uid and inode 0, a TIME_WAIT socket with
+// the state it stands for, IPv4-mapped addresses unmapped.
+func decodeRecord(rec []byte) (connections.Socket, error) {
+	if len(rec) != recLen {
+		return connections.Socket{}, fmt.Errorf("record of %d bytes, want %d", len(rec), recLen)
+	}
+	s := connections.Socket{
+		State:      connections.State(rec[recState]),
+		LocalPort:  binary.LittleEndian.Uint16(rec[recLPort:]),
+		RemotePort: binary.BigEndian.Uint16(rec[recRPort:]),
+		UID:        binary.LittleEndian.Uint32(rec[recUID:]),
+		Inode:      binary.LittleEndian.Uint64(rec[recInode:]),
+	}
+	switch s.State {
+	case stateTimeWait:
+		s.State = connections.State(rec[recSubstate])
+		s.UID, s.Inode = 0, 0
+	case stateNewSynRecv:
+		s.State = connections.StateSynRecv
+		s.UID, s.Inode = 0, 0
+	}
+	if !s.State.Valid() {
+		return connections.Socket{}, fmt.Errorf("socket state %d (substate %d) unknown", rec[recState], rec[recSubstate])
+	}
+	switch family := binary.LittleEndian.Uint16(rec[recFamily:]); family {
+	case afINET:
+		s.LocalIP = netip.AddrFrom4([4]byte(rec[recLocal:]))
+		s.RemoteIP = netip.AddrFrom4([4]byte(rec[recRemote:]))
+	case afINET6:
+		s.LocalIP = netip.AddrFrom16([16]byte(rec[recLocal:])).Unmap()
+		s.RemoteIP = netip.AddrFrom16([16]byte(rec[recRemote:])).Unmap()
+	default:
+		return connections.Socket{}, fmt.Errorf("address family %d unknown", family)
+	}
+	return s, nil
+}

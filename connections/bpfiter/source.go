@@ -1,0 +1,160 @@
+// Package bpfiter lists TCP sockets through a BPF iterator over the
+// kernel's TCP socket tables (the "tcp" bpf_iter, Linux 5.9 and later). A
+// small program, assembled at start from the running kernel's BTF (no
+// compiler, no prebuilt object), writes one fixed 56-byte record a socket:
+// a poll costs one walk of the tables and a copy, where a sock_diag dump
+// builds a netlink message with attributes for every socket.
+//
+// It needs CAP_BPF and CAP_PERFMON (or root) and a kernel with BTF; where
+// any of that is missing, Open returns a *connections.UnavailableError and
+// the agent uses the netlink source.
+package bpfiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/connbeat/connbeat/connections"
+)
+
+// Name is the source's name in logs and configuration.
+const Name = "bpf"
+
+// readSize is the buffer one read fills; the kernel hands over at most its
+// seq_file buffer (8 pages) a read.
+const readSize = 64 << 10
+
+// Source reads sockets through an attached iterator link, one iterator
+// instance a poll. It is not safe for concurrent use.
+type Source struct {
+	iter *link.Iter
+	buf  []byte
+	// records counts the records of the last poll; skipped those
+	// that did not decode.
+	records, skipped int
+}
+
+// Open loads the iterator program and attaches it. The kernel's BTF is
+// read (mapped, decoded lazily) for it and not kept.
+func Open() (*Source, error) {
+	iter, err := load()
+	if err != nil {
+		hint := ""
+		if errors.Is(err, os.ErrPermission) {
+			hint = " (needs CAP_BPF and CAP_PERFMON, or root)"
+		}
+		return nil, &connections.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
+	}
+	s := &Source{iter: iter, buf: make([]byte, readSize)}
+	// Read once, so that a kernel that loads the program but cannot run
+	// the iterator is found out now rather than at the first poll.
+	if _, err := s.Sockets(context.Background(), nil); err != nil {
+		s.Close()
+		return nil, &connections.UnavailableError{Source: Name, Err: err}
+	}
+	return s, nil
+}
+
+func load() (*link.Iter, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("kernel BTF: %w", err)
+	}
+	l, err := layoutFrom(spec)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+		Name:         "connbeat_tcp",
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceIter,
+		AttachTo:     "tcp",
+		Instructions: program(l),
+		// bpf_probe_read_kernel and bpf_seq_write are GPL-only helpers.
+		License: "Dual MIT/GPL",
+	}, ebpf.ProgramOptions{KernelTypes: spec})
+	if err != nil {
+		return nil, fmt.Errorf("loading the tcp iterator program: %w", err)
+	}
+	// The link holds the program from here on.
+	defer prog.Close()
+	iter, err := link.AttachIter(link.IterOptions{Program: prog})
+	if err != nil {
+		return nil, fmt.Errorf("attaching the tcp iterator: %w", err)
+	}
+	return iter, nil
+}
+
+// Name implements connections.Source.
+func (s *Source) Name() string { return Name }
+
+// Close implements connections.Source.
+func (s *Source) Close() error {
+	if s.iter == nil {
+		return nil
+	}
+	err := s.iter.Close()
+	s.iter = nil
+	return err
+}
+
+// Skipped returns how many records of the last poll did not decode (an
+// unknown state or family); they are left out of the result.
+func (s *Source) Skipped() int { return s.skipped }
+
+// Sockets implements connections.Source: one walk of the socket tables of
+// the agent's network namespace, IPv4 and IPv6 together.
+func (s *Source) Sockets(ctx context.Context, dst []connections.Socket) ([]connections.Socket, error) {
+	if s.iter == nil {
+		return dst, errors.New("bpf source closed")
+	}
+	r, err := s.iter.Open()
+	if err != nil {
+		return dst, fmt.Errorf("starting a tcp iterator: %w", err)
+	}
+	defer r.Close()
+	s.records, s.skipped = 0, 0
+	var firstErr error
+	have := 0 // bytes of an incomplete record carried to the next read
+	for {
+		if err := ctx.Err(); err != nil {
+			return dst, err
+		}
+		n, err := r.Read(s.buf[have:])
+		have += n
+		whole := have - have%recLen
+		for off := 0; off < whole; off += recLen {
+			s.records++
+			sock, derr := decodeRecord(s.buf[off : off+recLen])
+			if derr != nil {
+				s.skipped++
+				if firstErr == nil {
+					firstErr = derr
+				}
+				continue
+			}
+			dst = append(dst, sock)
+		}
+		have = copy(s.buf, s.buf[whole:have])
+		if err == io.EOF || (err == nil && n == 0) {
+			break
+		}
+		if err != nil {
+			return dst, fmt.Errorf("reading the tcp iterator: %w", err)
+		}
+	}
+	if have != 0 {
+		return dst, fmt.Errorf("tcp iterator ended inside a record (%d bytes over)", have)
+	}
+	if s.skipped == s.records && firstErr != nil {
+		return dst, fmt.Errorf("no record of the tcp iterator decoded: %w", firstErr)
+	}
+	return dst, nil
+}
