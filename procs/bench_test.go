@@ -130,3 +130,37 @@ func BenchmarkOwner(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(sockets)), "ns/socket")
 }
+
+// BenchmarkJoinSteady is the whole join of a warm poll on an unchanged
+// host: Refresh, then Owner for every socket in the source's order, which
+// the resolver answers from the previous poll's answers.
+func BenchmarkJoinSteady(b *testing.B) {
+	sockets := benchConns(b, 5000)
+	r := benchResolver(b)
+	ctx := context.Background()
+	join := func() int {
+		if _, err := r.Refresh(ctx, sockets); err != nil {
+			b.Fatal(err)
+		}
+		found := 0
+		for i := range sockets {
+			if p, _ := r.Owner(sockets[i].Inode); p != nil {
+				found++
+			}
+		}
+		return found
+	}
+	join()
+	b.ReportAllocs()
+	found := 0
+	for b.Loop() {
+		found = join()
+	}
+	if found < 10000 {
+		b.Fatalf("only %d sockets have an owner", found)
+	}
+	if !r.steady {
+		b.Fatal("the host changed during the benchmark: the memo was not used")
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(sockets)), "ns/socket")
+}

@@ -76,6 +76,16 @@ type Resolver struct {
 	lastInodes []uint64
 	changed    bool
 
+	// steady says this refresh found the host as the previous one left it
+	// (same inodes in the same order, no fd table read, no process gone):
+	// Owner then answers from memo, the previous poll's answers in call
+	// order, instead of two map lookups a socket. memoNext records this
+	// poll's answers; memoAt is the next memo entry to match.
+	steady   bool
+	memo     []ownerAnswer
+	memoNext []ownerAnswer
+	memoAt   int
+
 	dirBuf  []byte
 	pathBuf []byte // "PID/fd\x00" for fstatat without allocating
 	readers []*fdReader
@@ -141,6 +151,8 @@ func (r *Resolver) Close() error { return unix.Close(r.rootFD) }
 // failing to list the proc directory itself.
 func (r *Resolver) Refresh(ctx context.Context, sockets []connections.Socket) (Stats, error) {
 	r.gen++
+	r.steady = false
+	r.memo, r.memoNext, r.memoAt = r.memoNext, r.memo[:0], 0
 	var stats Stats
 	full := !r.fdCount && r.gen%uint64(r.opts.FullRescanEvery) == 1
 
@@ -249,6 +261,7 @@ func (r *Resolver) resolveUnknown(ctx context.Context, sockets []connections.Soc
 		for ino := range r.unknown {
 			r.unknown[ino] = r.gen
 		}
+		r.steady = true
 		return 0
 	}
 	r.changed = false
@@ -358,6 +371,30 @@ func (r *Resolver) drop(pid int32, p *proc) {
 // topmost holder: the one whose parent does not hold it too (the lowest pid
 // on a tie). It returns nil when no readable process holds the inode.
 func (r *Resolver) Owner(ino uint64) (*Process, int) {
+	if r.steady {
+		if r.memoAt < len(r.memo) && r.memo[r.memoAt].ino == ino {
+			a := r.memo[r.memoAt]
+			r.memoAt++
+			r.memoNext = append(r.memoNext, a)
+			return a.p, a.holders
+		}
+		r.steady = false // the calls left the previous order
+	}
+	p, n := r.lookupOwner(ino)
+	if len(r.memoNext) < len(r.lastInodes) {
+		r.memoNext = append(r.memoNext, ownerAnswer{ino: ino, p: p, holders: n})
+	}
+	return p, n
+}
+
+// ownerAnswer is one answer of Owner, kept for the next poll.
+type ownerAnswer struct {
+	ino     uint64
+	p       *Process
+	holders int
+}
+
+func (r *Resolver) lookupOwner(ino uint64) (*Process, int) {
 	first, ok := r.owner[ino]
 	if !ok || ino == 0 {
 		return nil, 0

@@ -109,3 +109,58 @@ func TestResolverParallelScan(t *testing.T) {
 		assert.Equal(t, 1, owners)
 	}
 }
+
+// TestResolverOwnerMemo checks that on an unchanged host Owner answers from
+// the previous poll's answers, in call order, and that a change on the host
+// or calls in another order fall back to the maps with the right answers.
+func TestResolverOwnerMemo(t *testing.T) {
+	fp := newFakeProc(t)
+	fp.add(fakeProcess{pid: 10, ppid: 1, comm: "a", exe: "/bin/a", start: 1, sockets: []uint64{1}})
+	fp.add(fakeProcess{pid: 11, ppid: 1, comm: "b", exe: "/bin/b", start: 2, sockets: []uint64{2, 3}})
+	r := newResolver(t, fp.root, MetadataOptions{})
+	ctx := context.Background()
+	owners := func(inodes ...uint64) []int32 {
+		var pids []int32
+		for _, ino := range inodes {
+			p, _ := r.Owner(ino)
+			if p == nil {
+				pids = append(pids, 0)
+				continue
+			}
+			pids = append(pids, p.PID)
+		}
+		return pids
+	}
+
+	_, err := r.Refresh(ctx, sockets(1, 2, 3, 99))
+	require.NoError(t, err)
+	assert.False(t, r.steady, "the first refresh reads every table")
+	assert.Equal(t, []int32{10, 11, 11, 0}, owners(1, 2, 3, 99))
+
+	_, err = r.Refresh(ctx, sockets(1, 2, 3, 99))
+	require.NoError(t, err)
+	require.True(t, r.steady)
+	assert.Equal(t, []int32{10, 11, 11, 0}, owners(1, 2, 3, 99))
+	assert.True(t, r.steady, "every answer came from the memo")
+	assert.Equal(t, 4, r.memoAt)
+
+	// Same host, calls in another order: the memo is left, answers stay right.
+	_, err = r.Refresh(ctx, sockets(1, 2, 3, 99))
+	require.NoError(t, err)
+	assert.Equal(t, []int32{11, 10, 0, 11}, owners(3, 1, 99, 2))
+	assert.False(t, r.steady)
+
+	// Process 10 exits, its socket lingers: the memo must not answer 10.
+	fp.remove(10)
+	_, err = r.Refresh(ctx, sockets(1, 2, 3, 99))
+	require.NoError(t, err)
+	assert.False(t, r.steady)
+	assert.Equal(t, []int32{0, 11, 11, 0}, owners(1, 2, 3, 99))
+
+	// Steady again, from the answers recorded after the change.
+	_, err = r.Refresh(ctx, sockets(1, 2, 3, 99))
+	require.NoError(t, err)
+	require.True(t, r.steady)
+	assert.Equal(t, []int32{0, 11, 11, 0}, owners(1, 2, 3, 99))
+	assert.Equal(t, 4, r.memoAt)
+}
