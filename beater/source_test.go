@@ -16,6 +16,7 @@ import (
 
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/connections/bpfiter"
 	"github.com/connbeat/connbeat/internal/sandbox"
 )
 
@@ -43,15 +44,20 @@ func TestSelectSource(t *testing.T) {
 		{config.SourceProcFS, false, "procfs"},
 		{config.SourceNetlink, false, "netlink"},
 		{config.SourceNetlink, true, "netlink"},
-		{config.SourceAuto, false, "netlink"},
+		{config.SourceBPF, false, "bpf"},
+		{config.SourceAuto, false, "bpf"},
 		{config.SourceAuto, true, "netlink"},
 	}
+	bpfErr := bpfAvailable()
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/tcp_info=%v", tt.source, tt.tcpInfo), func(t *testing.T) {
+			if tt.wantName == "bpf" && bpfErr != nil {
+				t.Skipf("the bpf source cannot run here: %v", bpfErr)
+			}
 			logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
 			src, err := selectSource(sourceConfig(tt.source, tt.tcpInfo), logger)
 			if connections.IsUnavailable(err) {
-				t.Skipf("netlink unavailable on this kernel: %v", err)
+				t.Skipf("%s unavailable on this kernel: %v", tt.source, err)
 			}
 			require.NoError(t, err)
 			defer src.Close()
@@ -70,6 +76,15 @@ func TestSelectSource(t *testing.T) {
 			assert.Equal(t, tt.tcpInfo, client.Info != nil, "tcp_info follows the option")
 		})
 	}
+}
+
+// bpfAvailable says why the bpf source cannot be opened here, or nil.
+func bpfAvailable() error {
+	src, err := bpfiter.Open()
+	if err != nil {
+		return err
+	}
+	return src.Close()
 }
 
 const noNetlinkEnv = "CONNBEAT_TEST_NO_NETLINK"
@@ -94,6 +109,10 @@ func TestSelectSourceWithoutNetlink(t *testing.T) {
 }
 
 func selectWithoutNetlink(t *testing.T) {
+	// The bpf source is taken away too, so that auto gets to netlink.
+	if err := sandbox.DenySyscall(unix.SYS_BPF, unix.EPERM); err != nil {
+		t.Skipf("cannot install a seccomp filter: %v", err)
+	}
 	if err := sandbox.DenySocketFamily(unix.AF_NETLINK, unix.EPERM); err != nil {
 		t.Skipf("cannot install a seccomp filter: %v", err)
 	}
@@ -111,6 +130,11 @@ func selectWithoutNetlink(t *testing.T) {
 		src.Close()
 
 		entries := logs.TakeAll()
+		if !tcpInfo {
+			require.Len(t, entries, 2, "one log line a source passed over")
+			assert.Contains(t, entries[0].Message, "socket source bpf unavailable")
+			entries = entries[1:]
+		}
 		require.Len(t, entries, 1, "one log line on fallback")
 		assert.Contains(t, entries[0].Message, "socket source netlink unavailable")
 		assert.Contains(t, entries[0].Message, "operation not permitted")
@@ -124,6 +148,52 @@ func selectWithoutNetlink(t *testing.T) {
 
 	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
 	_, err = selectSource(sourceConfig(config.SourceNetlink, false), logger)
+	require.Error(t, err)
+	assert.True(t, connections.IsUnavailable(err), "%v", err)
+	assert.ErrorIs(t, err, unix.EPERM)
+	assert.Zero(t, logs.Len(), "a forced source fails instead of logging")
+}
+
+const noBPFEnv = "CONNBEAT_TEST_NO_BPF"
+
+// TestSelectSourceWithoutBPF runs itself again in a child process whose
+// seccomp filter makes bpf(2) fail with EPERM, as Docker's default profile
+// does: auto must use netlink with one log line saying why, and a forced
+// bpf source must fail with an UnavailableError naming the capabilities.
+func TestSelectSourceWithoutBPF(t *testing.T) {
+	if os.Getenv(noBPFEnv) == "1" {
+		selectWithoutBPF(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSelectSourceWithoutBPF$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), noBPFEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "child:\n%s", out)
+	if skipped := "--- SKIP: TestSelectSourceWithoutBPF"; strings.Contains(string(out), skipped) {
+		t.Skipf("child skipped:\n%s", out)
+	}
+	require.True(t, strings.Contains(string(out), "--- PASS: TestSelectSourceWithoutBPF"), "child:\n%s", out)
+}
+
+func selectWithoutBPF(t *testing.T) {
+	if err := sandbox.DenySyscall(unix.SYS_BPF, unix.EPERM); err != nil {
+		t.Skipf("cannot install a seccomp filter: %v", err)
+	}
+	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
+	src, err := selectSource(sourceConfig(config.SourceAuto, false), logger)
+	if connections.IsUnavailable(err) {
+		t.Skipf("netlink unavailable on this kernel too: %v", err)
+	}
+	require.NoError(t, err)
+	defer src.Close()
+	assert.Equal(t, "netlink", src.Name())
+	entries := logs.TakeAll()
+	require.Len(t, entries, 1, "one log line for the source passed over")
+	assert.Contains(t, entries[0].Message, "socket source bpf unavailable")
+	assert.Contains(t, entries[0].Message, "CAP_BPF")
+	assert.Contains(t, entries[0].Message, "using netlink")
+
+	_, err = selectSource(sourceConfig(config.SourceBPF, false), logger)
 	require.Error(t, err)
 	assert.True(t, connections.IsUnavailable(err), "%v", err)
 	assert.ErrorIs(t, err, unix.EPERM)

@@ -24,6 +24,7 @@ const (
 const (
 	SourceAuto    = "auto"
 	SourceNetlink = "netlink"
+	SourceBPF     = "bpf"
 	SourceProcFS  = "procfs"
 )
 
@@ -34,7 +35,7 @@ type Config struct {
 	// Aggregation is the dedup window: a key reported within it is not
 	// reported again; a socket still open after it is reported again.
 	Aggregation time.Duration `config:"aggregation"`
-	// SocketSource picks how sockets are read: auto, netlink or procfs.
+	// SocketSource picks how sockets are read: auto, bpf, netlink or procfs.
 	SocketSource string `config:"socket_source"`
 	// TCPInfo adds the kernel's tcp_info figures to connection events
 	// (netlink source only).
@@ -112,11 +113,11 @@ func (c *Config) Validate() error {
 	} else if c.PollInterval > 0 && c.Aggregation < c.PollInterval {
 		errs = append(errs, fmt.Errorf("connbeat.aggregation (%s) must not be shorter than connbeat.poll_interval (%s)", c.Aggregation, c.PollInterval))
 	}
-	errs = append(errs, oneOf("socket_source", c.SocketSource, SourceAuto, SourceNetlink, SourceProcFS))
+	errs = append(errs, oneOf("socket_source", c.SocketSource, SourceAuto, SourceBPF, SourceNetlink, SourceProcFS))
 	errs = append(errs, oneOf("event_format", c.EventFormat, FormatClassic, FormatECS))
 	errs = append(errs, oneOf("queue_full", c.QueueFullPolicy, QueueFullDrop, QueueFullBlock))
-	if c.TCPInfo && c.SocketSource == SourceProcFS {
-		errs = append(errs, errors.New("connbeat.tcp_info needs the netlink socket source; procfs cannot read tcp_info (set socket_source: auto or netlink)"))
+	if c.TCPInfo && (c.SocketSource == SourceProcFS || c.SocketSource == SourceBPF) {
+		errs = append(errs, fmt.Errorf("connbeat.tcp_info needs the netlink socket source; %s cannot read tcp_info (set socket_source: auto or netlink)", c.SocketSource))
 	}
 	if c.ProcPath == "" {
 		errs = append(errs, errors.New("connbeat.proc_path must not be empty"))

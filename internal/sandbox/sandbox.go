@@ -37,6 +37,38 @@ const (
 // thread of the calling process, for the rest of its life. Use it in a
 // child process only.
 func DenySocketFamily(family int, errno unix.Errno) error {
+	return install(func(arch uint32) []unix.SockFilter {
+		return []unix.SockFilter{
+			{Code: ldAbs, K: offArch},
+			{Code: jeqK, Jt: 0, Jf: 5, K: arch},
+			{Code: ldAbs, K: offNr},
+			{Code: jeqK, Jt: 0, Jf: 3, K: unix.SYS_SOCKET},
+			{Code: ldAbs, K: offArg0},
+			{Code: jeqK, Jt: 0, Jf: 1, K: uint32(family)},
+			{Code: retK, K: retErrno | uint32(errno)},
+			{Code: retK, K: retAllow},
+		}
+	})
+}
+
+// DenySyscall makes the system call nr fail with errno in every thread of
+// the calling process, for the rest of its life (Docker's default profile
+// does it to bpf(2)). Use it in a child process only.
+func DenySyscall(nr uintptr, errno unix.Errno) error {
+	return install(func(arch uint32) []unix.SockFilter {
+		return []unix.SockFilter{
+			{Code: ldAbs, K: offArch},
+			{Code: jeqK, Jt: 0, Jf: 3, K: arch},
+			{Code: ldAbs, K: offNr},
+			{Code: jeqK, Jt: 0, Jf: 1, K: uint32(nr)},
+			{Code: retK, K: retErrno | uint32(errno)},
+			{Code: retK, K: retAllow},
+		}
+	})
+}
+
+// install loads the filter built for this machine's audit architecture.
+func install(build func(arch uint32) []unix.SockFilter) error {
 	var arch uint32
 	switch runtime.GOARCH {
 	case "amd64":
@@ -46,16 +78,7 @@ func DenySocketFamily(family int, errno unix.Errno) error {
 	default:
 		return ErrUnsupported
 	}
-	prog := []unix.SockFilter{
-		{Code: ldAbs, K: offArch},
-		{Code: jeqK, Jt: 0, Jf: 5, K: arch},
-		{Code: ldAbs, K: offNr},
-		{Code: jeqK, Jt: 0, Jf: 3, K: unix.SYS_SOCKET},
-		{Code: ldAbs, K: offArg0},
-		{Code: jeqK, Jt: 0, Jf: 1, K: uint32(family)},
-		{Code: retK, K: retErrno | uint32(errno)},
-		{Code: retK, K: retAllow},
-	}
+	prog := build(arch)
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)

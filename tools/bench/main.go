@@ -78,7 +78,7 @@ func main() {
 func parseFlags() flags {
 	var f flags
 	conns := flag.String("n", "1000,10000,40000", "connection counts (each is 2 established sockets)")
-	sources := flag.String("sources", "procfs,netlink,netlink+tcp_info", "sources to measure")
+	sources := flag.String("sources", "procfs,netlink,netlink+tcp_info,bpf", "sources to measure")
 	flag.IntVar(&f.warm, "warm", 15, "warm polls per source (the median is reported)")
 	flag.IntVar(&f.ssRuns, "ss-runs", 3, "runs of each ss command (the median is reported)")
 	flag.StringVar(&f.agent, "agent", "", "built connbeat binary to measure steady CPU and RSS with (empty: skip)")
