@@ -10,6 +10,7 @@ import (
 	"github.com/elastic/beats/v7/libbeat/asset"
 	"github.com/elastic/beats/v7/libbeat/cmd"
 	"github.com/elastic/beats/v7/libbeat/cmd/instance"
+	"github.com/elastic/beats/v7/libbeat/common/seccomp"
 	libversion "github.com/elastic/beats/v7/libbeat/version"
 
 	"github.com/connbeat/connbeat/beater"
@@ -34,6 +35,14 @@ func main() {
 		os.Exit(1)
 	}
 	_ = asset.SetFields("connbeat", "fields.yml", asset.BeatFieldsPri, func() string { return encoded })
+
+	// libbeat's seccomp filter is an allowlist without bpf(2): the bpf
+	// socket source needs it (the kernel still asks for CAP_BPF and
+	// CAP_PERFMON; without them connbeat uses netlink).
+	if err := seccomp.ModifyDefaultPolicy(seccomp.AddSyscall, "bpf"); err != nil {
+		os.Stderr.WriteString("connbeat: allowing bpf(2) in the seccomp policy: " + err.Error() + "\n")
+		os.Exit(1)
+	}
 
 	settings := instance.Settings{
 		Name:    "connbeat",

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/connections/bpfiter"
 )
 
 // agentConfig is the console config the installed connbeat runs with: loopback
@@ -41,19 +43,30 @@ func testCapabilities(t *testing.T) {
 	python, err := filepath.EvalSymlinks("/usr/bin/python3")
 	require.NoError(t, err)
 
+	// README's drop-in for the bpf socket source adds two capabilities.
+	withBPF := ambient + ",+bpf,+perfmon"
 	tests := []struct {
 		name      string
 		ambient   string // setpriv's list, "" for none
 		bounding  string
 		seesOwner bool
+		source    string // the socket source auto picks
 	}{
-		{"the unit's capabilities", ambient, bounding, true},
-		{"CAP_SYS_PTRACE alone", "+sys_ptrace", "+sys_ptrace", false},
-		{"CAP_DAC_READ_SEARCH alone", "+dac_read_search", "+dac_read_search", false},
-		{"no capabilities", "", "", false},
+		{"the unit's capabilities", ambient, bounding, true, "netlink"},
+		{"the unit's with README's bpf drop-in", withBPF, bounding + ",+bpf,+perfmon", true, "bpf"},
+		{"CAP_SYS_PTRACE alone", "+sys_ptrace", "+sys_ptrace", false, "netlink"},
+		{"CAP_DAC_READ_SEARCH alone", "+dac_read_search", "+dac_read_search", false, "netlink"},
+		{"no capabilities", "", "", false, "netlink"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.source == "bpf" && !bpfWorksAsRoot() {
+				t.Skip("the bpf source cannot be loaded here even as root (no BTF, or bpf(2) blocked)")
+			}
+			oldLogs, _ := filepath.Glob("/var/log/connbeat/connbeat*.ndjson")
+			for _, f := range oldLogs {
+				require.NoError(t, os.Remove(f))
+			}
 			port := listen(t)
 			pid := connectAs(t, "nobody", port)
 
@@ -84,6 +97,7 @@ func testCapabilities(t *testing.T) {
 			})
 			assert.Equal(t, os.Getpid(), number(ev, "local_process.pid"))
 			a.stop(t)
+			assert.Contains(t, a.stderrText(), "connbeat started: source="+tt.source+" ")
 
 			// The service user wrote its data and logs, and nothing in them
 			// belongs to anyone else.
@@ -119,4 +133,15 @@ func writeAgentConfig(t *testing.T) string {
 	path := filepath.Join(dir, "connbeat.yml")
 	require.NoError(t, os.WriteFile(path, []byte(agentConfig), 0o644))
 	return path
+}
+
+// bpfWorksAsRoot says whether this test process (root) can open the bpf
+// socket source, so that a failure with capabilities means they fall short.
+func bpfWorksAsRoot() bool {
+	src, err := bpfiter.Open()
+	if err != nil {
+		return false
+	}
+	src.Close()
+	return true
 }

@@ -1,0 +1,61 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/connections/bpfiter"
+)
+
+// TestSocketSourcesAgree runs the built agent once per socket source on the
+// same loopback scenario and checks that each one reports the same events
+// for it (directions, addresses, owning processes, states, socket counts),
+// and that the agent really read through the source it was given: libbeat's
+// seccomp allowlist has to let bpf(2) through for the bpf source to load.
+func TestSocketSourcesAgree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the bpf source needs CAP_BPF and CAP_PERFMON")
+	}
+	if src, err := bpfiter.Open(); err != nil {
+		t.Skipf("the bpf source cannot run here: %v", err)
+	} else {
+		src.Close()
+	}
+	s := startScenario(t, "127.0.0.1", "127.0.0.2")
+	ours := func(e Event) bool { return e.Get("local_port") == s.port || e.Get("remote_port") == s.port }
+
+	got := map[string][]string{}
+	for _, source := range []string{"bpf", "netlink", "procfs"} {
+		a := RunAgent(t, AgentOptions{Connbeat: "  poll_interval: 200ms\n  aggregation: 10m\n  socket_source: " + source})
+		// The listener, each client's outbound event and the inbound
+		// event from each client address.
+		a.WaitFor(source+": listener", func(e Event) bool { return ours(e) && e.Str("direction") == "listening" })
+		for _, pid := range []any{s.client.PID(), s.client2.PID()} {
+			a.WaitFor(fmt.Sprintf("%s: outbound from %v", source, pid), func(e Event) bool {
+				return ours(e) && e.Str("direction") == "outbound" && e.Get("local_process.pid") == pid
+			})
+		}
+		for _, ip := range []string{s.ip, s.ip2} {
+			a.WaitFor(source+": inbound from "+ip, func(e Event) bool {
+				return ours(e) && e.Str("direction") == "inbound" && e.Str("remote_ip") == ip
+			})
+		}
+		require.Zero(t, a.Stop(os.Interrupt))
+		assert.Contains(t, a.Stderr(), "connbeat started: source="+source+" ")
+		for _, e := range a.Matching(ours) {
+			got[source] = append(got[source], fmt.Sprintf("%s %s:%v -> %s:%v state=%s sockets=%v pid=%v binary=%s",
+				e.Str("direction"), e.Str("local_ip"), e.Get("local_port"), e.Str("remote_ip"), e.Get("remote_port"),
+				e.Str("connbeat.tcp_state"), e.Get("connbeat.sockets"), e.Get("local_process.pid"), e.Str("local_process.binary")))
+		}
+		sort.Strings(got[source])
+	}
+	t.Logf("bpf: %q", got["bpf"])
+	require.Len(t, got["bpf"], 5, "listener, 2 outbound, 2 inbound: %v", got["bpf"])
+	assert.Equal(t, got["netlink"], got["bpf"])
+	assert.Equal(t, got["procfs"], got["bpf"])
+}
