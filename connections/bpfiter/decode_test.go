@@ -50,7 +50,9 @@ func addr16(s string) [16]byte {
 }
 
 // recordOf encodes a socket as the program would write it for a full
-// socket in that state: decoding it must give the socket back.
+// socket in that state: decoding it must give the socket back. A socket
+// with one IPv4 and one IPv6 address is an IPv6 one with a mapped address
+// (a listener bound to ::ffff:127.0.0.1 has remote ::).
 func recordOf(s connections.Socket) []byte {
 	r := record{
 		family: afINET6, state: uint8(s.State), lport: s.LocalPort, rport: s.RemotePort,
@@ -59,7 +61,7 @@ func recordOf(s connections.Socket) []byte {
 	if s.State == connections.StateTimeWait {
 		r.substate = stateTimeWait // only a timewait sock is in TIME_WAIT
 	}
-	if s.LocalIP.Is4() {
+	if s.LocalIP.Is4() && s.RemoteIP.Is4() {
 		r.family = afINET
 		r.local, r.remote = addr16(s.LocalIP.String()), addr16(s.RemoteIP.String())
 	}
@@ -119,6 +121,11 @@ func TestDecodeRecord(t *testing.T) {
 				local: addr16("::ffff:127.0.0.1"), remote: addr16("::ffff:192.0.2.7")}.bytes(),
 			want: connections.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("192.0.2.7"), LocalPort: 80, RemotePort: 40000,
 				State: connections.StateEstablished, UID: 5, Inode: 6},
+		},
+		{
+			name: "listener bound to a mapped address",
+			rec:  record{family: afINET6, state: 10, lport: 80, inode: 3, local: addr16("::ffff:127.0.0.1")}.bytes(),
+			want: connections.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("::"), LocalPort: 80, State: connections.StateListen, Inode: 3},
 		},
 		{
 			name: "TIME_WAIT",
@@ -194,13 +201,14 @@ func TestRecordOf(t *testing.T) {
 	for _, s := range []connections.Socket{
 		{LocalIP: ip("192.0.2.1"), RemoteIP: ip("198.51.100.2"), LocalPort: 1, RemotePort: 65535, State: connections.StateLastAck, UID: 1, Inode: 2},
 		{LocalIP: ip("2001:db8::1"), RemoteIP: ip("::1"), LocalPort: 65535, RemotePort: 1, State: connections.StateClosing, UID: 3, Inode: 4},
+		{LocalIP: ip("127.0.0.1"), RemoteIP: ip("::"), LocalPort: 80, State: connections.StateListen, Inode: 5},
 	} {
 		rec := recordOf(s)
 		got, err := decodeRecord(rec)
 		require.NoError(t, err)
 		assert.Equal(t, s, got)
 		wantFamily := uint16(afINET6)
-		if s.LocalIP.Is4() {
+		if s.LocalIP.Is4() && s.RemoteIP.Is4() {
 			wantFamily = afINET
 		}
 		assert.Equal(t, wantFamily, binary.LittleEndian.Uint16(rec))

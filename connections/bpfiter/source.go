@@ -71,6 +71,12 @@ func load() (*link.Iter, error) {
 	if err != nil {
 		return nil, err
 	}
+	return attach(spec, l)
+}
+
+// attach loads the program for layout l and attaches it to the tcp
+// iterator; spec is the kernel's BTF.
+func attach(spec *btf.Spec, l layout) (*link.Iter, error) {
 	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
 		Name:         "connbeat_tcp",
 		Type:         ebpf.Tracing,
