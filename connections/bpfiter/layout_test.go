@@ -2,10 +2,12 @@ package bpfiter
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -252,4 +254,28 @@ func TestKernelProgramWithoutIPv6(t *testing.T) {
 		assert.NotZero(t, s.Inode)
 	}
 	assert.Equal(t, 1, countState(ours, connections.StateListen))
+}
+
+// TestKernelVerifierRefusal loads the program for a layout whose socket
+// state lies past the end of sock_common: the verifier refuses it, and the
+// error says so without blaming missing privileges.
+func TestKernelVerifierRefusal(t *testing.T) {
+	openKernel(t) // skips where nothing can be loaded
+	spec, err := btf.LoadKernelSpec()
+	require.NoError(t, err)
+	l, err := layoutFrom(spec)
+	require.NoError(t, err)
+	l.state = 30000
+	iter, err := attach(spec, l)
+	if err == nil {
+		iter.Close()
+	}
+	require.Error(t, err)
+	var verr *ebpf.VerifierError
+	require.ErrorAs(t, err, &verr)
+	uerr := unavailable(err)
+	assert.True(t, connections.IsUnavailable(uerr))
+	assert.ErrorAs(t, uerr, &verr)
+	assert.NotContains(t, uerr.Error(), "CAP_BPF")
+	assert.Contains(t, unavailable(fmt.Errorf("load: %w", os.ErrPermission)).Error(), "needs CAP_BPF and CAP_PERFMON, or root")
 }

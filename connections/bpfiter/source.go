@@ -46,11 +46,7 @@ type Source struct {
 func Open() (*Source, error) {
 	iter, err := load()
 	if err != nil {
-		hint := ""
-		if errors.Is(err, os.ErrPermission) {
-			hint = " (needs CAP_BPF and CAP_PERFMON, or root)"
-		}
-		return nil, &connections.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
+		return nil, unavailable(err)
 	}
 	s := &Source{iter: iter, buf: make([]byte, readSize)}
 	// Read once, so that a kernel that loads the program but cannot run
@@ -60,6 +56,18 @@ func Open() (*Source, error) {
 		return nil, &connections.UnavailableError{Source: Name, Err: err}
 	}
 	return s, nil
+}
+
+// unavailable wraps a failure to load or attach, saying which privileges
+// are missing when that is the cause.
+func unavailable(err error) error {
+	hint := ""
+	// The verifier's refusal is EACCES too, but no privilege cures it.
+	var verr *ebpf.VerifierError
+	if errors.Is(err, os.ErrPermission) && !errors.As(err, &verr) {
+		hint = " (needs CAP_BPF and CAP_PERFMON, or root)"
+	}
+	return &connections.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
 }
 
 func load() (*link.Iter, error) {
