@@ -27,7 +27,12 @@ func decodeRecord(rec []byte) (connections.Socket, error) {
 	}
 	switch s.State {
 	case stateTimeWait:
-		s.State = connections.State(rec[recSubstate])
+		// A timewait sock stands for TIME_WAIT or FIN_WAIT2 (the kernel's
+		// tcp_time_wait callers); any other substate is not the kernel's.
+		s.State = 0
+		if sub := connections.State(rec[recSubstate]); sub == connections.StateTimeWait || sub == connections.StateFinWait2 {
+			s.State = sub
+		}
 		s.UID, s.Inode = 0, 0
 	case stateNewSynRecv:
 		s.State = connections.StateSynRecv

@@ -46,11 +46,7 @@ type Source struct {
 func Open() (*Source, error) {
 	iter, err := load()
 	if err != nil {
-		hint := ""
-		if errors.Is(err, os.ErrPermission) {
-			hint = " (needs CAP_BPF and CAP_PERFMON, or root)"
-		}
-		return nil, &connections.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
+		return nil, unavailable(err)
 	}
 	s := &Source{iter: iter, buf: make([]byte, readSize)}
 	// Read once, so that a kernel that loads the program but cannot run
@@ -62,6 +58,18 @@ func Open() (*Source, error) {
 	return s, nil
 }
 
+// unavailable wraps a failure to load or attach, saying which privileges
+// are missing when that is the cause.
+func unavailable(err error) error {
+	hint := ""
+	// The verifier's refusal is EACCES too, but no privilege cures it.
+	var verr *ebpf.VerifierError
+	if errors.Is(err, os.ErrPermission) && !errors.As(err, &verr) {
+		hint = " (needs CAP_BPF and CAP_PERFMON, or root)"
+	}
+	return &connections.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
+}
+
 func load() (*link.Iter, error) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
@@ -71,6 +79,12 @@ func load() (*link.Iter, error) {
 	if err != nil {
 		return nil, err
 	}
+	return attach(spec, l)
+}
+
+// attach loads the program for layout l and attaches it to the tcp
+// iterator; spec is the kernel's BTF.
+func attach(spec *btf.Spec, l layout) (*link.Iter, error) {
 	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
 		Name:         "connbeat_tcp",
 		Type:         ebpf.Tracing,
@@ -120,21 +134,33 @@ func (s *Source) Sockets(ctx context.Context, dst []connections.Socket) ([]conne
 		return dst, fmt.Errorf("starting a tcp iterator: %w", err)
 	}
 	defer r.Close()
-	s.records, s.skipped = 0, 0
+	dst, s.records, s.skipped, err = readRecords(ctx, r, s.buf, dst)
+	return dst, err
+}
+
+// readRecords decodes the records r yields, read into buf (which must
+// hold at least one record), appending the sockets to dst; a record split
+// across reads is put together again. Records that do not decode are
+// counted as skipped and left out; only a read where every record failed
+// is an error, as is a read that ends inside a record.
+func readRecords(ctx context.Context, r io.Reader, buf []byte, dst []connections.Socket) (_ []connections.Socket, records, skipped int, _ error) {
+	if len(buf) < recLen {
+		return dst, 0, 0, fmt.Errorf("read buffer of %d bytes, want at least %d", len(buf), recLen)
+	}
 	var firstErr error
 	have := 0 // bytes of an incomplete record carried to the next read
 	for {
 		if err := ctx.Err(); err != nil {
-			return dst, err
+			return dst, records, skipped, err
 		}
-		n, err := r.Read(s.buf[have:])
+		n, err := r.Read(buf[have:])
 		have += n
 		whole := have - have%recLen
 		for off := 0; off < whole; off += recLen {
-			s.records++
-			sock, derr := decodeRecord(s.buf[off : off+recLen])
+			records++
+			sock, derr := decodeRecord(buf[off : off+recLen])
 			if derr != nil {
-				s.skipped++
+				skipped++
 				if firstErr == nil {
 					firstErr = derr
 				}
@@ -142,19 +168,19 @@ func (s *Source) Sockets(ctx context.Context, dst []connections.Socket) ([]conne
 			}
 			dst = append(dst, sock)
 		}
-		have = copy(s.buf, s.buf[whole:have])
+		have = copy(buf, buf[whole:have])
 		if err == io.EOF || (err == nil && n == 0) {
 			break
 		}
 		if err != nil {
-			return dst, fmt.Errorf("reading the tcp iterator: %w", err)
+			return dst, records, skipped, fmt.Errorf("reading the tcp iterator: %w", err)
 		}
 	}
 	if have != 0 {
-		return dst, fmt.Errorf("tcp iterator ended inside a record (%d bytes over)", have)
+		return dst, records, skipped, fmt.Errorf("tcp iterator ended inside a record (%d bytes over)", have)
 	}
-	if s.skipped == s.records && firstErr != nil {
-		return dst, fmt.Errorf("no record of the tcp iterator decoded: %w", firstErr)
+	if skipped == records && firstErr != nil {
+		return dst, records, skipped, fmt.Errorf("no record of the tcp iterator decoded: %w", firstErr)
 	}
-	return dst, nil
+	return dst, records, skipped, nil
 }

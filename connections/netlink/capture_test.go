@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/internal/sockettest"
 )
 
 // The fixture is a real dump captured in a private network namespace so it
@@ -78,22 +77,16 @@ func TestCaptureFixture(t *testing.T) {
 	if os.Getenv("CONNBEAT_CAPTURE") != "1" {
 		t.Skip("set CONNBEAT_CAPTURE=1 to capture testdata/dump.bin again")
 	}
-	done := make(chan struct{})
 	var frames [][]byte
 	var decoded []connections.Socket
 	var procfs []connections.Socket
-	var err error
-	go func() {
-		defer close(done)
-		// The thread stays locked and dies with the goroutine: it must not
-		// go back to the pool inside the private namespace.
-		runtime.LockOSThread()
-		frames, decoded, procfs, err = captureInNewNetns()
-	}()
-	<-done
+	err := <-sockettest.InNewNetns(func() (err error) {
+		frames, decoded, procfs, err = capture()
+		return err
+	})
 	require.NoError(t, err)
-	sortSockets(decoded)
-	sortSockets(procfs)
+	sockettest.Sort(decoded)
+	sockettest.Sort(procfs)
 	withoutInfo := make([]connections.Socket, len(decoded))
 	for i, s := range decoded {
 		s.Info = nil
@@ -114,13 +107,9 @@ func TestCaptureFixture(t *testing.T) {
 	t.Logf("captured %d datagrams, %d sockets", len(frames), len(decoded))
 }
 
-func captureInNewNetns() (frames [][]byte, decoded, fromProcFS []connections.Socket, err error) {
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		return nil, nil, nil, fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
-	}
-	if err := loopbackUp(); err != nil {
-		return nil, nil, nil, err
-	}
+// capture makes the fixture's sockets in the calling thread's (private)
+// network namespace and dumps them.
+func capture() (frames [][]byte, decoded, fromProcFS []connections.Socket, err error) {
 	var holder []int
 	defer func() {
 		for _, fd := range holder {
@@ -233,25 +222,4 @@ func captureInNewNetns() (frames [][]byte, decoded, fromProcFS []connections.Soc
 	}
 	fromProcFS, err = pf.Sockets(context.Background(), nil)
 	return frames, dec.sockets, fromProcFS, err
-}
-
-// loopbackUp sets IFF_UP on lo in the current network namespace.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCGIFFLAGS lo: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCSIFFLAGS lo: %w", err)
-	}
-	return nil
 }

@@ -2,11 +2,9 @@ package netlink
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"sort"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/internal/sockettest"
 )
 
 // openKernel opens the real netlink source or skips the test.
@@ -26,81 +25,6 @@ func openKernel(t *testing.T, opts Options) *Source {
 	require.NoError(t, err)
 	t.Cleanup(func() { src.Close() })
 	return src
-}
-
-// loopback holds listeners and accepted/dialled connections a test made.
-type loopback struct {
-	t *testing.T
-	// endpoints are the listeners' addresses and those clients reach them
-	// at: a socket is the test's when one of its ends is one of these.
-	endpoints map[netip.AddrPort]bool
-	conns     []net.Conn
-}
-
-func newLoopback(t *testing.T) *loopback {
-	return &loopback{t: t, endpoints: map[netip.AddrPort]bool{}}
-}
-
-func (l *loopback) listen(network, addr string) net.Listener {
-	l.t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		l.t.Skipf("cannot listen on %s %s: %v", network, addr, err)
-	}
-	l.t.Cleanup(func() { ln.Close() })
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	l.endpoints[ap] = true
-	if ap.Addr().IsUnspecified() {
-		l.endpoints[netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())] = true
-		l.endpoints[netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())] = true
-	}
-	return ln
-}
-
-// connect dials ln n times from dial and accepts each connection.
-func (l *loopback) connect(ln net.Listener, dial string, n int) {
-	l.t.Helper()
-	port := ln.Addr().(*net.TCPAddr).Port
-	for range n {
-		c, err := net.Dial("tcp", net.JoinHostPort(dial, fmt.Sprint(port)))
-		require.NoError(l.t, err)
-		s, err := ln.Accept()
-		require.NoError(l.t, err)
-		l.t.Cleanup(func() { c.Close(); s.Close() })
-		l.conns = append(l.conns, c, s)
-	}
-}
-
-// ours keeps the test's sockets, sorted.
-func (l *loopback) ours(sockets []connections.Socket) []connections.Socket {
-	var out []connections.Socket
-	for _, s := range sockets {
-		if l.endpoints[netip.AddrPortFrom(s.LocalIP, s.LocalPort)] || l.endpoints[netip.AddrPortFrom(s.RemoteIP, s.RemotePort)] {
-			out = append(out, s)
-		}
-	}
-	sortSockets(out)
-	return out
-}
-
-func sortSockets(s []connections.Socket) {
-	sort.Slice(s, func(i, j int) bool {
-		a, b := s[i], s[j]
-		if c := a.LocalIP.Compare(b.LocalIP); c != 0 {
-			return c < 0
-		}
-		if a.LocalPort != b.LocalPort {
-			return a.LocalPort < b.LocalPort
-		}
-		if c := a.RemoteIP.Compare(b.RemoteIP); c != 0 {
-			return c < 0
-		}
-		if a.RemotePort != b.RemotePort {
-			return a.RemotePort < b.RemotePort
-		}
-		return a.State < b.State
-	})
 }
 
 // TestKernelSameSocketsAsProcFS checks that both sources report the same
@@ -129,17 +53,17 @@ func testSameSocketsAsProcFS(t *testing.T, nl *Source) {
 	pf, err := connections.NewProcFS("/proc")
 	require.NoError(t, err)
 
-	lb := newLoopback(t)
-	v4 := lb.listen("tcp4", "127.0.0.1:0")
-	v6 := lb.listen("tcp6", "[::1]:0")
-	dual := lb.listen("tcp", "[::]:0")
-	lb.connect(v4, "127.0.0.1", 3)
-	lb.connect(v6, "::1", 3)
-	lb.connect(dual, "127.0.0.1", 2)
-	lb.connect(dual, "::1", 1)
+	lb := sockettest.New(t)
+	v4 := lb.Listen("tcp4", "127.0.0.1:0")
+	v6 := lb.Listen("tcp6", "[::1]:0")
+	dual := lb.Listen("tcp", "[::]:0")
+	lb.Connect(v4, "127.0.0.1", 3)
+	lb.Connect(v6, "::1", 3)
+	lb.Connect(dual, "127.0.0.1", 2)
+	lb.Connect(dual, "::1", 1)
 	// The side that closes first keeps a TIME_WAIT socket (inode 0).
-	lb.conns[0].Close()
-	lb.conns[1].Close()
+	lb.Conns[0].Close()
+	lb.Conns[1].Close()
 
 	var fromNL, fromPF []connections.Socket
 	// Sockets of the test are stable except the closing pair, which moves
@@ -149,8 +73,8 @@ func testSameSocketsAsProcFS(t *testing.T, nl *Source) {
 		require.NoError(t, err)
 		b, err := pf.Sockets(context.Background(), nil)
 		require.NoError(t, err)
-		fromNL, fromPF = lb.ours(a), lb.ours(b)
-		return assert.ObjectsAreEqual(fromPF, fromNL) && hasState(fromNL, connections.StateTimeWait)
+		fromNL, fromPF = lb.Ours(a), lb.Ours(b)
+		return assert.ObjectsAreEqual(fromPF, fromNL) && sockettest.HasState(fromNL, connections.StateTimeWait)
 	}, 10*time.Second, 50*time.Millisecond)
 	require.Equal(t, fromPF, fromNL)
 
@@ -172,28 +96,19 @@ func testSameSocketsAsProcFS(t *testing.T, nl *Source) {
 	assert.Equal(t, 2, mapped)
 }
 
-func hasState(sockets []connections.Socket, st connections.State) bool {
-	for _, s := range sockets {
-		if s.State == st {
-			return true
-		}
-	}
-	return false
-}
-
 // TestKernelLargeDump holds far more than 4 KiB of dump (hundreds of IPv6
 // and IPv4 sockets) and checks every one is read, with full IPv6 addresses.
 func TestKernelLargeDump(t *testing.T) {
 	src := openKernel(t, Options{})
-	lb := newLoopback(t)
-	v6 := lb.listen("tcp6", "[::1]:0")
-	v4 := lb.listen("tcp4", "127.0.0.1:0")
-	lb.connect(v6, "::1", 200)
-	lb.connect(v4, "127.0.0.1", 100)
+	lb := sockettest.New(t)
+	v6 := lb.Listen("tcp6", "[::1]:0")
+	v4 := lb.Listen("tcp4", "127.0.0.1:0")
+	lb.Connect(v6, "::1", 200)
+	lb.Connect(v4, "127.0.0.1", 100)
 
 	got, err := src.Sockets(context.Background(), nil)
 	require.NoError(t, err)
-	ours := lb.ours(got)
+	ours := lb.Ours(got)
 	require.Len(t, ours, 2+2*300)
 
 	loop6 := netip.IPv6Loopback()
@@ -216,10 +131,10 @@ func TestKernelLargeDump(t *testing.T) {
 // the kernel's counters for both ends.
 func TestKernelTCPInfo(t *testing.T) {
 	src := openKernel(t, Options{TCPInfo: true})
-	lb := newLoopback(t)
-	ln := lb.listen("tcp4", "127.0.0.1:0")
-	lb.connect(ln, "127.0.0.1", 1)
-	client, server := lb.conns[0], lb.conns[1]
+	lb := sockettest.New(t)
+	ln := lb.Listen("tcp4", "127.0.0.1:0")
+	lb.Connect(ln, "127.0.0.1", 1)
+	client, server := lb.Conns[0], lb.Conns[1]
 
 	const sent = 123457
 	go func() { _, _ = client.Write(make([]byte, sent)) }()
@@ -231,7 +146,7 @@ func TestKernelTCPInfo(t *testing.T) {
 	require.Eventually(t, func() bool {
 		got, err := src.Sockets(context.Background(), nil)
 		require.NoError(t, err)
-		for _, s := range lb.ours(got) {
+		for _, s := range lb.Ours(got) {
 			switch {
 			case s.State == connections.StateListen:
 				assert.Nil(t, s.Info, "listeners carry no tcp_info")
@@ -260,15 +175,15 @@ func TestKernelTCPInfo(t *testing.T) {
 // socket and that a cancelled poll leaves it usable.
 func TestKernelReuse(t *testing.T) {
 	src := openKernel(t, Options{})
-	lb := newLoopback(t)
-	lb.connect(lb.listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 5)
+	lb := sockettest.New(t)
+	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 5)
 
 	var buf []connections.Socket
 	for range 20 {
 		var err error
 		buf, err = src.Sockets(context.Background(), buf[:0])
 		require.NoError(t, err)
-		require.Len(t, lb.ours(buf), 11)
+		require.Len(t, lb.Ours(buf), 11)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -276,5 +191,5 @@ func TestKernelReuse(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	buf, err = src.Sockets(context.Background(), buf[:0])
 	require.NoError(t, err)
-	require.Len(t, lb.ours(buf), 11)
+	require.Len(t, lb.Ours(buf), 11)
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/internal/sockettest"
 )
 
 // appendMsg appends one netlink message with body to b.
@@ -252,7 +253,7 @@ func TestFixture(t *testing.T) {
 	}
 	require.Equal(t, 2, dumps)
 	assert.False(t, d.intr)
-	sortSockets(d.sockets)
+	sockettest.Sort(d.sockets)
 
 	raw, err := os.ReadFile(fixtureGolden)
 	require.NoError(t, err)

@@ -1,0 +1,176 @@
+// Package sockettest makes real loopback sockets for the socket sources'
+// kernel tests and picks the tests' own sockets out of what a source lists,
+// so that sources can be compared with each other on a busy host.
+package sockettest
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sort"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/connbeat/connbeat/connections"
+)
+
+// Loopback holds the listeners and connections a test made.
+type Loopback struct {
+	t testing.TB
+	// endpoints are the listeners' addresses and those clients reach them
+	// at: a socket is the test's when one of its ends is one of these.
+	endpoints map[netip.AddrPort]bool
+	// Conns are the connections Connect made, in pairs: the dialled end,
+	// then the accepted end.
+	Conns []net.Conn
+}
+
+// New returns an empty Loopback; what it opens is closed at the end of
+// the test.
+func New(t testing.TB) *Loopback {
+	return &Loopback{t: t, endpoints: map[netip.AddrPort]bool{}}
+}
+
+// Listen listens on network and addr and marks the listener's address as
+// the test's; a wildcard listener marks 127.0.0.1 and ::1 at its port.
+// The test is skipped when the address cannot be had (no IPv6).
+func (l *Loopback) Listen(network, addr string) net.Listener {
+	l.t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		l.t.Skipf("cannot listen on %s %s: %v", network, addr, err)
+	}
+	l.t.Cleanup(func() { ln.Close() })
+	l.Mark(ln.Addr().(*net.TCPAddr).AddrPort())
+	return ln
+}
+
+// Mark makes ap (unmapped) one of the test's endpoints, for a listener
+// made otherwise than with Listen; a wildcard address marks 127.0.0.1 and
+// ::1 at its port.
+func (l *Loopback) Mark(ap netip.AddrPort) {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	l.endpoints[ap] = true
+	if ap.Addr().IsUnspecified() {
+		l.endpoints[netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())] = true
+		l.endpoints[netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())] = true
+	}
+}
+
+// Connect dials ln n times at host dial and accepts each connection.
+func (l *Loopback) Connect(ln net.Listener, dial string, n int) {
+	l.t.Helper()
+	for range n {
+		c := l.Dial(ln, dial)
+		s, err := ln.Accept()
+		require.NoError(l.t, err)
+		l.t.Cleanup(func() { s.Close() })
+		l.Conns = append(l.Conns, c, s)
+	}
+}
+
+// Dial connects to ln at host dial without accepting: the kernel holds the
+// other end in the listener's queue.
+func (l *Loopback) Dial(ln net.Listener, dial string) net.Conn {
+	l.t.Helper()
+	port := ln.Addr().(*net.TCPAddr).Port
+	c, err := net.Dial("tcp", net.JoinHostPort(dial, fmt.Sprint(port)))
+	require.NoError(l.t, err)
+	l.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Ours keeps the test's sockets out of sockets, sorted.
+func (l *Loopback) Ours(sockets []connections.Socket) []connections.Socket {
+	var out []connections.Socket
+	for _, s := range sockets {
+		if l.endpoints[netip.AddrPortFrom(s.LocalIP, s.LocalPort)] || l.endpoints[netip.AddrPortFrom(s.RemoteIP, s.RemotePort)] {
+			out = append(out, s)
+		}
+	}
+	Sort(out)
+	return out
+}
+
+// Sort orders sockets by local then remote address and port, state, uid
+// and inode, so that two sources' lists compare as wholes.
+func Sort(s []connections.Socket) {
+	sort.Slice(s, func(i, j int) bool {
+		a, b := s[i], s[j]
+		if c := a.LocalIP.Compare(b.LocalIP); c != 0 {
+			return c < 0
+		}
+		if a.LocalPort != b.LocalPort {
+			return a.LocalPort < b.LocalPort
+		}
+		if c := a.RemoteIP.Compare(b.RemoteIP); c != 0 {
+			return c < 0
+		}
+		if a.RemotePort != b.RemotePort {
+			return a.RemotePort < b.RemotePort
+		}
+		if a.State != b.State {
+			return a.State < b.State
+		}
+		if a.UID != b.UID {
+			return a.UID < b.UID
+		}
+		return a.Inode < b.Inode
+	})
+}
+
+// HasState reports whether a socket of sockets is in state st.
+func HasState(sockets []connections.Socket, st connections.State) bool {
+	for _, s := range sockets {
+		if s.State == st {
+			return true
+		}
+	}
+	return false
+}
+
+// InNewNetns runs fn on an OS thread of its own that it moves into a new
+// network namespace with lo up, and delivers fn's error (or the setup's)
+// on the returned channel. Sockets fn creates, and sources it opens or
+// polls, are the namespace's. The thread is never unlocked: it ends with
+// fn instead of going back to the runtime's pool inside the namespace.
+func InNewNetns(fn func() error) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
+			return
+		}
+		if err := LoopbackUp(); err != nil {
+			done <- err
+			return
+		}
+		done <- fn()
+	}()
+	return done
+}
+
+// LoopbackUp sets IFF_UP on lo in the calling thread's network namespace.
+func LoopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket for ioctl: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCGIFFLAGS lo: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCSIFFLAGS lo: %w", err)
+	}
+	return nil
+}
