@@ -20,10 +20,10 @@ func decodeRecord(rec []byte) (connections.Socket, error) {
 	}
 	s := connections.Socket{
 		State:      connections.State(rec[recState]),
-		LocalPort:  binary.LittleEndian.Uint16(rec[recLPort:]),
+		LocalPort:  binary.NativeEndian.Uint16(rec[recLPort:]),
 		RemotePort: binary.BigEndian.Uint16(rec[recRPort:]),
-		UID:        binary.LittleEndian.Uint32(rec[recUID:]),
-		Inode:      binary.LittleEndian.Uint64(rec[recInode:]),
+		UID:        binary.NativeEndian.Uint32(rec[recUID:]),
+		Inode:      binary.NativeEndian.Uint64(rec[recInode:]),
 	}
 	switch s.State {
 	case stateTimeWait:
@@ -41,7 +41,7 @@ func decodeRecord(rec []byte) (connections.Socket, error) {
 	if !s.State.Valid() {
 		return connections.Socket{}, fmt.Errorf("socket state %d (substate %d) unknown", rec[recState], rec[recSubstate])
 	}
-	switch family := binary.LittleEndian.Uint16(rec[recFamily:]); family {
+	switch family := binary.NativeEndian.Uint16(rec[recFamily:]); family {
 	case afINET:
 		s.LocalIP = netip.AddrFrom4([4]byte(rec[recLocal:]))
 		s.RemoteIP = netip.AddrFrom4([4]byte(rec[recRemote:]))

@@ -24,13 +24,13 @@ type record struct {
 // bytes encodes r per the layout in program.go.
 func (r record) bytes() []byte {
 	b := make([]byte, recLen)
-	binary.LittleEndian.PutUint16(b[recFamily:], r.family)
+	binary.NativeEndian.PutUint16(b[recFamily:], r.family)
 	b[recState] = r.state
 	b[recSubstate] = r.substate
-	binary.LittleEndian.PutUint16(b[recLPort:], r.lport)
+	binary.NativeEndian.PutUint16(b[recLPort:], r.lport)
 	binary.BigEndian.PutUint16(b[recRPort:], r.rport)
-	binary.LittleEndian.PutUint32(b[recUID:], r.uid)
-	binary.LittleEndian.PutUint64(b[recInode:], r.inode)
+	binary.NativeEndian.PutUint32(b[recUID:], r.uid)
+	binary.NativeEndian.PutUint64(b[recInode:], r.inode)
 	copy(b[recLocal:], r.local[:])
 	copy(b[recRemote:], r.remote[:])
 	return b
@@ -211,6 +211,6 @@ func TestRecordOf(t *testing.T) {
 		if s.LocalIP.Is4() && s.RemoteIP.Is4() {
 			wantFamily = afINET
 		}
-		assert.Equal(t, wantFamily, binary.LittleEndian.Uint16(rec))
+		assert.Equal(t, wantFamily, binary.NativeEndian.Uint16(rec))
 	}
 }

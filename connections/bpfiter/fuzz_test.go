@@ -53,7 +53,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if !s.LocalIP.IsValid() || !s.RemoteIP.IsValid() || s.LocalIP.Is4In6() || s.RemoteIP.Is4In6() {
 			t.Fatalf("addresses %v %v", s.LocalIP, s.RemoteIP)
 		}
-		if binary.LittleEndian.Uint16(rec) == afINET && (!s.LocalIP.Is4() || !s.RemoteIP.Is4()) {
+		if binary.NativeEndian.Uint16(rec) == afINET && (!s.LocalIP.Is4() || !s.RemoteIP.Is4()) {
 			t.Fatalf("IPv4 record gave %v %v", s.LocalIP, s.RemoteIP)
 		}
 		if st := rec[recState]; (st == stateTimeWait || st == stateNewSynRecv) && (s.UID != 0 || s.Inode != 0) {

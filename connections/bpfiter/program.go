@@ -4,9 +4,9 @@ import (
 	"github.com/cilium/ebpf/asm"
 )
 
-// The record the program writes for every socket, little-endian except the
-// remote port and the addresses, which are in network order as the kernel
-// keeps them:
+// The record the program writes for every socket, in the machine's byte
+// order except the remote port and the addresses, which are in network
+// order as the kernel keeps them:
 //
 //	0  u16 family (AF_INET, AF_INET6)
 //	2  u8  state (sk_state: TIME_WAIT and NEW_SYN_RECV as the kernel has them)
