@@ -238,7 +238,7 @@ func TestKernelProgramWithoutIPv6(t *testing.T) {
 	l, err := layoutFrom(spec)
 	require.NoError(t, err)
 	l.v6Daddr, l.v6RcvSaddr = -1, -1
-	iter, err := attach(spec, l)
+	iter, err := attach(spec, l, cacheSlots)
 	require.NoError(t, err)
 	src := &Source{iter: iter, buf: make([]byte, readSize)}
 	defer src.Close()
@@ -266,7 +266,7 @@ func TestKernelVerifierRefusal(t *testing.T) {
 	l, err := layoutFrom(spec)
 	require.NoError(t, err)
 	l.state = 30000
-	iter, err := attach(spec, l)
+	iter, err := attach(spec, l, cacheSlots)
 	if err == nil {
 		iter.Close()
 	}

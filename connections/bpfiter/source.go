@@ -42,9 +42,16 @@ type Source struct {
 }
 
 // Open loads the iterator program and attaches it. The kernel's BTF is
-// read (mapped, decoded lazily) for it and not kept.
-func Open() (*Source, error) {
-	iter, err := load()
+// read (mapped, decoded lazily) for it and not kept. The program's inode
+// cache takes 2 MiB of kernel memory.
+func Open() (*Source, error) { return open(cacheSlots) }
+
+// open is Open with an inode cache of slots entries, a power of two.
+func open(slots uint32) (*Source, error) {
+	if slots == 0 || slots&(slots-1) != 0 {
+		return nil, fmt.Errorf("bpf source: inode cache of %d slots, want a power of two", slots)
+	}
+	iter, err := load(slots)
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -70,7 +77,7 @@ func unavailable(err error) error {
 	return &connections.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
 }
 
-func load() (*link.Iter, error) {
+func load(slots uint32) (*link.Iter, error) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		return nil, fmt.Errorf("kernel BTF: %w", err)
@@ -79,18 +86,29 @@ func load() (*link.Iter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return attach(spec, l)
+	return attach(spec, l, slots)
 }
 
-// attach loads the program for layout l and attaches it to the tcp
-// iterator; spec is the kernel's BTF.
-func attach(spec *btf.Spec, l layout) (*link.Iter, error) {
+// attach loads the program for layout l, with an inode cache of slots
+// entries (a power of two), and attaches it to the tcp iterator; spec is
+// the kernel's BTF.
+func attach(spec *btf.Spec, l layout, slots uint32) (*link.Iter, error) {
+	cache, err := newCache(slots)
+	if err != nil {
+		return nil, fmt.Errorf("creating the inode cache map: %w", err)
+	}
+	// The program holds the map from its load on.
+	defer cache.Close()
+	insns, err := program(l, cache, slots)
+	if err != nil {
+		return nil, fmt.Errorf("assembling the tcp iterator program: %w", err)
+	}
 	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
 		Name:         "connbeat_tcp",
 		Type:         ebpf.Tracing,
 		AttachType:   ebpf.AttachTraceIter,
 		AttachTo:     "tcp",
-		Instructions: program(l),
+		Instructions: insns,
 		// bpf_probe_read_kernel and bpf_seq_write are GPL-only helpers.
 		License: "Dual MIT/GPL",
 	}, ebpf.ProgramOptions{KernelTypes: spec})
