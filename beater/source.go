@@ -11,10 +11,12 @@ import (
 	"github.com/connbeat/connbeat/connections/netlink"
 )
 
-// selectSource opens the socket source cfg.SocketSource names. auto uses
-// the bpf iterator where the agent may load it (and tcp_info is off, which
-// only netlink reads), else netlink, else procfs, saying in one log line
-// why each faster source was passed over; bpf, netlink and procfs force one.
+// selectSource opens the socket source cfg.SocketSource names. auto reads
+// through netlink, moving to the bpf source on hosts with many sockets
+// where the agent may load it (autoSource), and falls back to procfs with
+// one log line when the kernel or a seccomp policy refuses netlink; with
+// tcp_info, which only netlink reads, it stays on netlink. bpf, netlink
+// and procfs force one.
 func selectSource(cfg config.Config, logger *logp.Logger) (connections.Source, error) {
 	switch cfg.SocketSource {
 	case config.SourceProcFS:
@@ -26,19 +28,12 @@ func selectSource(cfg config.Config, logger *logp.Logger) (connections.Source, e
 		}
 		return src, nil
 	}
-	if cfg.SocketSource == config.SourceAuto && !cfg.TCPInfo {
-		src, err := bpfiter.Open()
-		if err == nil {
-			return src, nil
-		}
-		if !connections.IsUnavailable(err) {
-			return nil, fmt.Errorf("opening socket source: %w", err)
-		}
-		logger.Infof("%v: using netlink (about a quarter more CPU a poll); set socket_source: netlink to silence this", err)
-	}
 	src, err := netlink.Open(netlink.Options{TCPInfo: cfg.TCPInfo})
 	switch {
 	case err == nil:
+		if cfg.SocketSource == config.SourceAuto && !cfg.TCPInfo {
+			return newAutoSource(src, openBPF, logger), nil
+		}
 		return src, nil
 	case cfg.SocketSource == config.SourceNetlink:
 		return nil, fmt.Errorf("opening socket source (socket_source: netlink): %w", err)
@@ -51,6 +46,14 @@ func selectSource(cfg config.Config, logger *logp.Logger) (connections.Source, e
 	}
 	logger.Warnf("%v: falling back to procfs (slower polls%s); set socket_source: procfs to silence this", err, lost)
 	return openProcFS(cfg)
+}
+
+func openBPF() (connections.Source, error) {
+	src, err := bpfiter.Open()
+	if err != nil {
+		return nil, err
+	}
+	return src, nil
 }
 
 func openProcFS(cfg config.Config) (connections.Source, error) {

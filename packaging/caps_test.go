@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,7 +40,10 @@ func testCapabilities(t *testing.T) {
 	ambient := setprivCaps(unit.capabilities("AmbientCapabilities"))
 	bounding := setprivCaps(unit.capabilities("CapabilityBoundingSet"))
 	require.NotEmpty(t, ambient)
-	cfg := writeAgentConfig(t)
+	cfg := writeAgentConfig(t, agentConfig)
+	// auto stays on netlink on a host this small: force the bpf source
+	// to check that the drop-in's capabilities are enough for it.
+	cfgBPF := writeAgentConfig(t, strings.Replace(agentConfig, "connbeat:\n", "connbeat:\n  socket_source: bpf\n", 1))
 	python, err := filepath.EvalSymlinks("/usr/bin/python3")
 	require.NoError(t, err)
 
@@ -50,7 +54,7 @@ func testCapabilities(t *testing.T) {
 		ambient   string // setpriv's list, "" for none
 		bounding  string
 		seesOwner bool
-		source    string // the socket source auto picks
+		source    string // the socket source the agent reads through
 	}{
 		{"the unit's capabilities", ambient, bounding, true, "netlink"},
 		{"the unit's with README's bpf drop-in", withBPF, bounding + ",+bpf,+perfmon", true, "bpf"},
@@ -75,7 +79,11 @@ func testCapabilities(t *testing.T) {
 			if tt.ambient != "" {
 				argv = append(argv, "--inh-caps", tt.ambient, "--ambient-caps", tt.ambient)
 			}
-			argv = append(argv, "/usr/bin/connbeat", "-c", cfg)
+			config := cfg
+			if tt.source == "bpf" {
+				config = cfgBPF
+			}
+			argv = append(argv, "/usr/bin/connbeat", "-c", config)
 			a := startAgent(t, "/", argv...)
 			a.logDir = "/var/log/connbeat"
 
@@ -124,14 +132,14 @@ func prefixComma(list string) string {
 // writeAgentConfig writes agentConfig where the connbeat user can read it
 // without capabilities: root-owned and not writable by others, as libbeat's
 // ownership check requires.
-func writeAgentConfig(t *testing.T) string {
+func writeAgentConfig(t *testing.T, content string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "connbeat-packaging-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
 	path := filepath.Join(dir, "connbeat.yml")
-	require.NoError(t, os.WriteFile(path, []byte(agentConfig), 0o644))
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
 	return path
 }
 
