@@ -94,12 +94,24 @@ run() {
 run >/dev/null # warm nginx and the page cache
 echo "pair  without(req/s)  with(req/s)  with/without"
 ratios=()
+agent_ticks=0
+# run_with runs wrk with the agent polling, adding the agent's CPU time
+# (utime+stime, clock ticks) over the run to agent_ticks.
+run_with() {
+  start_agent
+  local t0 t1
+  t0=$(awk '{ print $14 + $15 }' "/proc/$agent_pid/stat")
+  with=$(run)
+  t1=$(awk '{ print $14 + $15 }' "/proc/$agent_pid/stat")
+  agent_ticks=$((agent_ticks + t1 - t0))
+  stop_agent
+}
 for i in $(seq "$PAIRS"); do
   if [ $((i % 2)) = 1 ]; then
     without=$(run)
-    start_agent; with=$(run); stop_agent
+    run_with
   else
-    start_agent; with=$(run); stop_agent
+    run_with
     without=$(run)
   fi
   ratio=$(awk -v a="$with" -v b="$without" 'BEGIN { printf "%.4f", a / b }')
@@ -113,3 +125,8 @@ printf '%s\n' "${ratios[@]}" | sort -n | awk '
     printf "throughput with connbeat / without: median %.4f (%+.2f%%), mean %.4f, min %.4f, max %.4f over %d pairs\n",
       med, (med - 1) * 100, s / NR, r[1], r[NR], NR
   }'
+secs=${DURATION%s} # DURATION in seconds, as wrk takes it ("10s")
+awk -v t="$agent_ticks" -v hz="$(getconf CLK_TCK)" -v n="$PAIRS" -v d="$secs" 'BEGIN {
+  ms = t * 1000 / hz
+  printf "connbeat CPU during the loaded runs: %.0f ms over %d s, %.2f%% of one core\n", ms, n * d, ms / (n * d * 10)
+}'
