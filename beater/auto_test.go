@@ -2,6 +2,9 @@ package beater
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -10,82 +13,130 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connbeat/connbeat/config"
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/internal/sockettest"
 )
 
 // TestAutoSourceSwitches drives socket_source: auto across its thresholds
-// with real sockets: up to bpf when the host gains sockets, back to netlink
-// when they close, and to netlink for good when the bpf source fails; the
-// sockets of every poll, whichever source read them, are the test's.
+// with real sockets, in a network namespace of its own so that the counts
+// are the test's alone (other packages' tests open and close sockets at
+// the same time): up to bpf when the namespace gains sockets, back to
+// netlink when they close, and to netlink for good when the bpf source
+// fails; every poll lists the test's connections, whichever source read it.
 func TestAutoSourceSwitches(t *testing.T) {
 	if err := bpfAvailable(); err != nil {
 		t.Skipf("the bpf source cannot run here: %v", err)
 	}
 	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
-	src, err := selectSource(sourceConfig(config.SourceAuto, false), logger)
-	if connections.IsUnavailable(err) {
-		t.Skipf("netlink unavailable: %v", err)
-	}
+	err := <-sockettest.InNewNetns(func() error {
+		src, err := selectSource(sourceConfig(config.SourceAuto, false), logger)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		auto := src.(*autoSource)
+		auto.up, auto.down = 40, 35
+
+		// step polls once and checks how many sockets it listed and which
+		// source the next poll will read through.
+		step := func(what string, sockets int, next string) error {
+			got, err := src.Sockets(context.Background(), nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			assert.Len(t, got, sockets, what)
+			assert.Equal(t, next, src.Name(), what)
+			return nil
+		}
+		if err := step("empty namespace", 0, "netlink"); err != nil {
+			return err
+		}
+		ln, conns, err := connect(30)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		if err := step("30 connections", 61, "bpf"); err != nil {
+			return err
+		}
+		if err := step("read through bpf", 61, "bpf"); err != nil {
+			return err
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		// One side of each closed connection stays in TIME_WAIT: 31
+		// sockets, under the lower threshold (FIN_WAIT states first).
+		for deadline := time.Now().Add(10 * time.Second); src.Name() != "netlink" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, err := src.Sockets(context.Background(), nil); err != nil {
+				return err
+			}
+		}
+		assert.Equal(t, "netlink", src.Name(), "back under the lower threshold")
+
+		ln2, conns2, err := connect(30)
+		if err != nil {
+			return err
+		}
+		defer ln2.Close()
+		defer func() {
+			for _, c := range conns2 {
+				c.Close()
+			}
+		}()
+		if err := step("30 more connections", 92, "bpf"); err != nil {
+			return err
+		}
+		// The bpf source breaks under auto: the poll still answers,
+		// through netlink, and bpf is not used again.
+		if err := auto.bpf.Close(); err != nil {
+			return err
+		}
+		if err := step("bpf failed", 92, "netlink"); err != nil {
+			return err
+		}
+		return step("not tried again", 92, "netlink")
+	})
 	require.NoError(t, err)
-	defer src.Close()
-	auto := src.(*autoSource)
 
-	poll := func() int {
-		t.Helper()
-		sockets, err := src.Sockets(context.Background(), nil)
-		require.NoError(t, err)
-		return len(sockets)
-	}
-	base := poll()
-	auto.up, auto.down = base+50, base+35
-	assert.Equal(t, "netlink", src.Name())
-
-	lb := sockettest.New(t)
-	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 30) // 61 sockets
-	poll()
-	assert.Equal(t, "bpf", src.Name(), "switched for the next poll")
-	entries := logs.TakeAll()
-	require.Len(t, entries, 1)
-	assert.Contains(t, entries[0].Message, "socket source: bpf from the next poll")
-	sockets, err := src.Sockets(context.Background(), nil)
-	require.NoError(t, err)
-	assert.Len(t, lb.Ours(sockets), 61, "read through bpf")
-
-	for _, c := range lb.Conns {
-		c.Close()
-	}
-	// One side of each closed connection lingers in TIME_WAIT: 31 of the
-	// test's sockets stay, under the lower threshold.
-	for deadline := time.Now().Add(10 * time.Second); src.Name() != "netlink" && time.Now().Before(deadline); {
-		poll()
-		time.Sleep(50 * time.Millisecond)
-	}
-	require.Equal(t, "netlink", src.Name(), "back under the lower threshold")
-	entries = logs.TakeAll()
-	require.Len(t, entries, 1)
-	assert.Contains(t, entries[0].Message, "socket source: netlink from the next poll")
-
-	// Up again, then the bpf source breaks under it: the poll still
-	// answers, through netlink, and bpf is not used again.
-	lb2 := sockettest.New(t)
-	lb2.Connect(lb2.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 30)
-	poll()
-	require.Equal(t, "bpf", src.Name())
-	require.NoError(t, auto.bpf.Close())
-	sockets, err = src.Sockets(context.Background(), nil)
-	require.NoError(t, err)
-	assert.Len(t, lb2.Ours(sockets), 61, "read through netlink after the failure")
-	assert.Equal(t, "netlink", src.Name())
-	poll()
-	assert.Equal(t, "netlink", src.Name(), "not tried again")
-	var warned bool
+	var infos, warns []string
 	for _, e := range logs.TakeAll() {
-		if e.Level.String() == "warn" {
-			warned = true
-			assert.Contains(t, e.Message, "socket source bpf failed")
-			assert.Contains(t, e.Message, "bpf source closed")
+		switch e.Level.String() {
+		case "info":
+			infos = append(infos, e.Message)
+		case "warn":
+			warns = append(warns, e.Message)
 		}
 	}
-	assert.True(t, warned, "the failure is logged as a warning")
+	require.Len(t, infos, 3, "%q", infos)
+	assert.Contains(t, infos[0], "socket source: bpf from the next poll (61 sockets")
+	assert.Contains(t, infos[1], "socket source: netlink from the next poll")
+	assert.Contains(t, infos[2], "socket source: bpf from the next poll (92 sockets")
+	require.Len(t, warns, 1, "%q", warns)
+	assert.Contains(t, warns[0], "socket source bpf failed")
+	assert.Contains(t, warns[0], "bpf source closed")
+}
+
+// connect opens a listener on 127.0.0.1 and n accepted connections to it
+// (2n+1 sockets), returning the listener and both ends of each connection.
+func connect(n int) (net.Listener, []net.Conn, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	var conns []net.Conn
+	for range n {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return ln, conns, err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return ln, conns, err
+		}
+		conns = append(conns, c, s)
+	}
+	if len(conns) != 2*n {
+		return ln, conns, errors.New("short of connections")
+	}
+	return ln, conns, nil
 }

@@ -89,7 +89,11 @@ func testInodeCache(t *testing.T, src *Source) {
 	// Client 0 half-closes (FIN_WAIT2, still its file; server CLOSE_WAIT),
 	// then closes with a long linger2: an orphan, inode 0.
 	require.NoError(t, clients[0].(*net.TCPConn).CloseWrite())
-	got = poll("half-closed", func(s []connections.Socket) bool { return countState(s, connections.StateCloseWait) == 1 })
+	got = poll("half-closed", func(s []connections.Socket) bool {
+		// The server's CLOSE_WAIT comes with the FIN, the client's FIN_WAIT2
+		// with the ACK of it: wait for both.
+		return countState(s, connections.StateCloseWait) == 1 && countState(s, connections.StateFinWait2) == 1
+	})
 	assert.Equal(t, connections.StateFinWait2, clientOf(got, clients[0]).State)
 	assert.Equal(t, inodeOf(t, clients[0].(*net.TCPConn)), clientOf(got, clients[0]).Inode)
 	raw, err := clients[0].(*net.TCPConn).SyscallConn()

@@ -135,21 +135,35 @@ func HasState(sockets []connections.Socket, st connections.State) bool {
 // InNewNetns runs fn on an OS thread of its own that it moves into a new
 // network namespace with lo up, and delivers fn's error (or the setup's)
 // on the returned channel. Sockets fn creates, and sources it opens or
-// polls, are the namespace's. The thread is never unlocked: it ends with
-// fn instead of going back to the runtime's pool inside the namespace.
+// polls, are the namespace's. Afterwards the thread goes back to its
+// namespace before it is unlocked: the goroutine may run on the process's
+// main thread, whose namespace /proc/self/net shows to every thread, and
+// which the runtime never ends. If it cannot go back, the thread stays
+// locked and ends with the goroutine.
 func InNewNetns(fn func() error) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("opening this thread's network namespace: %w", err)
+			return
+		}
+		defer unix.Close(orig)
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			done <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
 			return
 		}
-		if err := LoopbackUp(); err != nil {
-			done <- err
-			return
+		err = LoopbackUp()
+		if err == nil {
+			err = fn()
 		}
-		done <- fn()
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- err
 	}()
 	return done
 }
