@@ -94,18 +94,26 @@ const noNetlinkEnv = "CONNBEAT_TEST_NO_NETLINK"
 // runtime's policy can: auto must fall back to procfs with one log line,
 // and a forced netlink must fail with an UnavailableError.
 func TestSelectSourceWithoutNetlink(t *testing.T) {
-	if os.Getenv(noNetlinkEnv) == "1" {
-		selectWithoutNetlink(t)
+	inChild(t, noNetlinkEnv, selectWithoutNetlink)
+}
+
+// inChild runs the test t again in a child process with env set to 1, where
+// it runs body; the parent passes, skips or fails as the child did. Tests
+// that take a kernel feature away with a seccomp filter use it: the filter
+// lasts for the rest of the process's life.
+func inChild(t *testing.T, env string, body func(*testing.T)) {
+	if os.Getenv(env) == "1" {
+		body(t)
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSelectSourceWithoutNetlink$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), noNetlinkEnv+"=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"=1")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "child:\n%s", out)
-	if skipped := "--- SKIP: TestSelectSourceWithoutNetlink"; strings.Contains(string(out), skipped) {
+	if skipped := "--- SKIP: " + t.Name(); strings.Contains(string(out), skipped) {
 		t.Skipf("child skipped:\n%s", out)
 	}
-	require.True(t, strings.Contains(string(out), "--- PASS: TestSelectSourceWithoutNetlink"), "child:\n%s", out)
+	require.True(t, strings.Contains(string(out), "--- PASS: "+t.Name()), "child:\n%s", out)
 }
 
 func selectWithoutNetlink(t *testing.T) {
@@ -153,18 +161,7 @@ const noBPFEnv = "CONNBEAT_TEST_NO_BPF"
 // enough for bpf, and a forced bpf source must fail with an
 // UnavailableError naming the capabilities.
 func TestSelectSourceWithoutBPF(t *testing.T) {
-	if os.Getenv(noBPFEnv) == "1" {
-		selectWithoutBPF(t)
-		return
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSelectSourceWithoutBPF$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), noBPFEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "child:\n%s", out)
-	if skipped := "--- SKIP: TestSelectSourceWithoutBPF"; strings.Contains(string(out), skipped) {
-		t.Skipf("child skipped:\n%s", out)
-	}
-	require.True(t, strings.Contains(string(out), "--- PASS: TestSelectSourceWithoutBPF"), "child:\n%s", out)
+	inChild(t, noBPFEnv, selectWithoutBPF)
 }
 
 func selectWithoutBPF(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,18 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/internal/sockettest"
 )
-
-func inodeOf(t *testing.T, c syscall.Conn) uint64 {
-	t.Helper()
-	raw, err := c.SyscallConn()
-	require.NoError(t, err)
-	var st syscall.Stat_t
-	var serr error
-	require.NoError(t, raw.Control(func(fd uintptr) { serr = syscall.Fstat(int(fd), &st) }))
-	require.NoError(t, serr)
-	return st.Ino
-}
 
 func kernelSockets(t *testing.T) []connections.Socket {
 	t.Helper()
@@ -62,7 +51,7 @@ func TestResolverKernelOwners(t *testing.T) {
 
 	c, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
-	connIno := inodeOf(t, c.(*net.TCPConn))
+	connIno := sockettest.Inode(t, c.(*net.TCPConn))
 	cFile, err := c.(*net.TCPConn).File()
 	require.NoError(t, err)
 	only := startHolder(t, cFile)
@@ -74,7 +63,7 @@ func TestResolverKernelOwners(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, stats.Processes, 2)
 
-	p, owners := r.Owner(inodeOf(t, ln.(*net.TCPListener)))
+	p, owners := r.Owner(sockettest.Inode(t, ln.(*net.TCPListener)))
 	require.NotNil(t, p)
 	assert.Equal(t, 2, owners, "test process and its child hold the listener")
 	assert.Equal(t, int32(os.Getpid()), p.PID, "the parent is the topmost holder")
@@ -141,7 +130,7 @@ func TestResolverKernelChurn(t *testing.T) {
 		_, err := r.Refresh(ctx, sockets)
 		require.NoError(t, err, "refresh %d", refreshes)
 		// Owner reads metadata lazily, racing the exits too.
-		p, _ := r.Owner(inodeOf(t, ln.(*net.TCPListener)))
+		p, _ := r.Owner(sockettest.Inode(t, ln.(*net.TCPListener)))
 		if p != nil {
 			assert.NotZero(t, p.PID)
 		}
@@ -152,7 +141,7 @@ func TestResolverKernelChurn(t *testing.T) {
 
 	_, err = r.Refresh(ctx, kernelSockets(t))
 	require.NoError(t, err)
-	p, owners := r.Owner(inodeOf(t, ln.(*net.TCPListener)))
+	p, owners := r.Owner(sockettest.Inode(t, ln.(*net.TCPListener)))
 	require.NotNil(t, p)
 	assert.Equal(t, int32(os.Getpid()), p.PID)
 	assert.Equal(t, 1, owners, "exited children are no longer owners")

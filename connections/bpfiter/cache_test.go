@@ -68,7 +68,7 @@ func testInodeCache(t *testing.T, src *Source) {
 
 	got := poll("unaccepted", func(s []connections.Socket) bool { return countState(s, connections.StateEstablished) == 6 })
 	for _, c := range clients {
-		assert.Equal(t, inodeOf(t, c.(*net.TCPConn)), clientOf(got, c).Inode, "client")
+		assert.Equal(t, sockettest.Inode(t, c.(*net.TCPConn)), clientOf(got, c).Inode, "client")
 		assert.Zero(t, serverOf(got, c).Inode, "not accepted yet")
 	}
 
@@ -83,7 +83,7 @@ func testInodeCache(t *testing.T, src *Source) {
 	got = poll("accepted", all)
 	for _, s := range servers {
 		sock := find(got, lport, port(s.RemoteAddr()))
-		assert.Equal(t, inodeOf(t, s.(*net.TCPConn)), sock.Inode, "accepted after it was seen without a file")
+		assert.Equal(t, sockettest.Inode(t, s.(*net.TCPConn)), sock.Inode, "accepted after it was seen without a file")
 	}
 
 	// Client 0 half-closes (FIN_WAIT2, still its file; server CLOSE_WAIT),
@@ -95,7 +95,7 @@ func testInodeCache(t *testing.T, src *Source) {
 		return countState(s, connections.StateCloseWait) == 1 && countState(s, connections.StateFinWait2) == 1
 	})
 	assert.Equal(t, connections.StateFinWait2, clientOf(got, clients[0]).State)
-	assert.Equal(t, inodeOf(t, clients[0].(*net.TCPConn)), clientOf(got, clients[0]).Inode)
+	assert.Equal(t, sockettest.Inode(t, clients[0].(*net.TCPConn)), clientOf(got, clients[0]).Inode)
 	raw, err := clients[0].(*net.TCPConn).SyscallConn()
 	require.NoError(t, err)
 	require.NoError(t, raw.Control(func(fd uintptr) {
@@ -116,7 +116,7 @@ func testInodeCache(t *testing.T, src *Source) {
 
 	// The listener (LISTEN, cached) closes: its unaccepted connection is
 	// reset, and no socket keeps the listener's inode.
-	listenerIno := inodeOf(t, ln.(*net.TCPListener))
+	listenerIno := sockettest.Inode(t, ln.(*net.TCPListener))
 	require.NoError(t, ln.Close())
 	got = poll("listener closed", all)
 	for _, s := range got {

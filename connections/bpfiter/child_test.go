@@ -208,7 +208,7 @@ func TestKernelOtherUID(t *testing.T) {
 		case s.State == connections.StateEstablished && clients[s.LocalPort] != nil:
 			seen++
 			assert.Equal(t, euid, s.UID, "the test's client")
-			assert.Equal(t, inodeOf(t, clients[s.LocalPort]), s.Inode, "the test's client")
+			assert.Equal(t, sockettest.Inode(t, clients[s.LocalPort]), s.Inode, "the test's client")
 		case s.State == connections.StateFinWait2 && s.LocalPort == orphanPort:
 			seen++
 			assert.Zero(t, s.Inode, "orphan")

@@ -94,24 +94,12 @@ func TestKernelReuse(t *testing.T) {
 	lb := sockettest.New(t)
 	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 5)
 
-	var buf []connections.Socket
-	for range 20 {
-		var err error
-		buf, err = src.Sockets(context.Background(), buf[:0])
-		require.NoError(t, err)
-		require.Len(t, lb.Ours(buf), 11)
+	lb.CheckReuse(src, 11, func(buf []connections.Socket) {
 		assert.Equal(t, len(buf), src.records)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := src.Sockets(ctx, nil)
-	require.ErrorIs(t, err, context.Canceled)
-	buf, err = src.Sockets(context.Background(), buf[:0])
-	require.NoError(t, err)
-	require.Len(t, lb.Ours(buf), 11)
+	})
 
 	require.NoError(t, src.Close())
 	require.NoError(t, src.Close(), "second close")
-	_, err = src.Sockets(context.Background(), nil)
+	_, err := src.Sockets(context.Background(), nil)
 	require.EqualError(t, err, "bpf source closed")
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -96,13 +95,7 @@ func port(a net.Addr) uint16 { return a.(*net.TCPAddr).AddrPort().Port() }
 func TestKernelSameSocketsAsNetlink(t *testing.T) {
 	src := openKernel(t)
 	lb := sockettest.New(t)
-	v4 := lb.Listen("tcp4", "127.0.0.1:0")
-	v6 := lb.Listen("tcp6", "[::1]:0")
-	dual := lb.Listen("tcp", "[::]:0")
-	lb.Connect(v4, "127.0.0.1", 3)
-	lb.Connect(v6, "::1", 3)
-	lb.Connect(dual, "127.0.0.1", 2)
-	lb.Connect(dual, "::1", 1)
+	dual := lb.Families()
 	// An IPv6 socket bound to a mapped address: its remote end is ::.
 	boundMapped := listenRaw(t, lb, &unix.SockaddrInet6{Addr: netip.MustParseAddr("::ffff:127.0.0.1").As16()}, 8)
 	lb.Connect(boundMapped, "127.0.0.1", 1)
@@ -284,23 +277,11 @@ func TestKernelFinWait2(t *testing.T) {
 	}
 	hc := byPort[port(halfClosed.LocalAddr())]
 	assert.Equal(t, connections.StateFinWait2, hc.State)
-	assert.Equal(t, inodeOf(t, halfClosed.(*net.TCPConn)), hc.Inode, "the half-closed socket's file")
+	assert.Equal(t, sockettest.Inode(t, halfClosed.(*net.TCPConn)), hc.Inode, "the half-closed socket's file")
 	for _, c := range []net.Conn{orphan, timewait} {
 		s := byPort[port(c.LocalAddr())]
 		assert.Equal(t, connections.StateFinWait2, s.State)
 		assert.Zero(t, s.Inode, "no file holds %+v", s)
 	}
 	// As root the orphan's uid is 0 too; TestKernelOtherUID tells them apart.
-}
-
-// inodeOf returns the inode of a connection's socket file.
-func inodeOf(t *testing.T, c syscall.Conn) uint64 {
-	t.Helper()
-	raw, err := c.SyscallConn()
-	require.NoError(t, err)
-	var st unix.Stat_t
-	var serr error
-	require.NoError(t, raw.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }))
-	require.NoError(t, serr)
-	return st.Ino
 }

@@ -4,11 +4,13 @@
 package sockettest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
 	"sort"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -93,6 +95,62 @@ func (l *Loopback) Ours(sockets []connections.Socket) []connections.Socket {
 	}
 	Sort(out)
 	return out
+}
+
+// Families opens the mix the source comparisons start from: listeners on
+// 127.0.0.1, ::1 and dual-stack [::], three connections to each of the
+// first two, and to [::] two over IPv4 (which the kernel holds as IPv6
+// sockets with IPv4-mapped addresses) and one over ::1: 3 listeners and 18
+// connection sockets. Conns[0] and Conns[1] are the first IPv4 pair. It
+// returns the dual-stack listener.
+func (l *Loopback) Families() net.Listener {
+	l.t.Helper()
+	v4 := l.Listen("tcp4", "127.0.0.1:0")
+	v6 := l.Listen("tcp6", "[::1]:0")
+	dual := l.Listen("tcp", "[::]:0")
+	l.Connect(v4, "127.0.0.1", 3)
+	l.Connect(v6, "::1", 3)
+	l.Connect(dual, "127.0.0.1", 2)
+	l.Connect(dual, "::1", 1)
+	return dual
+}
+
+// CheckReuse polls src 20 times into the same slice, then once with a
+// cancelled context, which must fail with context.Canceled, and once more,
+// which must work: every successful poll lists the test's own want sockets.
+// each, when not nil, runs after each of the 20 polls with what it listed.
+func (l *Loopback) CheckReuse(src connections.Source, want int, each func([]connections.Socket)) {
+	l.t.Helper()
+	var buf []connections.Socket
+	for range 20 {
+		var err error
+		buf, err = src.Sockets(context.Background(), buf[:0])
+		require.NoError(l.t, err)
+		require.Len(l.t, l.Ours(buf), want)
+		if each != nil {
+			each(buf)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := src.Sockets(ctx, nil)
+	require.ErrorIs(l.t, err, context.Canceled)
+	buf, err = src.Sockets(context.Background(), buf[:0])
+	require.NoError(l.t, err)
+	require.Len(l.t, l.Ours(buf), want)
+}
+
+// Inode returns the inode of a connection's or listener's socket file, as
+// /proc/PID/fd and the socket sources list it.
+func Inode(t testing.TB, c syscall.Conn) uint64 {
+	t.Helper()
+	raw, err := c.SyscallConn()
+	require.NoError(t, err)
+	var st unix.Stat_t
+	var serr error
+	require.NoError(t, raw.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }))
+	require.NoError(t, serr)
+	return st.Ino
 }
 
 // Sort orders sockets by local then remote address and port, state, uid
