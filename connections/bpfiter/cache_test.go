@@ -96,12 +96,7 @@ func testInodeCache(t *testing.T, src *Source) {
 	})
 	assert.Equal(t, connections.StateFinWait2, clientOf(got, clients[0]).State)
 	assert.Equal(t, sockettest.Inode(t, clients[0].(*net.TCPConn)), clientOf(got, clients[0]).Inode)
-	raw, err := clients[0].(*net.TCPConn).SyscallConn()
-	require.NoError(t, err)
-	require.NoError(t, raw.Control(func(fd uintptr) {
-		err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_LINGER2, 120)
-	}))
-	require.NoError(t, err)
+	sockettest.SetTCPOption(t, clients[0].(*net.TCPConn), unix.TCP_LINGER2, 120)
 	require.NoError(t, clients[0].Close())
 	got = poll("orphaned", all)
 	assert.Zero(t, clientOf(got, clients[0]).Inode, "closed: no file")

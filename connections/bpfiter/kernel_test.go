@@ -189,13 +189,7 @@ func TestKernelPendingConnections(t *testing.T) {
 	var deferred []net.Conn
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		ln := lb.Listen("tcp", addr)
-		raw, err := ln.(*net.TCPListener).SyscallConn()
-		require.NoError(t, err)
-		var serr error
-		require.NoError(t, raw.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 60)
-		}))
-		require.NoError(t, serr)
+		sockettest.SetTCPOption(t, ln.(*net.TCPListener), unix.TCP_DEFER_ACCEPT, 60)
 		host := "127.0.0.1"
 		if ln.Addr().(*net.TCPAddr).IP.To4() == nil {
 			host = "::1"
@@ -257,13 +251,7 @@ func TestKernelFinWait2(t *testing.T) {
 	halfClosed, orphan, timewait := lb.Conns[0], lb.Conns[2], lb.Conns[4]
 
 	require.NoError(t, halfClosed.(*net.TCPConn).CloseWrite())
-	raw, err := orphan.(*net.TCPConn).SyscallConn()
-	require.NoError(t, err)
-	var serr error
-	require.NoError(t, raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_LINGER2, 120)
-	}))
-	require.NoError(t, serr)
+	sockettest.SetTCPOption(t, orphan.(*net.TCPConn), unix.TCP_LINGER2, 120)
 	require.NoError(t, orphan.Close())
 	require.NoError(t, timewait.Close())
 

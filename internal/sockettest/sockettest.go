@@ -144,13 +144,26 @@ func (l *Loopback) CheckReuse(src connections.Source, want int, each func([]conn
 // /proc/PID/fd and the socket sources list it.
 func Inode(t testing.TB, c syscall.Conn) uint64 {
 	t.Helper()
+	var st unix.Stat_t
+	onFD(t, c, func(fd int) error { return unix.Fstat(fd, &st) })
+	return st.Ino
+}
+
+// SetTCPOption sets the IPPROTO_TCP option opt of a connection or listener
+// (TCP_LINGER2, TCP_DEFER_ACCEPT, ...) to value.
+func SetTCPOption(t testing.TB, c syscall.Conn, opt, value int) {
+	t.Helper()
+	onFD(t, c, func(fd int) error { return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, opt, value) })
+}
+
+// onFD runs fn on c's file descriptor and fails the test on any error.
+func onFD(t testing.TB, c syscall.Conn, fn func(fd int) error) {
+	t.Helper()
 	raw, err := c.SyscallConn()
 	require.NoError(t, err)
-	var st unix.Stat_t
-	var serr error
-	require.NoError(t, raw.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }))
-	require.NoError(t, serr)
-	return st.Ino
+	var ferr error
+	require.NoError(t, raw.Control(func(fd uintptr) { ferr = fn(int(fd)) }))
+	require.NoError(t, ferr)
 }
 
 // Sort orders sockets by local then remote address and port, state, uid
