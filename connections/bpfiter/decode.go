@@ -8,8 +8,6 @@ import (
 	"github.com/connbeat/connbeat/connections"
 )
 
-const afINET = 2
-
 // decodeRecord turns one record of the program into a socket, reporting
 // sockets as the netlink and procfs sources do: a pending connection
 // (NEW_SYN_RECV) as SYN_RECV with uid and inode 0, a TIME_WAIT socket with

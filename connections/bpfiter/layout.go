@@ -71,7 +71,6 @@ func layoutFrom(spec *btf.Spec) (layout, error) {
 	if err != nil {
 		return l, err
 	}
-	v6D, v6R = -1, -1
 	if find("sock_common", field{"skc_v6_daddr", 16, &v6D}, field{"skc_v6_rcv_saddr", 16, &v6R}) != nil {
 		v6D, v6R = -1, -1 // no IPv6 in this kernel: no IPv6 sockets either
 	}

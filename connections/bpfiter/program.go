@@ -33,6 +33,7 @@ const (
 )
 
 const (
+	afINET  = 2
 	afINET6 = 10
 	// Kernel socket states the program treats apart: neither kind of
 	// socket has a struct socket behind it.
