@@ -22,7 +22,7 @@ func selectSource(cfg config.Config, logger *logp.Logger) (connections.Source, e
 	case config.SourceProcFS:
 		return openProcFS(cfg)
 	case config.SourceBPF:
-		src, err := bpfiter.Open()
+		src, err := openBPF()
 		if err != nil {
 			return nil, fmt.Errorf("opening socket source (socket_source: bpf): %w", err)
 		}
@@ -48,6 +48,8 @@ func selectSource(cfg config.Config, logger *logp.Logger) (connections.Source, e
 	return openProcFS(cfg)
 }
 
+// openBPF opens the bpf source as a connections.Source: nil, not a nil
+// *bpfiter.Source, when it fails.
 func openBPF() (connections.Source, error) {
 	src, err := bpfiter.Open()
 	if err != nil {
