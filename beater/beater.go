@@ -15,12 +15,9 @@ import (
 	"github.com/elastic/elastic-agent-libs/logp"
 	"github.com/elastic/elastic-agent-libs/monitoring"
 
-	"github.com/connbeat/connbeat/classify"
 	"github.com/connbeat/connbeat/config"
-	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/dedup"
 	"github.com/connbeat/connbeat/event"
-	"github.com/connbeat/connbeat/procs"
+	"github.com/connbeat/connbeat/pipeline"
 )
 
 // shutdownWait bounds how long Stop waits for queued events to be ACKed.
@@ -57,40 +54,21 @@ func New(b *beat.Beat, raw *conf.C) (beat.Beater, error) {
 
 // Run polls until Stop is called.
 func (bt *Beater) Run(b *beat.Beat) error {
-	src, err := bt.openSource()
+	metrics := b.Monitoring.StatsRegistry().GetOrCreateRegistry("connbeat")
+	p, err := pipeline.New(pipeline.Options{
+		Config: bt.cfg,
+		Host: event.Host{
+			Hostname: b.Info.Hostname,
+			Name:     b.Info.Name,
+			LocalIPs: localIPs(),
+		},
+		Logger:  bt.logger,
+		Metrics: metrics,
+	})
 	if err != nil {
 		return err
 	}
-	defer src.Close()
-
-	var resolver *procs.Resolver
-	if bt.cfg.ExposeProcessInfo {
-		resolver, err = procs.New(procs.Options{
-			Root: bt.cfg.ProcPath,
-			Metadata: procs.MetadataOptions{
-				Cmdline:          bt.cfg.ExposeCmdline,
-				RedactCmdline:    bt.cfg.RedactCmdline,
-				Environ:          bt.cfg.ExposeEnviron,
-				EnvironAllowlist: bt.cfg.EnvironAllowlist,
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("process join: %w", err)
-		}
-		defer resolver.Close()
-		bt.logAccess(resolver)
-	}
-
-	builder := event.NewBuilder(bt.cfg.EventFormat, event.Host{
-		Hostname: b.Info.Hostname,
-		Name:     b.Info.Name,
-		LocalIPs: localIPs(),
-	})
-	poller := NewPoller(src,
-		resolver,
-		classify.New(classify.Options{LocalConnections: bt.cfg.EnableLocalConnections}),
-		dedup.New(bt.cfg.Aggregation),
-		builder)
+	defer p.Close()
 
 	client, err := b.Publisher.ConnectWith(beat.ClientConfig{
 		// Queued events are sent again until the output takes them,
@@ -108,7 +86,7 @@ func (bt *Beater) Run(b *beat.Beat) error {
 
 	// Events dropped because the queue was full, in GET /stats as
 	// connbeat.events.dropped.
-	dropped := monitoring.NewUint(b.Monitoring.StatsRegistry().GetOrCreateRegistry("connbeat"), "events.dropped")
+	dropped := monitoring.NewUint(metrics, "events.dropped")
 	publish := client.Publish
 	if bt.cfg.QueueFullPolicy == config.QueueFullDrop {
 		// Never block the poller on a dead output; drops are counted.
@@ -121,11 +99,11 @@ func (bt *Beater) Run(b *beat.Beat) error {
 	}
 
 	bt.logger.Infof("connbeat started: source=%s poll_interval=%s aggregation=%s event_format=%s queue_full=%s",
-		src.Name(), bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, bt.cfg.QueueFullPolicy)
-	return bt.loop(poller, builder, publish, dropped)
+		p.SourceName(), bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, bt.cfg.QueueFullPolicy)
+	return bt.loop(p, publish, dropped)
 }
 
-func (bt *Beater) loop(poller *Poller, builder *event.Builder, publish func(beat.Event), dropped *monitoring.Uint) error {
+func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *monitoring.Uint) error {
 	ticker := time.NewTicker(bt.cfg.PollInterval)
 	defer ticker.Stop()
 	var (
@@ -135,7 +113,7 @@ func (bt *Beater) loop(poller *Poller, builder *event.Builder, publish func(beat
 		failing     bool
 	)
 	for {
-		stats, err := poller.Poll(bt.ctx, time.Now(), publish)
+		stats, err := p.Poll(bt.ctx, time.Now(), publish)
 		switch {
 		case errors.Is(err, context.Canceled):
 			return nil
@@ -158,7 +136,7 @@ func (bt *Beater) loop(poller *Poller, builder *event.Builder, publish func(beat
 			lastDropped = d
 		}
 		if time.Since(lastIPs) >= bt.cfg.Aggregation {
-			builder.SetLocalIPs(localIPs())
+			p.SetLocalIPs(localIPs())
 			lastIPs = time.Now()
 		}
 		select {
@@ -173,22 +151,6 @@ func (bt *Beater) loop(poller *Poller, builder *event.Builder, publish func(beat
 // queued events to be acknowledged.
 func (bt *Beater) Stop() {
 	bt.stopOnce.Do(bt.cancel)
-}
-
-func (bt *Beater) openSource() (connections.Source, error) {
-	return selectSource(bt.cfg, bt.logger)
-}
-
-func (bt *Beater) logAccess(r *procs.Resolver) {
-	access, err := procs.SelfAccess(bt.cfg.ProcPath)
-	if err != nil {
-		bt.logger.Warnf("cannot tell which processes are readable: %v", err)
-	} else if msg := access.Explain(); msg != "" {
-		bt.logger.Warn(msg)
-	}
-	if !r.FDCountSignal() {
-		bt.logger.Info("kernel does not report fd counts in /proc/PID/fd (Linux < 6.2): new sockets are found by a scan of their uid's processes")
-	}
 }
 
 // localIPs lists the host's interface addresses, loopback excluded.

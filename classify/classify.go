@@ -7,64 +7,11 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/procs"
+	"github.com/connbeat/connbeat/model"
 )
-
-// Kind says what a record describes.
-type Kind uint8
-
-// Record kinds.
-const (
-	Listener Kind = iota + 1
-	Connection
-)
-
-func (k Kind) String() string {
-	switch k {
-	case Listener:
-		return "listener"
-	case Connection:
-		return "connection"
-	}
-	return "unknown"
-}
-
-// Direction of a record, seen from this host.
-type Direction uint8
-
-// Directions.
-const (
-	Listening Direction = iota + 1
-	Inbound
-	Outbound
-)
-
-func (d Direction) String() string {
-	switch d {
-	case Listening:
-		return "listening"
-	case Inbound:
-		return "inbound"
-	case Outbound:
-		return "outbound"
-	}
-	return "unknown"
-}
-
-// Record is one classified socket with its owner, if one could be read.
-type Record struct {
-	Kind      Kind
-	Direction Direction
-	Socket    connections.Socket
-	Process   *procs.Process // nil when the owner is unknown or unreadable
-	// Owners is how many processes hold the socket (forked workers share
-	// listeners); Process is the topmost of them.
-	Owners int
-}
 
 // OwnerFunc returns the process that holds a socket inode.
-type OwnerFunc func(inode uint64) (*procs.Process, int)
+type OwnerFunc func(inode uint64) (*model.Process, int)
 
 // Options tune classification.
 type Options struct {
@@ -102,12 +49,12 @@ var (
 
 // Classify appends a record for each reportable socket to dst. Sockets in
 // the CLOSE state (not bound to a peer, not listening) are skipped.
-func (c *Classifier) Classify(sockets []connections.Socket, owner OwnerFunc, dst []Record) []Record {
+func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []model.Record) []model.Record {
 	c.listeners = c.listeners[:0]
 	clear(c.ports[:])
 	for i := range sockets {
 		s := &sockets[i]
-		if s.State == connections.StateListen {
+		if s.State == model.StateListen {
 			c.listeners = append(c.listeners, endpoint{ip: s.LocalIP, port: s.LocalPort})
 			c.ports[s.LocalPort/64] |= 1 << (s.LocalPort % 64)
 		}
@@ -115,19 +62,19 @@ func (c *Classifier) Classify(sockets []connections.Socket, owner OwnerFunc, dst
 	slices.SortFunc(c.listeners, func(a, b endpoint) int { return cmp.Compare(a.port, b.port) })
 	for i := range sockets {
 		s := &sockets[i]
-		rec := Record{Socket: *s}
+		rec := model.Record{Socket: *s}
 		switch {
-		case s.State == connections.StateListen:
-			rec.Kind, rec.Direction = Listener, Listening
-		case s.State == connections.StateClose || !s.RemoteIP.IsValid() || s.RemoteIP.IsUnspecified():
+		case s.State == model.StateListen:
+			rec.Kind, rec.Direction = model.Listener, model.Listening
+		case s.State == model.StateClose || !s.RemoteIP.IsValid() || s.RemoteIP.IsUnspecified():
 			continue
 		default:
 			if !c.opts.LocalConnections && s.RemoteIP.IsLoopback() {
 				continue
 			}
-			rec.Kind, rec.Direction = Connection, Outbound
+			rec.Kind, rec.Direction = model.Connection, model.Outbound
 			if c.isListening(s.LocalIP, s.LocalPort) {
-				rec.Direction = Inbound
+				rec.Direction = model.Inbound
 			}
 		}
 		if s.Inode != 0 && owner != nil {

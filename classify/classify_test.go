@@ -4,14 +4,12 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/stretchr/testify/assert"
-
-	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/procs"
 )
 
-func sock(local string, lport uint16, remote string, rport uint16, st connections.State, inode uint64) connections.Socket {
-	return connections.Socket{
+func sock(local string, lport uint16, remote string, rport uint16, st model.State, inode uint64) model.Socket {
+	return model.Socket{
 		LocalIP: netip.MustParseAddr(local), LocalPort: lport,
 		RemoteIP: netip.MustParseAddr(remote), RemotePort: rport,
 		State: st, Inode: inode,
@@ -19,12 +17,12 @@ func sock(local string, lport uint16, remote string, rport uint16, st connection
 }
 
 const (
-	est    = connections.StateEstablished
-	listen = connections.StateListen
+	est    = model.StateEstablished
+	listen = model.StateListen
 )
 
 func TestClassifyDirections(t *testing.T) {
-	sockets := []connections.Socket{
+	sockets := []model.Socket{
 		sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 1),       // wildcard v4 listener
 		sock("10.0.0.1", 443, "0.0.0.0", 0, listen, 2),     // listener on one address
 		sock("::", 22, "::", 0, listen, 3),                 // dual-stack listener
@@ -38,14 +36,14 @@ func TestClassifyDirections(t *testing.T) {
 		sock("::1", 40000, "::1", 8080, est, 16),           // its client end: outbound
 		sock("10.0.0.1", 51000, "93.184.216.34", 443, est, 17),
 		sock("2001:db8::1", 8080, "2001:db8::3", 1, est, 18), // 8080 listens on ::1 only: outbound
-		sock("0.0.0.0", 0, "0.0.0.0", 0, connections.StateClose, 19),
-		sock("10.0.0.1", 51001, "10.0.0.5", 80, connections.StateTimeWait, 0),
+		sock("0.0.0.0", 0, "0.0.0.0", 0, model.StateClose, 19),
+		sock("10.0.0.1", 51001, "10.0.0.5", 80, model.StateTimeWait, 0),
 	}
 	got := New(Options{LocalConnections: true}).Classify(sockets, nil, nil)
 
 	type row struct {
-		Kind  Kind
-		Dir   Direction
+		Kind  model.Kind
+		Dir   model.Direction
 		Inode uint64
 	}
 	var rows []row
@@ -53,26 +51,26 @@ func TestClassifyDirections(t *testing.T) {
 		rows = append(rows, row{r.Kind, r.Direction, r.Socket.Inode})
 	}
 	assert.Equal(t, []row{
-		{Listener, Listening, 1},
-		{Listener, Listening, 2},
-		{Listener, Listening, 3},
-		{Listener, Listening, 4},
-		{Connection, Inbound, 10},
-		{Connection, Inbound, 11},
-		{Connection, Outbound, 12},
-		{Connection, Inbound, 13},
-		{Connection, Inbound, 14},
-		{Connection, Inbound, 15},
-		{Connection, Outbound, 16},
-		{Connection, Outbound, 17},
-		{Connection, Outbound, 18},
+		{model.Listener, model.Listening, 1},
+		{model.Listener, model.Listening, 2},
+		{model.Listener, model.Listening, 3},
+		{model.Listener, model.Listening, 4},
+		{model.Connection, model.Inbound, 10},
+		{model.Connection, model.Inbound, 11},
+		{model.Connection, model.Outbound, 12},
+		{model.Connection, model.Inbound, 13},
+		{model.Connection, model.Inbound, 14},
+		{model.Connection, model.Inbound, 15},
+		{model.Connection, model.Outbound, 16},
+		{model.Connection, model.Outbound, 17},
+		{model.Connection, model.Outbound, 18},
 		// the CLOSE socket is skipped; TIME_WAIT has a peer and is reported
-		{Connection, Outbound, 0},
+		{model.Connection, model.Outbound, 0},
 	}, rows)
 }
 
 func TestClassifyLocalConnectionsOff(t *testing.T) {
-	sockets := []connections.Socket{
+	sockets := []model.Socket{
 		sock("127.0.0.1", 80, "0.0.0.0", 0, listen, 1),
 		sock("127.0.0.1", 80, "127.0.0.2", 4000, est, 2),
 		sock("::1", 4001, "::1", 80, est, 3),
@@ -87,53 +85,53 @@ func TestClassifyLocalConnectionsOff(t *testing.T) {
 }
 
 func TestClassifyOwner(t *testing.T) {
-	p := &procs.Process{PID: 42, Binary: "nginx"}
-	owner := func(inode uint64) (*procs.Process, int) {
+	p := &model.Process{PID: 42, Binary: "nginx"}
+	owner := func(inode uint64) (*model.Process, int) {
 		if inode == 7 {
 			return p, 3
 		}
 		return nil, 0
 	}
-	sockets := []connections.Socket{
+	sockets := []model.Socket{
 		sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 7),
 		sock("10.0.0.1", 80, "10.0.0.2", 1000, est, 8),
-		sock("10.0.0.1", 80, "10.0.0.3", 1000, connections.StateTimeWait, 0),
+		sock("10.0.0.1", 80, "10.0.0.3", 1000, model.StateTimeWait, 0),
 	}
 	got := New(Options{}).Classify(sockets, owner, nil)
-	assert.Equal(t, []Record{
-		{Kind: Listener, Direction: Listening, Socket: sockets[0], Process: p, Owners: 3},
-		{Kind: Connection, Direction: Inbound, Socket: sockets[1]},
-		{Kind: Connection, Direction: Inbound, Socket: sockets[2]},
+	assert.Equal(t, []model.Record{
+		{Kind: model.Listener, Direction: model.Listening, Socket: sockets[0], Process: p, Owners: 3},
+		{Kind: model.Connection, Direction: model.Inbound, Socket: sockets[1]},
+		{Kind: model.Connection, Direction: model.Inbound, Socket: sockets[2]},
 	}, got)
 }
 
 func TestClassifyReusesListenerSet(t *testing.T) {
 	c := New(Options{LocalConnections: true})
-	first := []connections.Socket{
+	first := []model.Socket{
 		sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 1),
 		sock("10.0.0.1", 80, "10.0.0.2", 1, est, 2),
 	}
-	assert.Equal(t, Inbound, c.Classify(first, nil, nil)[1].Direction)
+	assert.Equal(t, model.Inbound, c.Classify(first, nil, nil)[1].Direction)
 	// The listener closed: the same connection is no longer inbound.
 	second := first[1:]
-	assert.Equal(t, Outbound, c.Classify(second, nil, nil)[0].Direction)
+	assert.Equal(t, model.Outbound, c.Classify(second, nil, nil)[0].Direction)
 }
 
 func TestKindAndDirectionNames(t *testing.T) {
 	assert.Equal(t, []string{"listener", "connection", "unknown"},
-		[]string{Listener.String(), Connection.String(), Kind(0).String()})
+		[]string{model.Listener.String(), model.Connection.String(), model.Kind(0).String()})
 	assert.Equal(t, []string{"listening", "inbound", "outbound", "unknown"},
-		[]string{Listening.String(), Inbound.String(), Outbound.String(), Direction(9).String()})
+		[]string{model.Listening.String(), model.Inbound.String(), model.Outbound.String(), model.Direction(9).String()})
 }
 
 func BenchmarkClassify(b *testing.B) {
-	var sockets []connections.Socket
+	var sockets []model.Socket
 	for i := 0; i < 10000; i++ {
 		sockets = append(sockets, sock("127.0.0.1", uint16(20000+i), "127.0.0.1", 80, est, uint64(i+1)))
 	}
 	sockets = append(sockets, sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 99999))
 	c := New(Options{LocalConnections: true})
-	var dst []Record
+	var dst []model.Record
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -6,26 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	conf "github.com/elastic/elastic-agent-libs/config"
 
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/event"
 	"github.com/connbeat/connbeat/internal/confkeys"
-)
-
-// Event formats.
-const (
-	FormatClassic = "classic"
-	FormatECS     = "ecs"
-)
-
-// Socket sources.
-const (
-	SourceAuto    = "auto"
-	SourceNetlink = "netlink"
-	SourceBPF     = "bpf"
-	SourceProcFS  = "procfs"
 )
 
 // Config is the `connbeat:` section.
@@ -73,8 +62,8 @@ func Default() Config {
 	return Config{
 		PollInterval:           2 * time.Second,
 		Aggregation:            30 * time.Second,
-		SocketSource:           SourceAuto,
-		EventFormat:            FormatClassic,
+		SocketSource:           connections.Auto,
+		EventFormat:            event.Classic,
 		ProcPath:               "/proc",
 		ExposeProcessInfo:      true,
 		ExposeCmdline:          true,
@@ -113,10 +102,10 @@ func (c *Config) Validate() error {
 	} else if c.PollInterval > 0 && c.Aggregation < c.PollInterval {
 		errs = append(errs, fmt.Errorf("connbeat.aggregation (%s) must not be shorter than connbeat.poll_interval (%s)", c.Aggregation, c.PollInterval))
 	}
-	errs = append(errs, oneOf("socket_source", c.SocketSource, SourceAuto, SourceBPF, SourceNetlink, SourceProcFS))
-	errs = append(errs, oneOf("event_format", c.EventFormat, FormatClassic, FormatECS))
+	errs = append(errs, oneOf("socket_source", c.SocketSource, connections.Names()...))
+	errs = append(errs, oneOf("event_format", c.EventFormat, event.Formats()...))
 	errs = append(errs, oneOf("queue_full", c.QueueFullPolicy, QueueFullDrop, QueueFullBlock))
-	if c.TCPInfo && (c.SocketSource == SourceProcFS || c.SocketSource == SourceBPF) {
+	if c.TCPInfo && slices.Contains(connections.Names(), c.SocketSource) && !connections.ReadsTCPInfo(c.SocketSource) {
 		errs = append(errs, fmt.Errorf("connbeat.tcp_info needs the netlink socket source; %s cannot read tcp_info (set socket_source: auto or netlink)", c.SocketSource))
 	}
 	if c.ProcPath == "" {

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/event"
 	conf "github.com/elastic/elastic-agent-libs/config"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -45,8 +47,8 @@ queue_full: block
 	want := Default()
 	want.PollInterval = 500 * time.Millisecond
 	want.Aggregation = time.Minute
-	want.EventFormat = FormatECS
-	want.SocketSource = SourceProcFS
+	want.EventFormat = event.ECS
+	want.SocketSource = connections.ProcFS
 	want.ExposeCmdline = false
 	want.ExposeEnviron = true
 	want.EnvironAllowlist = []string{"SERVICE_NAME", "_X1"}

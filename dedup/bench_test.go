@@ -5,24 +5,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connbeat/connbeat/classify"
-	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/procs"
+	"github.com/connbeat/connbeat/model"
 )
 
 // benchRecords is n loopback connections of 6 processes as classify
 // reports them: for each, an outbound record (ephemeral local port) and an
 // inbound one, plus the listeners.
-func benchRecords(n int) []classify.Record {
+func benchRecords(n int) []model.Record {
 	lo4, lo6 := netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()
-	ps := make([]*procs.Process, 6)
+	ps := make([]*model.Process, 6)
 	for i := range ps {
-		ps[i] = &procs.Process{PID: int32(100 + i)}
+		ps[i] = &model.Process{PID: int32(100 + i)}
 	}
-	var recs []classify.Record
+	var recs []model.Record
 	for p := range ps {
-		recs = append(recs, classify.Record{Kind: classify.Listener, Direction: classify.Listening, Process: ps[p], Owners: 1,
-			Socket: connections.Socket{LocalIP: lo4, LocalPort: uint16(8000 + p), RemoteIP: netip.IPv4Unspecified(), State: connections.StateListen}})
+		recs = append(recs, model.Record{Kind: model.Listener, Direction: model.Listening, Process: ps[p], Owners: 1,
+			Socket: model.Socket{LocalIP: lo4, LocalPort: uint16(8000 + p), RemoteIP: netip.IPv4Unspecified(), State: model.StateListen}})
 	}
 	for i := 0; i < n; i++ {
 		p := i % len(ps)
@@ -32,10 +30,10 @@ func benchRecords(n int) []classify.Record {
 		}
 		eph := uint16(20000 + i%40000)
 		recs = append(recs,
-			classify.Record{Kind: classify.Connection, Direction: classify.Outbound, Process: ps[p], Owners: 1,
-				Socket: connections.Socket{LocalIP: ip, LocalPort: eph, RemoteIP: ip, RemotePort: lport, State: connections.StateEstablished}},
-			classify.Record{Kind: classify.Connection, Direction: classify.Inbound, Process: ps[p], Owners: 1,
-				Socket: connections.Socket{LocalIP: ip, LocalPort: lport, RemoteIP: ip, RemotePort: eph, State: connections.StateEstablished}})
+			model.Record{Kind: model.Connection, Direction: model.Outbound, Process: ps[p], Owners: 1,
+				Socket: model.Socket{LocalIP: ip, LocalPort: eph, RemoteIP: ip, RemotePort: lport, State: model.StateEstablished}},
+			model.Record{Kind: model.Connection, Direction: model.Inbound, Process: ps[p], Owners: 1,
+				Socket: model.Socket{LocalIP: ip, LocalPort: lport, RemoteIP: ip, RemotePort: eph, State: model.StateEstablished}})
 	}
 	return recs
 }
@@ -50,7 +48,7 @@ func BenchmarkFilterWarm(b *testing.B) {
 	if len(first) == 0 || len(first) > 100 {
 		b.Fatalf("first call reported %d keys", len(first))
 	}
-	var dst []Report
+	var dst []model.Report
 	b.ReportAllocs()
 	for b.Loop() {
 		dst = c.Filter(recs, now, dst[:0])

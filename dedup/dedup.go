@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/connbeat/connbeat/classify"
+	"github.com/connbeat/connbeat/model"
 )
 
 // Key is what makes two records the same report. Ephemeral ports are left
@@ -24,32 +24,26 @@ type Key struct {
 	pid        int32
 	localPort  uint16
 	remotePort uint16
-	dir        classify.Direction
+	dir        model.Direction
 	pad        [7]byte
 }
 
 // KeyOf returns the dedup key of a record.
-func KeyOf(r *classify.Record) Key {
+func KeyOf(r *model.Record) Key {
 	k := Key{dir: r.Direction, localIP: r.Socket.LocalIP}
 	var pid int32
 	if r.Process != nil {
 		pid = r.Process.PID
 	}
 	switch r.Direction {
-	case classify.Outbound:
+	case model.Outbound:
 		k.pid, k.remoteIP, k.remotePort = pid, r.Socket.RemoteIP, r.Socket.RemotePort
-	case classify.Inbound:
+	case model.Inbound:
 		k.localPort, k.remoteIP = r.Socket.LocalPort, r.Socket.RemoteIP
 	default:
 		k.localPort, k.pid = r.Socket.LocalPort, pid
 	}
 	return k
-}
-
-// Report is a record to send and the number of sockets it stands for.
-type Report struct {
-	classify.Record
-	Sockets int
 }
 
 // Cache remembers when each key was last reported. Keys older than the
@@ -83,7 +77,7 @@ func (c *Cache) Len() int { return len(c.sent) }
 // within the window before now. A key reported earlier whose socket still
 // exists once the window has passed is reported again, so consumers know it
 // is alive.
-func (c *Cache) Filter(records []classify.Record, now time.Time, dst []Report) []Report {
+func (c *Cache) Filter(records []model.Record, now time.Time, dst []model.Report) []model.Report {
 	for k, t := range c.sent {
 		if now.Sub(t) >= c.window {
 			delete(c.sent, k)
@@ -107,7 +101,7 @@ func (c *Cache) Filter(records []classify.Record, now time.Time, dst []Report) [
 			continue
 		}
 		c.sent[g.key] = now
-		dst = append(dst, Report{Record: records[g.first], Sockets: int(g.n)})
+		dst = append(dst, model.Report{Record: records[g.first], Sockets: int(g.n)})
 	}
 	return dst
 }

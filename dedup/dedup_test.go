@@ -6,35 +6,32 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/connbeat/connbeat/classify"
-	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/procs"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func rec(dir classify.Direction, pid int32, local string, lport uint16, remote string, rport uint16) classify.Record {
-	r := classify.Record{
-		Kind:      classify.Connection,
+func rec(dir model.Direction, pid int32, local string, lport uint16, remote string, rport uint16) model.Record {
+	r := model.Record{
+		Kind:      model.Connection,
 		Direction: dir,
-		Socket: connections.Socket{
+		Socket: model.Socket{
 			LocalIP: netip.MustParseAddr(local), LocalPort: lport,
 			RemoteIP: netip.MustParseAddr(remote), RemotePort: rport,
 		},
 	}
-	if dir == classify.Listening {
-		r.Kind = classify.Listener
+	if dir == model.Listening {
+		r.Kind = model.Listener
 	}
 	if pid != 0 {
-		r.Process = &procs.Process{PID: pid}
+		r.Process = &model.Process{PID: pid}
 	}
 	return r
 }
 
-func counts(reports []Report) map[string]int {
+func counts(reports []model.Report) map[string]int {
 	m := map[string]int{}
 	for _, r := range reports {
 		m[fmt.Sprintf("%s %s:%d-%s:%d", r.Direction, r.Socket.LocalIP, r.Socket.LocalPort, r.Socket.RemoteIP, r.Socket.RemotePort)] = r.Sockets
@@ -43,23 +40,23 @@ func counts(reports []Report) map[string]int {
 }
 
 func TestFilterGroupsByKey(t *testing.T) {
-	records := []classify.Record{
+	records := []model.Record{
 		// one client process, three ephemeral ports to one server: one event
-		rec(classify.Outbound, 10, "10.0.0.1", 40001, "10.0.0.9", 443),
-		rec(classify.Outbound, 10, "10.0.0.1", 40002, "10.0.0.9", 443),
-		rec(classify.Outbound, 10, "10.0.0.1", 40003, "10.0.0.9", 443),
+		rec(model.Outbound, 10, "10.0.0.1", 40001, "10.0.0.9", 443),
+		rec(model.Outbound, 10, "10.0.0.1", 40002, "10.0.0.9", 443),
+		rec(model.Outbound, 10, "10.0.0.1", 40003, "10.0.0.9", 443),
 		// another process to the same server: its own event
-		rec(classify.Outbound, 11, "10.0.0.1", 40004, "10.0.0.9", 443),
+		rec(model.Outbound, 11, "10.0.0.1", 40004, "10.0.0.9", 443),
 		// same process, other server port: its own event
-		rec(classify.Outbound, 10, "10.0.0.1", 40005, "10.0.0.9", 80),
+		rec(model.Outbound, 10, "10.0.0.1", 40005, "10.0.0.9", 80),
 		// inbound: every distinct peer is its own event (the old connbeat's #297)
-		rec(classify.Inbound, 20, "10.0.0.1", 80, "10.0.0.7", 5000),
-		rec(classify.Inbound, 20, "10.0.0.1", 80, "10.0.0.7", 5001),
-		rec(classify.Inbound, 21, "10.0.0.1", 80, "10.0.0.8", 5000),
+		rec(model.Inbound, 20, "10.0.0.1", 80, "10.0.0.7", 5000),
+		rec(model.Inbound, 20, "10.0.0.1", 80, "10.0.0.7", 5001),
+		rec(model.Inbound, 21, "10.0.0.1", 80, "10.0.0.8", 5000),
 		// listeners: per (ip, port, pid)
-		rec(classify.Listening, 20, "0.0.0.0", 80, "0.0.0.0", 0),
-		rec(classify.Listening, 21, "0.0.0.0", 80, "0.0.0.0", 0),
-		rec(classify.Listening, 20, "::", 80, "::", 0),
+		rec(model.Listening, 20, "0.0.0.0", 80, "0.0.0.0", 0),
+		rec(model.Listening, 21, "0.0.0.0", 80, "0.0.0.0", 0),
+		rec(model.Listening, 20, "::", 80, "::", 0),
 	}
 	c := New(30 * time.Second)
 	got := c.Filter(records, t0, nil)
@@ -78,7 +75,7 @@ func TestFilterGroupsByKey(t *testing.T) {
 
 func TestFilterWindow(t *testing.T) {
 	c := New(30 * time.Second)
-	r := []classify.Record{rec(classify.Outbound, 1, "10.0.0.1", 40000, "10.0.0.2", 80)}
+	r := []model.Record{rec(model.Outbound, 1, "10.0.0.1", 40000, "10.0.0.2", 80)}
 
 	assert.Len(t, c.Filter(r, t0, nil), 1, "first sight is reported")
 	assert.Empty(t, c.Filter(r, t0.Add(2*time.Second), nil), "inside the window: not again")
@@ -94,10 +91,10 @@ func TestFilterBoundedUnderChurn(t *testing.T) {
 	// Every poll brings 100 new peers and the old ones are gone: the cache
 	// holds at most one window's worth of keys.
 	for poll := 0; poll < 200; poll++ {
-		var records []classify.Record
+		var records []model.Record
 		for i := 0; i < 100; i++ {
 			ip := netip.AddrFrom4([4]byte{10, byte(poll >> 8), byte(poll), byte(i)})
-			r := rec(classify.Inbound, 1, "10.0.0.1", 80, "10.0.0.1", 1)
+			r := rec(model.Inbound, 1, "10.0.0.1", 80, "10.0.0.1", 1)
 			r.Socket.RemoteIP = ip
 			records = append(records, r)
 		}
@@ -108,27 +105,27 @@ func TestFilterBoundedUnderChurn(t *testing.T) {
 }
 
 func TestKeyIgnoresEphemeralPorts(t *testing.T) {
-	a := rec(classify.Outbound, 5, "10.0.0.1", 40000, "10.0.0.2", 443)
-	b := rec(classify.Outbound, 5, "10.0.0.1", 40001, "10.0.0.2", 443)
+	a := rec(model.Outbound, 5, "10.0.0.1", 40000, "10.0.0.2", 443)
+	b := rec(model.Outbound, 5, "10.0.0.1", 40001, "10.0.0.2", 443)
 	assert.Equal(t, KeyOf(&a), KeyOf(&b))
-	in1 := rec(classify.Inbound, 5, "10.0.0.1", 443, "10.0.0.2", 40000)
-	in2 := rec(classify.Inbound, 6, "10.0.0.1", 443, "10.0.0.2", 40001)
+	in1 := rec(model.Inbound, 5, "10.0.0.1", 443, "10.0.0.2", 40000)
+	in2 := rec(model.Inbound, 6, "10.0.0.1", 443, "10.0.0.2", 40001)
 	assert.Equal(t, KeyOf(&in1), KeyOf(&in2), "inbound key has no pid and no peer port")
-	in3 := rec(classify.Inbound, 5, "10.0.0.1", 443, "10.0.0.3", 40000)
+	in3 := rec(model.Inbound, 5, "10.0.0.1", 443, "10.0.0.3", 40000)
 	assert.NotEqual(t, KeyOf(&in1), KeyOf(&in3))
-	noOwner := rec(classify.Outbound, 0, "10.0.0.1", 40000, "10.0.0.2", 443)
+	noOwner := rec(model.Outbound, 0, "10.0.0.1", 40000, "10.0.0.2", 443)
 	assert.NotEqual(t, KeyOf(&a), KeyOf(&noOwner))
 }
 
 func BenchmarkFilter(b *testing.B) {
-	var records []classify.Record
+	var records []model.Record
 	for i := 0; i < 40000; i++ {
-		r := rec(classify.Inbound, 1, "127.0.0.1", 80, "127.0.0.1", uint16(i))
+		r := rec(model.Inbound, 1, "127.0.0.1", 80, "127.0.0.1", uint16(i))
 		r.Socket.RemoteIP = netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})
 		records = append(records, r)
 	}
 	c := New(time.Hour)
-	var dst []Report
+	var dst []model.Report
 	dst = c.Filter(records, t0, dst)
 	b.ReportAllocs()
 	b.ResetTimer()

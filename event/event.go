@@ -7,12 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/elastic-agent-libs/mapstr"
-
-	"github.com/connbeat/connbeat/classify"
-	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/dedup"
 )
 
 // Host describes the agent's host for the classic `beat` object.
@@ -27,6 +24,9 @@ const (
 	Classic = "classic"
 	ECS     = "ecs"
 )
+
+// Formats lists the values event_format accepts.
+func Formats() []string { return []string{Classic, ECS} }
 
 // Builder builds events in one format.
 type Builder struct {
@@ -43,7 +43,7 @@ func NewBuilder(format string, host Host) *Builder {
 func (b *Builder) SetLocalIPs(ips []string) { b.host.LocalIPs = ips }
 
 // Build returns the event for one report.
-func (b *Builder) Build(r *dedup.Report, ts time.Time) beat.Event {
+func (b *Builder) Build(r *model.Report, ts time.Time) beat.Event {
 	var fields mapstr.M
 	if b.ecs {
 		fields = b.ecsFields(r)
@@ -66,7 +66,7 @@ func (b *Builder) Build(r *dedup.Report, ts time.Time) beat.Event {
 	return beat.Event{Timestamp: ts, Fields: fields}
 }
 
-func (b *Builder) classicFields(r *dedup.Report) mapstr.M {
+func (b *Builder) classicFields(r *model.Report) mapstr.M {
 	s := &r.Socket
 	f := mapstr.M{
 		"type":       "connbeat",
@@ -79,7 +79,7 @@ func (b *Builder) classicFields(r *dedup.Report) mapstr.M {
 			"local_ips": b.host.LocalIPs,
 		},
 	}
-	if r.Kind == classify.Connection {
+	if r.Kind == model.Connection {
 		f["remote_ip"] = s.RemoteIP.String()
 		f["remote_port"] = s.RemotePort
 	}
@@ -105,7 +105,7 @@ func (b *Builder) classicFields(r *dedup.Report) mapstr.M {
 	return f
 }
 
-func (b *Builder) ecsFields(r *dedup.Report) mapstr.M {
+func (b *Builder) ecsFields(r *model.Report) mapstr.M {
 	s := &r.Socket
 	local := mapstr.M{"ip": s.LocalIP.String(), "port": s.LocalPort}
 	netType := "ipv4"
@@ -116,7 +116,7 @@ func (b *Builder) ecsFields(r *dedup.Report) mapstr.M {
 	related := []string{s.LocalIP.String()}
 	f := mapstr.M{"network": network}
 	switch r.Direction {
-	case classify.Listening:
+	case model.Listening:
 		network["direction"] = "listening"
 		f["server"] = local
 	default:
@@ -124,7 +124,7 @@ func (b *Builder) ecsFields(r *dedup.Report) mapstr.M {
 		if s.RemoteIP != s.LocalIP {
 			related = append(related, s.RemoteIP.String())
 		}
-		if r.Direction == classify.Inbound {
+		if r.Direction == model.Inbound {
 			network["direction"] = "ingress"
 			f["source"], f["client"] = remote, remote.Clone()
 			f["destination"], f["server"] = local, local.Clone()
@@ -162,7 +162,7 @@ func (b *Builder) ecsFields(r *dedup.Report) mapstr.M {
 	return f
 }
 
-func tcpInfo(i *connections.TCPInfo) mapstr.M {
+func tcpInfo(i *model.TCPInfo) mapstr.M {
 	return mapstr.M{
 		"rtt_us":            i.RTTMicros,
 		"rtt_var_us":        i.RTTVarMicros,

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/beats/v7/libbeat/processors/add_process_metadata"
 	"github.com/elastic/beats/v7/libbeat/processors/communityid"
@@ -18,32 +19,27 @@ import (
 	"github.com/elastic/elastic-agent-libs/mapstr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/connbeat/connbeat/classify"
-	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/dedup"
-	"github.com/connbeat/connbeat/procs"
 )
 
 var (
 	ts    = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	start = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	host  = Host{Hostname: "web-1", Name: "web-1", LocalIPs: []string{"10.0.0.1", "fd00::1"}}
-	proc  = &procs.Process{
+	proc  = &model.Process{
 		PID: 4242, PPID: 1, Name: "curl", Binary: "curl", Executable: "/usr/bin/curl",
 		Args: []string{"curl", "https://example.com"}, StartTime: start, UID: 1000, User: "alice",
 		Environ: map[string]string{"SERVICE_NAME": "probe"},
 	}
 )
 
-func report(kind classify.Kind, dir classify.Direction, local string, lport uint16, remote string, rport uint16, p *procs.Process) *dedup.Report {
-	return &dedup.Report{
-		Record: classify.Record{
+func report(kind model.Kind, dir model.Direction, local string, lport uint16, remote string, rport uint16, p *model.Process) *model.Report {
+	return &model.Report{
+		Record: model.Record{
 			Kind: kind, Direction: dir, Process: p, Owners: 1,
-			Socket: connections.Socket{
+			Socket: model.Socket{
 				LocalIP: netip.MustParseAddr(local), LocalPort: lport,
 				RemoteIP: netip.MustParseAddr(remote), RemotePort: rport,
-				State: map[classify.Kind]connections.State{classify.Listener: connections.StateListen, classify.Connection: connections.StateEstablished}[kind],
+				State: map[model.Kind]model.State{model.Listener: model.StateListen, model.Connection: model.StateEstablished}[kind],
 			},
 		},
 		Sockets: 2,
@@ -51,7 +47,7 @@ func report(kind classify.Kind, dir classify.Direction, local string, lport uint
 }
 
 func TestClassicOutbound(t *testing.T) {
-	ev := NewBuilder(Classic, host).Build(report(classify.Connection, classify.Outbound, "10.0.0.1", 40000, "93.184.216.34", 443, proc), ts)
+	ev := NewBuilder(Classic, host).Build(report(model.Connection, model.Outbound, "10.0.0.1", 40000, "93.184.216.34", 443, proc), ts)
 	assert.Equal(t, ts, ev.Timestamp)
 	assert.Equal(t, mapstr.M{
 		"type":        "connbeat",
@@ -71,7 +67,7 @@ func TestClassicOutbound(t *testing.T) {
 }
 
 func TestClassicListenerWithoutProcess(t *testing.T) {
-	r := report(classify.Listener, classify.Listening, "::", 22, "::", 0, nil)
+	r := report(model.Listener, model.Listening, "::", 22, "::", 0, nil)
 	r.Owners = 0
 	ev := NewBuilder(Classic, host).Build(r, ts)
 	assert.Equal(t, mapstr.M{
@@ -85,9 +81,9 @@ func TestClassicListenerWithoutProcess(t *testing.T) {
 }
 
 func TestECSInbound(t *testing.T) {
-	r := report(classify.Connection, classify.Inbound, "fd00::1", 443, "fd00::9", 50000, proc)
+	r := report(model.Connection, model.Inbound, "fd00::1", 443, "fd00::9", 50000, proc)
 	r.Owners = 3
-	r.Socket.Info = &connections.TCPInfo{RTTMicros: 120, RTTVarMicros: 30, TotalRetransmits: 2, BytesAcked: 1000, BytesReceived: 500, SegsIn: 7, SegsOut: 9}
+	r.Socket.Info = &model.TCPInfo{RTTMicros: 120, RTTVarMicros: 30, TotalRetransmits: 2, BytesAcked: 1000, BytesReceived: 500, SegsIn: 7, SegsOut: 9}
 	ev := NewBuilder(ECS, host).Build(r, ts)
 	local := mapstr.M{"ip": "fd00::1", "port": uint16(443)}
 	remote := mapstr.M{"ip": "fd00::9", "port": uint16(50000)}
@@ -111,7 +107,7 @@ func TestECSInbound(t *testing.T) {
 
 func TestECSDirections(t *testing.T) {
 	b := NewBuilder(ECS, host)
-	out := b.Build(report(classify.Connection, classify.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, nil), ts).Fields
+	out := b.Build(report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, nil), ts).Fields
 	assert.Equal(t, "egress", mustGet(t, out, "network.direction"))
 	assert.Equal(t, "10.0.0.1", mustGet(t, out, "source.ip"))
 	assert.Equal(t, uint16(443), mustGet(t, out, "destination.port"))
@@ -119,7 +115,7 @@ func TestECSDirections(t *testing.T) {
 	_, err := out.GetValue("process")
 	assert.Error(t, err, "no process fields without an owner")
 
-	ln := b.Build(report(classify.Listener, classify.Listening, "0.0.0.0", 80, "0.0.0.0", 0, proc), ts).Fields
+	ln := b.Build(report(model.Listener, model.Listening, "0.0.0.0", 80, "0.0.0.0", 0, proc), ts).Fields
 	assert.Equal(t, "listening", mustGet(t, ln, "network.direction"))
 	assert.Equal(t, mapstr.M{"ip": "0.0.0.0", "port": uint16(80)}, mustGet(t, ln, "server"))
 	_, err = ln.GetValue("source")
@@ -156,17 +152,17 @@ func TestECSWithCommunityIDProcessor(t *testing.T) {
 	require.NoError(t, err)
 	b := NewBuilder(ECS, host)
 	for _, tc := range []struct {
-		dir                  classify.Direction
+		dir                  model.Direction
 		local, remote        string
 		lport, rport         uint16
 		wantSrc, wantDst     string
 		wantSport, wantDport uint16
 	}{
-		{classify.Outbound, "10.0.0.1", "10.0.0.9", 40000, 443, "10.0.0.1", "10.0.0.9", 40000, 443},
-		{classify.Inbound, "10.0.0.1", "10.0.0.9", 443, 40000, "10.0.0.9", "10.0.0.1", 40000, 443},
-		{classify.Outbound, "fd00::1", "fd00::9", 40000, 443, "fd00::1", "fd00::9", 40000, 443},
+		{model.Outbound, "10.0.0.1", "10.0.0.9", 40000, 443, "10.0.0.1", "10.0.0.9", 40000, 443},
+		{model.Inbound, "10.0.0.1", "10.0.0.9", 443, 40000, "10.0.0.9", "10.0.0.1", 40000, 443},
+		{model.Outbound, "fd00::1", "fd00::9", 40000, 443, "fd00::1", "fd00::9", 40000, 443},
 	} {
-		ev := b.Build(report(classify.Connection, tc.dir, tc.local, tc.lport, tc.remote, tc.rport, proc), ts)
+		ev := b.Build(report(model.Connection, tc.dir, tc.local, tc.lport, tc.remote, tc.rport, proc), ts)
 		out, err := p.Run(&ev)
 		require.NoError(t, err)
 		want := communityID(netip.MustParseAddr(tc.wantSrc), netip.MustParseAddr(tc.wantDst), tc.wantSport, tc.wantDport)
@@ -174,8 +170,8 @@ func TestECSWithCommunityIDProcessor(t *testing.T) {
 	}
 	// Both ends of one loopback connection, seen by connbeat as an outbound
 	// and an inbound event, get the same flow id.
-	outEv := b.Build(report(classify.Connection, classify.Outbound, "127.0.0.1", 40000, "127.0.0.1", 80, nil), ts)
-	inEv := b.Build(report(classify.Connection, classify.Inbound, "127.0.0.1", 80, "127.0.0.1", 40000, nil), ts)
+	outEv := b.Build(report(model.Connection, model.Outbound, "127.0.0.1", 40000, "127.0.0.1", 80, nil), ts)
+	inEv := b.Build(report(model.Connection, model.Inbound, "127.0.0.1", 80, "127.0.0.1", 40000, nil), ts)
 	o1, err := p.Run(&outEv)
 	require.NoError(t, err)
 	o2, err := p.Run(&inEv)
@@ -197,7 +193,7 @@ func TestECSWithAddProcessMetadata(t *testing.T) {
 
 	self := *proc
 	self.PID = int32(os.Getpid())
-	ev := NewBuilder(ECS, host).Build(report(classify.Connection, classify.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, &self), ts)
+	ev := NewBuilder(ECS, host).Build(report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, &self), ts)
 	out, err := p.Run(&ev)
 	require.NoError(t, err)
 	assert.NotEmpty(t, mustGet(t, out.Fields, "process.entity_id"))
@@ -211,7 +207,7 @@ func BenchmarkBuild(b *testing.B) {
 	for _, format := range []string{Classic, ECS} {
 		b.Run(format, func(b *testing.B) {
 			bl := NewBuilder(format, host)
-			r := report(classify.Connection, classify.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, proc)
+			r := report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, proc)
 			b.ReportAllocs()
 			var ev beat.Event
 			for i := 0; i < b.N; i++ {

@@ -6,13 +6,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/connections/netlink"
+	"github.com/connbeat/connbeat/model"
 )
 
 // benchConns opens n loopback connections held by this process (2n socket
 // fds) and returns the host's sockets as the netlink source lists them.
-func benchConns(b *testing.B, n int) []connections.Socket {
+func benchConns(b *testing.B, n int) []model.Socket {
 	b.Helper()
 	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

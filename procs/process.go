@@ -9,26 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/prometheus/procfs"
 )
-
-// Process is what events say about a socket's owner. Fields the agent could
-// not read (permissions, a process that exited) are left empty.
-type Process struct {
-	PID        int32
-	PPID       int32
-	Name       string // comm, as the kernel truncates it to 15 bytes
-	Binary     string // base name of Executable
-	Executable string
-	// Args is the command line; nil when expose_cmdline is off or unreadable.
-	Args      []string
-	StartTime time.Time
-	UID       uint32
-	User      string
-	// Environ holds the allowlisted environment variables; nil unless
-	// expose_environ is on.
-	Environ map[string]string
-}
 
 // MetadataOptions says which process details are read and shipped.
 type MetadataOptions struct {
@@ -87,8 +70,8 @@ func (m *metaReader) startKey(pid int32) (procKey, procfs.ProcStat, error) {
 // read gathers a process's details. It returns what it could read: a field
 // that is unreadable (EACCES on exe for another user's process without
 // CAP_SYS_PTRACE) stays empty instead of failing the whole process.
-func (m *metaReader) read(key procKey, st procfs.ProcStat) *Process {
-	p := &Process{
+func (m *metaReader) read(key procKey, st procfs.ProcStat) *model.Process {
+	p := &model.Process{
 		PID:       key.pid,
 		PPID:      int32(st.PPID),
 		Name:      st.Comm,

@@ -13,9 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/prometheus/procfs"
-
-	"github.com/connbeat/connbeat/connections"
 )
 
 // Options configure a Resolver.
@@ -49,7 +48,7 @@ type proc struct {
 	seen    uint64 // refresh generation that last listed the pid
 	scanned uint64 // refresh generation that last read its fd table
 	key     procKey
-	meta    *Process
+	meta    *model.Process
 	hasMeta bool
 }
 
@@ -67,7 +66,7 @@ type Resolver struct {
 	owner   map[uint64]int32   // inode -> first owner
 	shared  map[uint64][]int32 // inode -> further owners (forked workers)
 	unknown map[uint64]uint64  // inodes no scan found an owner for -> gen last seen
-	byMeta  map[procKey]*Process
+	byMeta  map[procKey]*model.Process
 
 	// lastInodes are the inodes of the previous refresh's sockets, in the
 	// order the source listed them; changed says whether an fd table was
@@ -121,7 +120,7 @@ func New(opts Options) (*Resolver, error) {
 		owner:   map[uint64]int32{},
 		shared:  map[uint64][]int32{},
 		unknown: map[uint64]uint64{},
-		byMeta:  map[procKey]*Process{},
+		byMeta:  map[procKey]*model.Process{},
 		dirBuf:  make([]byte, 32<<10),
 		pathBuf: make([]byte, 0, 32),
 	}
@@ -149,7 +148,7 @@ func (r *Resolver) Close() error { return unix.Close(r.rootFD) }
 // Refresh brings the inode map up to date for the sockets of one poll.
 // Processes that vanish mid-scan are skipped, not errors; the only error is
 // failing to list the proc directory itself.
-func (r *Resolver) Refresh(ctx context.Context, sockets []connections.Socket) (Stats, error) {
+func (r *Resolver) Refresh(ctx context.Context, sockets []model.Socket) (Stats, error) {
 	r.gen++
 	r.steady = false
 	r.memo, r.memoNext, r.memoAt = r.memoNext, r.memo[:0], 0
@@ -254,7 +253,7 @@ func (r *Resolver) visit(pid int32, dirIno uint64, full bool) {
 // not already read in this refresh. An inode still unresolved after that is
 // remembered and not searched for again (it belongs to a process we may not
 // read, or is being closed). It returns how many fd tables it read.
-func (r *Resolver) resolveUnknown(ctx context.Context, sockets []connections.Socket) int {
+func (r *Resolver) resolveUnknown(ctx context.Context, sockets []model.Socket) int {
 	if !r.changed && r.sameInodes(sockets) {
 		// The same sockets as last time and the same fd tables: every
 		// inode is known, or known to be unresolvable.
@@ -306,7 +305,7 @@ func (r *Resolver) resolveUnknown(ctx context.Context, sockets []connections.Soc
 
 // sameInodes reports whether sockets list the inodes of the previous
 // refresh in the same order.
-func (r *Resolver) sameInodes(sockets []connections.Socket) bool {
+func (r *Resolver) sameInodes(sockets []model.Socket) bool {
 	if len(sockets) != len(r.lastInodes) {
 		return false
 	}
@@ -370,7 +369,7 @@ func (r *Resolver) drop(pid int32, p *proc) {
 // processes hold it. A socket shared by forked workers is attributed to the
 // topmost holder: the one whose parent does not hold it too (the lowest pid
 // on a tie). It returns nil when no readable process holds the inode.
-func (r *Resolver) Owner(ino uint64) (*Process, int) {
+func (r *Resolver) Owner(ino uint64) (*model.Process, int) {
 	if r.steady {
 		if r.memoAt < len(r.memo) && r.memo[r.memoAt].ino == ino {
 			a := r.memo[r.memoAt]
@@ -390,11 +389,11 @@ func (r *Resolver) Owner(ino uint64) (*Process, int) {
 // ownerAnswer is one answer of Owner, kept for the next poll.
 type ownerAnswer struct {
 	ino     uint64
-	p       *Process
+	p       *model.Process
 	holders int
 }
 
-func (r *Resolver) lookupOwner(ino uint64) (*Process, int) {
+func (r *Resolver) lookupOwner(ino uint64) (*model.Process, int) {
 	first, ok := r.owner[ino]
 	if !ok || ino == 0 {
 		return nil, 0
@@ -404,7 +403,7 @@ func (r *Resolver) lookupOwner(ino uint64) (*Process, int) {
 		return r.process(first), 1
 	}
 	holders := append([]int32{first}, more...)
-	var best *Process
+	var best *model.Process
 	for _, pid := range holders {
 		p := r.process(pid)
 		if p == nil {
@@ -428,7 +427,7 @@ func (r *Resolver) lookupOwner(ino uint64) (*Process, int) {
 }
 
 // process returns the metadata of a known pid, reading it on first use.
-func (r *Resolver) process(pid int32) *Process {
+func (r *Resolver) process(pid int32) *model.Process {
 	p := r.procs[pid]
 	if p == nil {
 		return nil

@@ -14,13 +14,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/connections/procfs"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
-func kernelSockets(t *testing.T) []connections.Socket {
+func kernelSockets(t *testing.T) []model.Socket {
 	t.Helper()
-	src, err := connections.NewProcFS("/proc")
+	src, err := procfs.Open("/proc")
 	require.NoError(t, err)
 	s, err := src.Sockets(context.Background(), nil)
 	require.NoError(t, err)

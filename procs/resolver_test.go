@@ -6,10 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/connbeat/connbeat/connections"
 )
 
 func newResolver(t *testing.T, root string, meta MetadataOptions) *Resolver {
@@ -20,10 +19,10 @@ func newResolver(t *testing.T, root string, meta MetadataOptions) *Resolver {
 	return r
 }
 
-func sockets(inodes ...uint64) []connections.Socket {
-	out := make([]connections.Socket, len(inodes))
+func sockets(inodes ...uint64) []model.Socket {
+	out := make([]model.Socket, len(inodes))
 	for i, ino := range inodes {
-		out[i] = connections.Socket{Inode: ino, State: connections.StateEstablished}
+		out[i] = model.Socket{Inode: ino, State: model.StateEstablished}
 	}
 	return out
 }
@@ -56,7 +55,7 @@ func TestResolverFakeProc(t *testing.T) {
 	p, owners := r.Owner(1001)
 	require.NotNil(t, p)
 	assert.Equal(t, 2, owners)
-	assert.Equal(t, &Process{
+	assert.Equal(t, &model.Process{
 		PID: 42, PPID: 1, Name: "nginx", Binary: "nginx", Executable: "/usr/sbin/nginx",
 		Args:      []string{"nginx", "-g", "daemon off;"},
 		StartTime: time.Unix(fakeBootTime+5, 0), UID: 0, User: "root",

@@ -5,8 +5,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // BenchmarkDecode runs the read loop over 10,000 records of IPv4, IPv6,
@@ -20,7 +20,7 @@ func BenchmarkDecode(b *testing.B) {
 		data = append(data, seeds[i%len(seeds)]...)
 	}
 	buf := make([]byte, readSize)
-	var dst []connections.Socket
+	var dst []model.Socket
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
@@ -42,9 +42,12 @@ func BenchmarkKernelSockets(b *testing.B) {
 	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 1000)
 	lb.Connect(lb.Listen("tcp6", "[::1]:0"), "::1", 1000)
 	nl := openNetlink(b)
-	for _, s := range []connections.Source{src, nl} {
+	for _, s := range []interface {
+		Name() string
+		Sockets(context.Context, []model.Socket) ([]model.Socket, error)
+	}{src, nl} {
 		b.Run(s.Name(), func(b *testing.B) {
-			var dst []connections.Socket
+			var dst []model.Socket
 			b.ReportAllocs()
 			for b.Loop() {
 				var err error

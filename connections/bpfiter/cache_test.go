@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // TestKernelInodeCache walks sockets through the transitions that change
@@ -24,7 +24,7 @@ func TestKernelInodeCache(t *testing.T) {
 	for _, slots := range []uint32{cacheSlots, 1} {
 		t.Run(map[uint32]string{cacheSlots: "default cache", 1: "one slot"}[slots], func(t *testing.T) {
 			src, err := open(slots)
-			if connections.IsUnavailable(err) {
+			if model.IsUnavailable(err) {
 				openKernel(t) // skips with the reason, or fails on the verifier
 			}
 			require.NoError(t, err)
@@ -38,7 +38,7 @@ func testInodeCache(t *testing.T, src *Source) {
 	lb := sockettest.New(t)
 	ln := listenRaw(t, lb, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}, 8)
 	clients := []net.Conn{lb.Dial(ln, "127.0.0.1"), lb.Dial(ln, "127.0.0.1"), lb.Dial(ln, "127.0.0.1")}
-	poll := func(step string, settled func([]connections.Socket) bool) []connections.Socket {
+	poll := func(step string, settled func([]model.Socket) bool) []model.Socket {
 		t.Helper()
 		// Twice: the first poll fills the cache, the second reads from it.
 		sameAsNetlink(t, src, lb, settled)
@@ -47,7 +47,7 @@ func testInodeCache(t *testing.T, src *Source) {
 		return got
 	}
 	// find returns the socket from local port to remote port.
-	find := func(got []connections.Socket, local, remote uint16) connections.Socket {
+	find := func(got []model.Socket, local, remote uint16) model.Socket {
 		t.Helper()
 		for _, s := range got {
 			if s.LocalPort == local && s.RemotePort == remote {
@@ -55,18 +55,18 @@ func testInodeCache(t *testing.T, src *Source) {
 			}
 		}
 		t.Fatalf("no socket %d -> %d in %+v", local, remote, got)
-		return connections.Socket{}
+		return model.Socket{}
 	}
 	lport := port(ln.Addr())
-	clientOf := func(got []connections.Socket, c net.Conn) connections.Socket {
+	clientOf := func(got []model.Socket, c net.Conn) model.Socket {
 		return find(got, port(c.LocalAddr()), lport)
 	}
-	serverOf := func(got []connections.Socket, c net.Conn) connections.Socket {
+	serverOf := func(got []model.Socket, c net.Conn) model.Socket {
 		return find(got, lport, port(c.LocalAddr()))
 	}
-	all := func([]connections.Socket) bool { return true }
+	all := func([]model.Socket) bool { return true }
 
-	got := poll("unaccepted", func(s []connections.Socket) bool { return countState(s, connections.StateEstablished) == 6 })
+	got := poll("unaccepted", func(s []model.Socket) bool { return countState(s, model.StateEstablished) == 6 })
 	for _, c := range clients {
 		assert.Equal(t, sockettest.Inode(t, c.(*net.TCPConn)), clientOf(got, c).Inode, "client")
 		assert.Zero(t, serverOf(got, c).Inode, "not accepted yet")
@@ -89,12 +89,12 @@ func testInodeCache(t *testing.T, src *Source) {
 	// Client 0 half-closes (FIN_WAIT2, still its file; server CLOSE_WAIT),
 	// then closes with a long linger2: an orphan, inode 0.
 	require.NoError(t, clients[0].(*net.TCPConn).CloseWrite())
-	got = poll("half-closed", func(s []connections.Socket) bool {
+	got = poll("half-closed", func(s []model.Socket) bool {
 		// The server's CLOSE_WAIT comes with the FIN, the client's FIN_WAIT2
 		// with the ACK of it: wait for both.
-		return countState(s, connections.StateCloseWait) == 1 && countState(s, connections.StateFinWait2) == 1
+		return countState(s, model.StateCloseWait) == 1 && countState(s, model.StateFinWait2) == 1
 	})
-	assert.Equal(t, connections.StateFinWait2, clientOf(got, clients[0]).State)
+	assert.Equal(t, model.StateFinWait2, clientOf(got, clients[0]).State)
 	assert.Equal(t, sockettest.Inode(t, clients[0].(*net.TCPConn)), clientOf(got, clients[0]).Inode)
 	sockettest.SetTCPOption(t, clients[0].(*net.TCPConn), unix.TCP_LINGER2, 120)
 	require.NoError(t, clients[0].Close())
@@ -106,7 +106,7 @@ func testInodeCache(t *testing.T, src *Source) {
 	// TIME_WAIT, never with the file it had.
 	require.NoError(t, servers[0].Close())
 	require.NoError(t, clients[1].Close())
-	got = poll("closed", func(s []connections.Socket) bool { return countState(s, connections.StateLastAck) == 0 })
+	got = poll("closed", func(s []model.Socket) bool { return countState(s, model.StateLastAck) == 0 })
 	assert.Zero(t, clientOf(got, clients[1]).Inode)
 
 	// The listener (LISTEN, cached) closes: its unaccepted connection is

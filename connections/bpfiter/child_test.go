@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // The test binary runs itself as a child, as another user, to own sockets
@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	case "open":
 		_, err := Open()
-		out := openResult{Opened: err == nil, Unavailable: connections.IsUnavailable(err)}
+		out := openResult{Opened: err == nil, Unavailable: model.IsUnavailable(err)}
 		if err != nil {
 			out.Err = err.Error()
 		}
@@ -180,40 +180,40 @@ func TestKernelOtherUID(t *testing.T) {
 		clients[port(c.LocalAddr())] = c.(*net.TCPConn)
 	}
 
-	got := sameAsNetlink(t, src, lb, func(s []connections.Socket) bool {
-		return countState(s, connections.StateFinWait2) == 2 && countState(s, connections.StateEstablished) == 3 &&
-			countState(s, connections.StateSynRecv) == 1
+	got := sameAsNetlink(t, src, lb, func(s []model.Socket) bool {
+		return countState(s, model.StateFinWait2) == 2 && countState(s, model.StateEstablished) == 3 &&
+			countState(s, model.StateSynRecv) == 1
 	})
 	euid := uint32(os.Geteuid())
 	var seen int
 	for _, s := range got {
 		switch {
-		case s.State == connections.StateListen && s.LocalPort == childPort:
+		case s.State == model.StateListen && s.LocalPort == childPort:
 			seen++
 			assert.Equal(t, nobody.Uid, s.UID, "child's listener")
 			assert.Equal(t, childIno, s.Inode, "child's listener")
-		case s.State == connections.StateListen && s.LocalPort == deferPort:
+		case s.State == model.StateListen && s.LocalPort == deferPort:
 			seen++
 			assert.Equal(t, nobody.Uid, s.UID, "child's deferring listener")
 			assert.NotZero(t, s.Inode, "child's deferring listener")
-		case s.State == connections.StateEstablished && s.LocalPort == childPort:
+		case s.State == model.StateEstablished && s.LocalPort == childPort:
 			seen++
 			assert.Equal(t, nobody.Uid, s.UID, "connection queued on the child's listener")
 			assert.Zero(t, s.Inode, "connection queued on the child's listener")
-		case s.State == connections.StateSynRecv:
+		case s.State == model.StateSynRecv:
 			seen++
 			assert.Equal(t, deferPort, s.LocalPort, "request sock")
 			assert.Zero(t, s.UID, "request sock of a listener of uid %d", nobody.Uid)
 			assert.Zero(t, s.Inode, "request sock")
-		case s.State == connections.StateEstablished && clients[s.LocalPort] != nil:
+		case s.State == model.StateEstablished && clients[s.LocalPort] != nil:
 			seen++
 			assert.Equal(t, euid, s.UID, "the test's client")
 			assert.Equal(t, sockettest.Inode(t, clients[s.LocalPort]), s.Inode, "the test's client")
-		case s.State == connections.StateFinWait2 && s.LocalPort == orphanPort:
+		case s.State == model.StateFinWait2 && s.LocalPort == orphanPort:
 			seen++
 			assert.Zero(t, s.Inode, "orphan")
 			t.Logf("orphaned FIN_WAIT2 socket of uid %d reported with uid %d", nobody.Uid, s.UID)
-		case s.State == connections.StateFinWait2 && s.LocalPort == twPort:
+		case s.State == model.StateFinWait2 && s.LocalPort == twPort:
 			seen++
 			assert.Zero(t, s.Inode, "timewait sock")
 			assert.Zero(t, s.UID, "timewait sock")

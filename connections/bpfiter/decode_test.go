@@ -5,10 +5,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/connbeat/connbeat/connections"
 )
 
 // record is one record's fields as the program writes them (program.go).
@@ -53,12 +52,12 @@ func addr16(s string) [16]byte {
 // socket in that state: decoding it must give the socket back. A socket
 // with one IPv4 and one IPv6 address is an IPv6 one with a mapped address
 // (a listener bound to ::ffff:127.0.0.1 has remote ::).
-func recordOf(s connections.Socket) []byte {
+func recordOf(s model.Socket) []byte {
 	r := record{
 		family: afINET6, state: uint8(s.State), lport: s.LocalPort, rport: s.RemotePort,
 		uid: s.UID, inode: s.Inode, local: s.LocalIP.As16(), remote: s.RemoteIP.As16(),
 	}
-	if s.State == connections.StateTimeWait {
+	if s.State == model.StateTimeWait {
 		r.substate = stateTimeWait // only a timewait sock is in TIME_WAIT
 	}
 	if s.LocalIP.Is4() && s.RemoteIP.Is4() {
@@ -83,82 +82,82 @@ func TestDecodeRecord(t *testing.T) {
 	tests := []struct {
 		name    string
 		rec     []byte
-		want    connections.Socket
+		want    model.Socket
 		wantErr string
 	}{
 		{
 			name: "IPv4 established",
 			rec: record{family: afINET, state: 1, lport: 40000, rport: 80, uid: 1000, inode: 12345,
 				local: addr16("127.0.0.1"), remote: addr16("10.1.2.3")}.bytes(),
-			want: connections.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("10.1.2.3"), LocalPort: 40000, RemotePort: 80,
-				State: connections.StateEstablished, UID: 1000, Inode: 12345},
+			want: model.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("10.1.2.3"), LocalPort: 40000, RemotePort: 80,
+				State: model.StateEstablished, UID: 1000, Inode: 12345},
 		},
 		{
 			name: "IPv4 reads four address bytes",
 			rec:  v4Tail.bytes(),
-			want: connections.Socket{LocalIP: ip("10.0.0.1"), RemoteIP: ip("10.0.0.2"), LocalPort: 1, RemotePort: 2, State: connections.StateEstablished},
+			want: model.Socket{LocalIP: ip("10.0.0.1"), RemoteIP: ip("10.0.0.2"), LocalPort: 1, RemotePort: 2, State: model.StateEstablished},
 		},
 		{
 			name: "IPv4 listener",
 			rec:  record{family: afINET, state: 10, lport: 22, uid: 0, inode: 7}.bytes(),
-			want: connections.Socket{LocalIP: ip("0.0.0.0"), RemoteIP: ip("0.0.0.0"), LocalPort: 22, State: connections.StateListen, Inode: 7},
+			want: model.Socket{LocalIP: ip("0.0.0.0"), RemoteIP: ip("0.0.0.0"), LocalPort: 22, State: model.StateListen, Inode: 7},
 		},
 		{
 			name: "IPv6, all 16 bytes",
 			rec: record{family: afINET6, state: 8, lport: 8443, rport: 50001, uid: 33, inode: 1 << 40,
 				local: addr16("2001:db8:1:2:3:4:5:6"), remote: addr16("fe80::aa:bb:cc:dd")}.bytes(),
-			want: connections.Socket{LocalIP: ip("2001:db8:1:2:3:4:5:6"), RemoteIP: ip("fe80::aa:bb:cc:dd"), LocalPort: 8443, RemotePort: 50001,
-				State: connections.StateCloseWait, UID: 33, Inode: 1 << 40},
+			want: model.Socket{LocalIP: ip("2001:db8:1:2:3:4:5:6"), RemoteIP: ip("fe80::aa:bb:cc:dd"), LocalPort: 8443, RemotePort: 50001,
+				State: model.StateCloseWait, UID: 33, Inode: 1 << 40},
 		},
 		{
 			name: "IPv6 wildcard listener stays IPv6",
 			rec:  record{family: afINET6, state: 10, lport: 80, inode: 9}.bytes(),
-			want: connections.Socket{LocalIP: ip("::"), RemoteIP: ip("::"), LocalPort: 80, State: connections.StateListen, Inode: 9},
+			want: model.Socket{LocalIP: ip("::"), RemoteIP: ip("::"), LocalPort: 80, State: model.StateListen, Inode: 9},
 		},
 		{
 			name: "IPv4-mapped unmapped",
 			rec: record{family: afINET6, state: 1, lport: 80, rport: 40000, uid: 5, inode: 6,
 				local: addr16("::ffff:127.0.0.1"), remote: addr16("::ffff:192.0.2.7")}.bytes(),
-			want: connections.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("192.0.2.7"), LocalPort: 80, RemotePort: 40000,
-				State: connections.StateEstablished, UID: 5, Inode: 6},
+			want: model.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("192.0.2.7"), LocalPort: 80, RemotePort: 40000,
+				State: model.StateEstablished, UID: 5, Inode: 6},
 		},
 		{
 			name: "listener bound to a mapped address",
 			rec:  record{family: afINET6, state: 10, lport: 80, inode: 3, local: addr16("::ffff:127.0.0.1")}.bytes(),
-			want: connections.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("::"), LocalPort: 80, State: connections.StateListen, Inode: 3},
+			want: model.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("::"), LocalPort: 80, State: model.StateListen, Inode: 3},
 		},
 		{
 			name: "TIME_WAIT",
-			rec: record{family: afINET, state: stateTimeWait, substate: uint8(connections.StateTimeWait), lport: 40000, rport: 80,
+			rec: record{family: afINET, state: stateTimeWait, substate: uint8(model.StateTimeWait), lport: 40000, rport: 80,
 				uid: 1000, inode: 99, local: addr16("127.0.0.1"), remote: addr16("127.0.0.1")}.bytes(),
-			want: connections.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.1"), LocalPort: 40000, RemotePort: 80,
-				State: connections.StateTimeWait},
+			want: model.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.1"), LocalPort: 40000, RemotePort: 80,
+				State: model.StateTimeWait},
 		},
 		{
 			name: "TIME_WAIT sock with substate FIN_WAIT2",
-			rec: record{family: afINET6, state: stateTimeWait, substate: uint8(connections.StateFinWait2), lport: 40000, rport: 80,
+			rec: record{family: afINET6, state: stateTimeWait, substate: uint8(model.StateFinWait2), lport: 40000, rport: 80,
 				local: addr16("::1"), remote: addr16("::1")}.bytes(),
-			want: connections.Socket{LocalIP: ip("::1"), RemoteIP: ip("::1"), LocalPort: 40000, RemotePort: 80,
-				State: connections.StateFinWait2},
+			want: model.Socket{LocalIP: ip("::1"), RemoteIP: ip("::1"), LocalPort: 40000, RemotePort: 80,
+				State: model.StateFinWait2},
 		},
 		{
 			name: "NEW_SYN_RECV as SYN_RECV, uid and inode zeroed",
 			rec: record{family: afINET, state: stateNewSynRecv, lport: 80, rport: 40000, uid: 1000, inode: 5,
 				local: addr16("127.0.0.1"), remote: addr16("127.0.0.2")}.bytes(),
-			want: connections.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.2"), LocalPort: 80, RemotePort: 40000,
-				State: connections.StateSynRecv},
+			want: model.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.2"), LocalPort: 80, RemotePort: 40000,
+				State: model.StateSynRecv},
 		},
 		{
 			name: "full socket in SYN_RECV keeps its owner",
 			rec:  record{family: afINET, state: 3, lport: 80, rport: 1, uid: 7, inode: 8}.bytes(),
-			want: connections.Socket{LocalIP: ip("0.0.0.0"), RemoteIP: ip("0.0.0.0"), LocalPort: 80, RemotePort: 1,
-				State: connections.StateSynRecv, UID: 7, Inode: 8},
+			want: model.Socket{LocalIP: ip("0.0.0.0"), RemoteIP: ip("0.0.0.0"), LocalPort: 80, RemotePort: 1,
+				State: model.StateSynRecv, UID: 7, Inode: 8},
 		},
 		{
 			name: "port byte orders",
 			rec:  ports,
-			want: connections.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.1"), LocalPort: 8080, RemotePort: 443,
-				State: connections.StateEstablished},
+			want: model.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.1"), LocalPort: 8080, RemotePort: 443,
+				State: model.StateEstablished},
 		},
 		{name: "family 0", rec: record{family: 0, state: 1}.bytes(), wantErr: "address family 0 unknown"},
 		{name: "family AF_UNIX", rec: record{family: 1, state: 1}.bytes(), wantErr: "address family 1 unknown"},
@@ -198,10 +197,10 @@ func TestDecodeRecord(t *testing.T) {
 // TestRecordOf checks the test's own encoder against the decoder on a
 // socket of each family, so the fuzz test's round trip means something.
 func TestRecordOf(t *testing.T) {
-	for _, s := range []connections.Socket{
-		{LocalIP: ip("192.0.2.1"), RemoteIP: ip("198.51.100.2"), LocalPort: 1, RemotePort: 65535, State: connections.StateLastAck, UID: 1, Inode: 2},
-		{LocalIP: ip("2001:db8::1"), RemoteIP: ip("::1"), LocalPort: 65535, RemotePort: 1, State: connections.StateClosing, UID: 3, Inode: 4},
-		{LocalIP: ip("127.0.0.1"), RemoteIP: ip("::"), LocalPort: 80, State: connections.StateListen, Inode: 5},
+	for _, s := range []model.Socket{
+		{LocalIP: ip("192.0.2.1"), RemoteIP: ip("198.51.100.2"), LocalPort: 1, RemotePort: 65535, State: model.StateLastAck, UID: 1, Inode: 2},
+		{LocalIP: ip("2001:db8::1"), RemoteIP: ip("::1"), LocalPort: 65535, RemotePort: 1, State: model.StateClosing, UID: 3, Inode: 4},
+		{LocalIP: ip("127.0.0.1"), RemoteIP: ip("::"), LocalPort: 80, State: model.StateListen, Inode: 5},
 	} {
 		rec := recordOf(s)
 		got, err := decodeRecord(rec)

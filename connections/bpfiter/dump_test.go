@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // countingReader counts the reads that returned data.
@@ -49,7 +49,7 @@ func TestKernelLargeDump(t *testing.T) {
 	for _, s := range ours {
 		if s.LocalIP.Is6() {
 			assert.Equal(t, netip.IPv6Loopback(), s.LocalIP, "all 16 bytes")
-			if s.State != connections.StateListen {
+			if s.State != model.StateListen {
 				assert.Equal(t, netip.IPv6Loopback(), s.RemoteIP, "all 16 bytes")
 			}
 			six++
@@ -65,7 +65,7 @@ func TestKernelLargeDump(t *testing.T) {
 		ports[port(c.LocalAddr())] = true
 	}
 	for _, s := range ours {
-		if s.State != connections.StateListen {
+		if s.State != model.StateListen {
 			delete(ports, s.LocalPort)
 		}
 	}
@@ -94,7 +94,7 @@ func TestKernelReuse(t *testing.T) {
 	lb := sockettest.New(t)
 	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 5)
 
-	lb.CheckReuse(src, 11, func(buf []connections.Socket) {
+	lb.CheckReuse(src, 11, func(buf []model.Socket) {
 		assert.Equal(t, len(buf), src.records)
 	})
 

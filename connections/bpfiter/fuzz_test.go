@@ -6,7 +6,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/model"
 )
 
 // seedRecords are records of every kind the kernel writes, and a few it
@@ -20,8 +20,8 @@ func seedRecords() [][]byte {
 			local: addr16("::ffff:127.0.0.1"), remote: addr16("::ffff:192.0.2.7")}.bytes(),
 		record{family: afINET6, state: 1, lport: 443, rport: 50000, uid: 5, inode: 6,
 			local: addr16("2001:db8::1"), remote: addr16("2001:db8::2")}.bytes(),
-		record{family: afINET, state: stateTimeWait, substate: uint8(connections.StateFinWait2), lport: 1, rport: 2}.bytes(),
-		record{family: afINET6, state: stateTimeWait, substate: uint8(connections.StateTimeWait), lport: 1, rport: 2}.bytes(),
+		record{family: afINET, state: stateTimeWait, substate: uint8(model.StateFinWait2), lport: 1, rport: 2}.bytes(),
+		record{family: afINET6, state: stateTimeWait, substate: uint8(model.StateTimeWait), lport: 1, rport: 2}.bytes(),
 		record{family: afINET, state: stateNewSynRecv, lport: 80, rport: 3, uid: 9, inode: 9}.bytes(),
 		record{family: afINET, state: stateTimeWait, substate: stateNewSynRecv}.bytes(),
 		record{family: 3, state: 1}.bytes(),
@@ -47,7 +47,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if len(rec) != recLen {
 			t.Fatalf("a record of %d bytes decoded", len(rec))
 		}
-		if !s.State.Valid() || s.State == connections.StateNewSynRecv {
+		if !s.State.Valid() || s.State == model.StateNewSynRecv {
 			t.Fatalf("state %v reported", s.State)
 		}
 		if !s.LocalIP.IsValid() || !s.RemoteIP.IsValid() || s.LocalIP.Is4In6() || s.RemoteIP.Is4In6() {
@@ -108,7 +108,7 @@ func FuzzReadRecords(f *testing.F) {
 	f.Add(all[:len(all)-3], []byte{recLen - 1}, uint8(1))
 	f.Add(all[recLen*7:recLen*10], []byte{9}, uint8(recLen))
 	f.Fuzz(func(t *testing.T, data, sizes []byte, extra uint8) {
-		var want []connections.Socket
+		var want []model.Socket
 		records, skipped := len(data)/recLen, 0
 		for off := 0; off+recLen <= len(data); off += recLen {
 			s, err := decodeRecord(data[off : off+recLen])

@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/connections/netlink"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // openKernel opens the bpf source, or skips the test when the host lacks
@@ -29,7 +29,7 @@ func openKernel(t testing.TB) *Source {
 	switch {
 	case errors.As(err, &verr):
 		t.Fatalf("the verifier refuses the program: %+v", verr)
-	case connections.IsUnavailable(err) &&
+	case model.IsUnavailable(err) &&
 		(errors.Is(err, os.ErrPermission) || errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, os.ErrNotExist)):
 		t.Skipf("bpf source unavailable here: %v", err)
 	}
@@ -41,7 +41,7 @@ func openKernel(t testing.TB) *Source {
 func openNetlink(t testing.TB) *netlink.Source {
 	t.Helper()
 	nl, err := netlink.Open(netlink.Options{})
-	if connections.IsUnavailable(err) {
+	if model.IsUnavailable(err) {
 		t.Skipf("netlink source unavailable to compare with: %v", err)
 	}
 	require.NoError(t, err)
@@ -55,10 +55,10 @@ func openNetlink(t testing.TB) *netlink.Source {
 // them. It polls in the test's goroutine rather than with Eventually,
 // whose condition can still be running on the source (not safe for
 // concurrent use) when it gives up.
-func sameAsNetlink(t *testing.T, src *Source, lb *sockettest.Loopback, settled func([]connections.Socket) bool) []connections.Socket {
+func sameAsNetlink(t *testing.T, src *Source, lb *sockettest.Loopback, settled func([]model.Socket) bool) []model.Socket {
 	t.Helper()
 	nl := openNetlink(t)
-	var fromBPF, fromNL []connections.Socket
+	var fromBPF, fromNL []model.Socket
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		a, err := src.Sockets(context.Background(), nil)
 		require.NoError(t, err, "bpf")
@@ -75,7 +75,7 @@ func sameAsNetlink(t *testing.T, src *Source, lb *sockettest.Loopback, settled f
 	return fromBPF
 }
 
-func countState(sockets []connections.Socket, st connections.State) int {
+func countState(sockets []model.Socket, st model.State) int {
 	n := 0
 	for _, s := range sockets {
 		if s.State == st {
@@ -103,25 +103,25 @@ func TestKernelSameSocketsAsNetlink(t *testing.T) {
 	lb.Conns[0].Close()
 	lb.Conns[1].Close()
 
-	got := sameAsNetlink(t, src, lb, func(s []connections.Socket) bool {
-		return sockettest.HasState(s, connections.StateTimeWait) && len(s) == 4+2*10-1
+	got := sameAsNetlink(t, src, lb, func(s []model.Socket) bool {
+		return sockettest.HasState(s, model.StateTimeWait) && len(s) == 4+2*10-1
 	})
 	// 4 listeners, 10 connections of 2 sockets, one of which is gone and
 	// its peer in TIME_WAIT.
-	assert.Equal(t, 4, countState(got, connections.StateListen))
-	assert.Equal(t, 1, countState(got, connections.StateTimeWait))
-	assert.Equal(t, 2*10-2, countState(got, connections.StateEstablished))
+	assert.Equal(t, 4, countState(got, model.StateListen))
+	assert.Equal(t, 1, countState(got, model.StateTimeWait))
+	assert.Equal(t, 2*10-2, countState(got, model.StateEstablished))
 	mapped, six := 0, 0
 	euid := uint32(os.Geteuid())
 	for _, s := range got {
 		assert.False(t, s.LocalIP.Is4In6() || s.RemoteIP.Is4In6(), "mapped address in %+v", s)
-		if s.LocalPort == port(boundMapped.Addr()) && s.State == connections.StateListen {
+		if s.LocalPort == port(boundMapped.Addr()) && s.State == model.StateListen {
 			assert.Equal(t, netip.MustParseAddr("127.0.0.1"), s.LocalIP, "unmapped")
 			assert.Equal(t, netip.IPv6Unspecified(), s.RemoteIP, "an IPv6 socket's remote end")
 		} else {
 			assert.Equal(t, s.LocalIP.Is4(), s.RemoteIP.Is4(), "one family in %+v", s)
 		}
-		if s.State == connections.StateTimeWait {
+		if s.State == model.StateTimeWait {
 			assert.Zero(t, s.Inode)
 			assert.Zero(t, s.UID)
 			assert.Equal(t, port(lb.Conns[0].LocalAddr()), s.LocalPort, "the client closed first")
@@ -197,8 +197,8 @@ func TestKernelPendingConnections(t *testing.T) {
 		deferred = append(deferred, lb.Dial(ln, host), lb.Dial(ln, host))
 	}
 
-	got := sameAsNetlink(t, src, lb, func(s []connections.Socket) bool {
-		return countState(s, connections.StateSynSent) == 1 && countState(s, connections.StateSynRecv) == 4
+	got := sameAsNetlink(t, src, lb, func(s []model.Socket) bool {
+		return countState(s, model.StateSynSent) == 1 && countState(s, model.StateSynRecv) == 4
 	})
 	euid := uint32(os.Geteuid())
 	clients := map[uint16]bool{}
@@ -208,21 +208,21 @@ func TestKernelPendingConnections(t *testing.T) {
 	var est, unaccepted, synRecv int
 	for _, s := range got {
 		switch {
-		case s.State == connections.StateListen:
-		case s.State == connections.StateSynSent:
+		case s.State == model.StateListen:
+		case s.State == model.StateSynSent:
 			assert.Equal(t, port(full.Addr()), s.RemotePort)
 			assert.NotZero(t, s.Inode)
 			assert.Equal(t, euid, s.UID)
-		case s.State == connections.StateSynRecv:
+		case s.State == model.StateSynRecv:
 			synRecv++
 			assert.True(t, clients[s.RemotePort], "request sock of a test client: %+v", s)
 			assert.Zero(t, s.UID, "request sock %+v", s)
 			assert.Zero(t, s.Inode, "request sock %+v", s)
-		case s.State == connections.StateEstablished && clients[s.LocalPort]:
+		case s.State == model.StateEstablished && clients[s.LocalPort]:
 			est++
 			assert.NotZero(t, s.Inode, "client %+v", s)
 			assert.Equal(t, euid, s.UID, "client %+v", s)
-		case s.State == connections.StateEstablished:
+		case s.State == model.StateEstablished:
 			unaccepted++
 			assert.Equal(t, port(full.Addr()), s.LocalPort)
 			assert.Zero(t, s.Inode, "unaccepted %+v", s)
@@ -231,7 +231,7 @@ func TestKernelPendingConnections(t *testing.T) {
 			t.Errorf("unexpected socket %+v", s)
 		}
 	}
-	assert.Equal(t, 3, countState(got, connections.StateListen))
+	assert.Equal(t, 3, countState(got, model.StateListen))
 	assert.Equal(t, 6, est, "clients that completed the handshake")
 	assert.Equal(t, 2, unaccepted, "queued, never accepted")
 	assert.Equal(t, 4, synRecv, "deferred, IPv4 and IPv6")
@@ -255,20 +255,20 @@ func TestKernelFinWait2(t *testing.T) {
 	require.NoError(t, orphan.Close())
 	require.NoError(t, timewait.Close())
 
-	got := sameAsNetlink(t, src, lb, func(s []connections.Socket) bool {
-		return countState(s, connections.StateFinWait2) == 3 && countState(s, connections.StateCloseWait) == 3
+	got := sameAsNetlink(t, src, lb, func(s []model.Socket) bool {
+		return countState(s, model.StateFinWait2) == 3 && countState(s, model.StateCloseWait) == 3
 	})
 	require.Len(t, got, 1+3+3)
-	byPort := map[uint16]connections.Socket{}
+	byPort := map[uint16]model.Socket{}
 	for _, s := range got {
 		byPort[s.LocalPort] = s
 	}
 	hc := byPort[port(halfClosed.LocalAddr())]
-	assert.Equal(t, connections.StateFinWait2, hc.State)
+	assert.Equal(t, model.StateFinWait2, hc.State)
 	assert.Equal(t, sockettest.Inode(t, halfClosed.(*net.TCPConn)), hc.Inode, "the half-closed socket's file")
 	for _, c := range []net.Conn{orphan, timewait} {
 		s := byPort[port(c.LocalAddr())]
-		assert.Equal(t, connections.StateFinWait2, s.State)
+		assert.Equal(t, model.StateFinWait2, s.State)
 		assert.Zero(t, s.Inode, "no file holds %+v", s)
 	}
 	// As root the orphan's uid is 0 too; TestKernelOtherUID tells them apart.

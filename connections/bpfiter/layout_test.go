@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // kernelStructs returns the structs layoutFrom reads, shaped as an x86-64
@@ -253,7 +253,7 @@ func TestKernelProgramWithoutIPv6(t *testing.T) {
 		assert.Equal(t, "127.0.0.1", s.LocalIP.String())
 		assert.NotZero(t, s.Inode)
 	}
-	assert.Equal(t, 1, countState(ours, connections.StateListen))
+	assert.Equal(t, 1, countState(ours, model.StateListen))
 }
 
 // TestKernelVerifierRefusal loads the program for a layout whose socket
@@ -274,7 +274,7 @@ func TestKernelVerifierRefusal(t *testing.T) {
 	var verr *ebpf.VerifierError
 	require.ErrorAs(t, err, &verr)
 	uerr := unavailable(err)
-	assert.True(t, connections.IsUnavailable(uerr))
+	assert.True(t, model.IsUnavailable(uerr))
 	assert.ErrorAs(t, uerr, &verr)
 	assert.NotContains(t, uerr.Error(), "CAP_BPF")
 	assert.Contains(t, unavailable(fmt.Errorf("load: %w", os.ErrPermission)).Error(), "needs CAP_BPF and CAP_PERFMON, or root")

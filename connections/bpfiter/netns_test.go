@@ -12,9 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/connections/netlink"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // nsAddr4 is bound only inside the test's namespace (any 127/8 address
@@ -23,7 +23,7 @@ var nsAddr4 = netip.MustParseAddr("127.77.0.1")
 
 // nsPoll is what the namespace's thread saw.
 type nsPoll struct {
-	bpf, nl []connections.Socket
+	bpf, nl []model.Socket
 	// conns are the namespace's connections, local end first.
 	conns [][2]netip.AddrPort
 }
@@ -107,11 +107,11 @@ func TestKernelNetns(t *testing.T) {
 	require.Len(t, p.bpf, 2+4*2, "the namespace's listeners and connections only")
 	var conns [][2]netip.AddrPort
 	for _, s := range p.bpf {
-		if s.State == connections.StateListen {
+		if s.State == model.StateListen {
 			assert.Contains(t, []netip.Addr{nsAddr4, netip.IPv6Loopback()}, s.LocalIP)
 			continue
 		}
-		assert.Equal(t, connections.StateEstablished, s.State)
+		assert.Equal(t, model.StateEstablished, s.State)
 		assert.NotZero(t, s.Inode)
 		conns = append(conns, [2]netip.AddrPort{netip.AddrPortFrom(s.LocalIP, s.LocalPort), netip.AddrPortFrom(s.RemoteIP, s.RemotePort)})
 	}

@@ -9,20 +9,19 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/connbeat/connbeat/connections"
 )
 
 // records returns n valid records, alternating IPv4 and IPv6, and the
 // sockets they stand for.
-func records(n int) ([]byte, []connections.Socket) {
+func records(n int) ([]byte, []model.Socket) {
 	var buf []byte
-	var want []connections.Socket
+	var want []model.Socket
 	for i := range n {
-		s := connections.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.2"), LocalPort: uint16(1000 + i),
-			RemotePort: 80, State: connections.StateEstablished, UID: uint32(i), Inode: uint64(100 + i)}
+		s := model.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.2"), LocalPort: uint16(1000 + i),
+			RemotePort: 80, State: model.StateEstablished, UID: uint32(i), Inode: uint64(100 + i)}
 		if i%2 == 1 {
 			s.LocalIP, s.RemoteIP = ip(fmt.Sprintf("2001:db8::%x", i)), ip("::1")
 		}
@@ -45,7 +44,7 @@ func TestReadRecords(t *testing.T) {
 		name             string
 		r                io.Reader
 		bufLen           int
-		want             []connections.Socket
+		want             []model.Socket
 		records, skipped int
 		wantErr          string
 		wantIs           error
@@ -78,8 +77,8 @@ func TestReadRecords(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			prefix := connections.Socket{LocalPort: 1}
-			got, n, skipped, err := readRecords(context.Background(), tt.r, make([]byte, tt.bufLen), []connections.Socket{prefix})
+			prefix := model.Socket{LocalPort: 1}
+			got, n, skipped, err := readRecords(context.Background(), tt.r, make([]byte, tt.bufLen), []model.Socket{prefix})
 			if tt.wantErr != "" {
 				require.EqualError(t, err, tt.wantErr)
 			} else {
@@ -88,7 +87,7 @@ func TestReadRecords(t *testing.T) {
 			if tt.wantIs != nil {
 				assert.ErrorIs(t, err, tt.wantIs)
 			}
-			assert.Equal(t, append([]connections.Socket{prefix}, tt.want...), got, "appended to dst")
+			assert.Equal(t, append([]model.Socket{prefix}, tt.want...), got, "appended to dst")
 			assert.Equal(t, tt.records, n, "records")
 			assert.Equal(t, tt.skipped, skipped, "skipped")
 		})

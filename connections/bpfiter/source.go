@@ -6,7 +6,7 @@
 // builds a netlink message with attributes for every socket.
 //
 // It needs CAP_BPF and CAP_PERFMON (or root) and a kernel with BTF; where
-// any of that is missing, Open returns a *connections.UnavailableError and
+// any of that is missing, Open returns a *model.UnavailableError and
 // the agent uses the netlink source.
 package bpfiter
 
@@ -20,8 +20,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/model"
 )
 
 // Name is the source's name in logs and configuration.
@@ -60,7 +59,7 @@ func open(slots uint32) (*Source, error) {
 	// the iterator is found out now rather than at the first poll.
 	if _, err := s.Sockets(context.Background(), nil); err != nil {
 		s.Close()
-		return nil, &connections.UnavailableError{Source: Name, Err: err}
+		return nil, &model.UnavailableError{Source: Name, Err: err}
 	}
 	return s, nil
 }
@@ -74,7 +73,7 @@ func unavailable(err error) error {
 	if errors.Is(err, os.ErrPermission) && !errors.As(err, &verr) {
 		hint = " (needs CAP_BPF and CAP_PERFMON, or root)"
 	}
-	return &connections.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
+	return &model.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
 }
 
 func load(slots uint32) (*link.Iter, error) {
@@ -141,9 +140,13 @@ func (s *Source) Close() error {
 // unknown state or family); they are left out of the result.
 func (s *Source) Skipped() int { return s.skipped }
 
+// Anomalies implements the connections package's counter of records a
+// poll read but could not use: the records that did not decode.
+func (s *Source) Anomalies() int { return s.skipped }
+
 // Sockets implements connections.Source: one walk of the socket tables of
 // the agent's network namespace, IPv4 and IPv6 together.
-func (s *Source) Sockets(ctx context.Context, dst []connections.Socket) ([]connections.Socket, error) {
+func (s *Source) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
 	if s.iter == nil {
 		return dst, errors.New("bpf source closed")
 	}
@@ -161,7 +164,7 @@ func (s *Source) Sockets(ctx context.Context, dst []connections.Socket) ([]conne
 // across reads is put together again. Records that do not decode are
 // counted as skipped and left out; only a read where every record failed
 // is an error, as is a read that ends inside a record.
-func readRecords(ctx context.Context, r io.Reader, buf []byte, dst []connections.Socket) (_ []connections.Socket, records, skipped int, _ error) {
+func readRecords(ctx context.Context, r io.Reader, buf []byte, dst []model.Socket) (_ []model.Socket, records, skipped int, _ error) {
 	if len(buf) < recLen {
 		return dst, 0, 0, fmt.Errorf("read buffer of %d bytes, want at least %d", len(buf), recLen)
 	}

@@ -3,7 +3,7 @@ package netlink
 import (
 	"testing"
 
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/model"
 )
 
 // syntheticDump builds the datagrams of a dump of n connections (2n
@@ -14,10 +14,10 @@ func syntheticDump(n int, withInfo bool) [][]byte {
 	var (
 		frames [][]byte
 		cur    []byte
-		info   *connections.TCPInfo
+		info   *model.TCPInfo
 	)
 	if withInfo {
-		info = &connections.TCPInfo{RTTMicros: 40, BytesAcked: 1000, BytesReceived: 2000, SegsIn: 10, SegsOut: 12}
+		info = &model.TCPInfo{RTTMicros: 40, BytesAcked: 1000, BytesReceived: 2000, SegsIn: 10, SegsOut: 12}
 	}
 	add := func(m message) {
 		body := diagBody(m, info)
@@ -52,7 +52,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			frames := syntheticDump(40000, withInfo)
 			d := decoder{wantInfo: withInfo}
-			var dst []connections.Socket
+			var dst []model.Socket
 			b.ReportAllocs()
 			for b.Loop() {
 				d.reset(dst[:0])

@@ -13,8 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/connections/procfs"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // The fixture is a real dump captured in a private network namespace so it
@@ -33,10 +34,10 @@ type goldenSocket struct {
 	State         string
 	UID           uint32
 	HasInode      bool
-	Info          *connections.TCPInfo `json:",omitempty"`
+	Info          *model.TCPInfo `json:",omitempty"`
 }
 
-func toGolden(sockets []connections.Socket) []goldenSocket {
+func toGolden(sockets []model.Socket) []goldenSocket {
 	out := make([]goldenSocket, 0, len(sockets))
 	for _, s := range sockets {
 		g := goldenSocket{
@@ -78,8 +79,8 @@ func TestCaptureFixture(t *testing.T) {
 		t.Skip("set CONNBEAT_CAPTURE=1 to capture testdata/dump.bin again")
 	}
 	var frames [][]byte
-	var decoded []connections.Socket
-	var procfs []connections.Socket
+	var decoded []model.Socket
+	var procfs []model.Socket
 	err := <-sockettest.InNewNetns(func() (err error) {
 		frames, decoded, procfs, err = capture()
 		return err
@@ -87,7 +88,7 @@ func TestCaptureFixture(t *testing.T) {
 	require.NoError(t, err)
 	sockettest.Sort(decoded)
 	sockettest.Sort(procfs)
-	withoutInfo := make([]connections.Socket, len(decoded))
+	withoutInfo := make([]model.Socket, len(decoded))
 	for i, s := range decoded {
 		s.Info = nil
 		withoutInfo[i] = s
@@ -109,7 +110,7 @@ func TestCaptureFixture(t *testing.T) {
 
 // capture makes the fixture's sockets in the calling thread's (private)
 // network namespace and dumps them.
-func capture() (frames [][]byte, decoded, fromProcFS []connections.Socket, err error) {
+func capture() (frames [][]byte, decoded, fromProcFS []model.Socket, err error) {
 	var holder []int
 	defer func() {
 		for _, fd := range holder {
@@ -216,7 +217,7 @@ func capture() (frames [][]byte, decoded, fromProcFS []connections.Socket, err e
 			}
 		}
 	}
-	pf, err := connections.NewProcFS("/proc/thread-self")
+	pf, err := procfs.Open("/proc/thread-self")
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -4,15 +4,14 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/connbeat/connbeat/model"
 	"golang.org/x/sys/unix"
-
-	"github.com/connbeat/connbeat/connections"
 )
 
 // decoder turns the recv buffers of sock_diag dumps into sockets. It owns
 // the tcp_info storage the sockets point into and reuses it between dumps.
 type decoder struct {
-	sockets  []connections.Socket
+	sockets  []model.Socket
 	infos    infoSlab
 	wantInfo bool
 	// intr is set when a message carried NLM_F_DUMP_INTR: the kernel's
@@ -21,7 +20,7 @@ type decoder struct {
 }
 
 // reset starts a new set of dumps appending to dst.
-func (d *decoder) reset(dst []connections.Socket) {
+func (d *decoder) reset(dst []model.Socket) {
 	d.sockets = dst
 	d.infos.reset()
 	d.intr = false
@@ -91,7 +90,7 @@ func (d *decoder) add(body []byte) error {
 		// report a made-up address or state.
 		return nil
 	}
-	if d.wantInfo && s.State != connections.StateListen {
+	if d.wantInfo && s.State != model.StateListen {
 		// messageLen is a multiple of 4: the attributes follow directly.
 		payload, found, err := findAttr(body[messageLen:], attrInfo)
 		if err != nil {
@@ -117,7 +116,7 @@ const infoChunk = 1024
 // infoSlab hands out TCPInfo records from chunks reused between dumps, so a
 // poll with tcp_info on allocates nothing per socket once warm.
 type infoSlab struct {
-	chunks [][]connections.TCPInfo
+	chunks [][]model.TCPInfo
 	n      int
 }
 
@@ -131,10 +130,10 @@ func (s *infoSlab) reset() {
 	s.n = 0
 }
 
-func (s *infoSlab) next() *connections.TCPInfo {
+func (s *infoSlab) next() *model.TCPInfo {
 	c, i := s.n/infoChunk, s.n%infoChunk
 	if c == len(s.chunks) {
-		s.chunks = append(s.chunks, make([]connections.TCPInfo, infoChunk))
+		s.chunks = append(s.chunks, make([]model.TCPInfo, infoChunk))
 	}
 	s.n++
 	return &s.chunks[c][i]

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/model"
 )
 
 // FuzzFeed feeds arbitrary bytes to the dump decoder, seeded with the
@@ -14,7 +14,7 @@ func FuzzFeed(f *testing.F) {
 	for _, frame := range readFrames(f, fixtureDump) {
 		f.Add(frame, true)
 	}
-	info := &connections.TCPInfo{RTTMicros: 1, BytesAcked: 2}
+	info := &model.TCPInfo{RTTMicros: 1, BytesAcked: 2}
 	f.Add(appendMsg(appendMsg(nil, msgTypeDiag, flagDumpIntr, 0, diagBody(v6msg(1, "::1", 1, "::1", 2), info)),
 		msgTypeDone, 0, 0, doneBody(0)), true)
 	f.Add(appendMsg(nil, msgTypeError, 0, 0, doneBody(-2)), false)
@@ -37,7 +37,7 @@ func FuzzFeed(f *testing.F) {
 			if s.LocalIP.Is4In6() || s.RemoteIP.Is4In6() {
 				t.Fatalf("mapped address left in %+v", s)
 			}
-			if s.Info != nil && (!wantInfo || s.State == connections.StateListen) {
+			if s.Info != nil && (!wantInfo || s.State == model.StateListen) {
 				t.Fatalf("tcp_info where none was asked for: %+v", s)
 			}
 		}
@@ -87,14 +87,14 @@ func FuzzMessage(f *testing.F) {
 // FuzzTCPInfo checks that tcp_info decoding never panics and reads back
 // what encodeTCPInfo wrote.
 func FuzzTCPInfo(f *testing.F) {
-	f.Add(encodeTCPInfo(nil, &connections.TCPInfo{RTTMicros: 5, SegsIn: 9}))
+	f.Add(encodeTCPInfo(nil, &model.TCPInfo{RTTMicros: 5, SegsIn: 9}))
 	f.Add(make([]byte, tcpInfoMinLen))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var got connections.TCPInfo
+		var got model.TCPInfo
 		if err := decodeTCPInfo(b, &got); err != nil {
 			return
 		}
-		var again connections.TCPInfo
+		var again model.TCPInfo
 		if err := decodeTCPInfo(encodeTCPInfo(nil, &got), &again); err != nil || again != got {
 			t.Fatalf("round trip: %+v -> %+v (%v)", got, again, err)
 		}

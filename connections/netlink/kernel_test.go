@@ -11,15 +11,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/connections/procfs"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // openKernel opens the real netlink source or skips the test.
 func openKernel(t *testing.T, opts Options) *Source {
 	t.Helper()
 	src, err := Open(opts)
-	if connections.IsUnavailable(err) {
+	if model.IsUnavailable(err) {
 		t.Skipf("kernel sock_diag unavailable: %v", err)
 	}
 	require.NoError(t, err)
@@ -50,7 +51,7 @@ func TestKernelSameSocketsAsProcFS(t *testing.T) {
 }
 
 func testSameSocketsAsProcFS(t *testing.T, nl *Source) {
-	pf, err := connections.NewProcFS("/proc")
+	pf, err := procfs.Open("/proc")
 	require.NoError(t, err)
 
 	lb := sockettest.New(t)
@@ -59,7 +60,7 @@ func testSameSocketsAsProcFS(t *testing.T, nl *Source) {
 	lb.Conns[0].Close()
 	lb.Conns[1].Close()
 
-	var fromNL, fromPF []connections.Socket
+	var fromNL, fromPF []model.Socket
 	// Sockets of the test are stable except the closing pair, which moves
 	// through FIN_WAIT to TIME_WAIT: retry until both reads agree.
 	require.Eventually(t, func() bool {
@@ -68,7 +69,7 @@ func testSameSocketsAsProcFS(t *testing.T, nl *Source) {
 		b, err := pf.Sockets(context.Background(), nil)
 		require.NoError(t, err)
 		fromNL, fromPF = lb.Ours(a), lb.Ours(b)
-		return assert.ObjectsAreEqual(fromPF, fromNL) && sockettest.HasState(fromNL, connections.StateTimeWait)
+		return assert.ObjectsAreEqual(fromPF, fromNL) && sockettest.HasState(fromNL, model.StateTimeWait)
 	}, 10*time.Second, 50*time.Millisecond)
 	require.Equal(t, fromPF, fromNL)
 
@@ -78,7 +79,7 @@ func testSameSocketsAsProcFS(t *testing.T, nl *Source) {
 	mapped := 0
 	for _, s := range fromNL {
 		assert.True(t, s.LocalIP.IsLoopback() || s.LocalIP.IsUnspecified(), "local %s", s.LocalIP)
-		if s.State == connections.StateTimeWait {
+		if s.State == model.StateTimeWait {
 			assert.Zero(t, s.Inode)
 			continue
 		}
@@ -136,13 +137,13 @@ func TestKernelTCPInfo(t *testing.T) {
 	require.NoError(t, err)
 
 	clientPort := uint16(client.LocalAddr().(*net.TCPAddr).Port)
-	var cl, sv connections.Socket
+	var cl, sv model.Socket
 	require.Eventually(t, func() bool {
 		got, err := src.Sockets(context.Background(), nil)
 		require.NoError(t, err)
 		for _, s := range lb.Ours(got) {
 			switch {
-			case s.State == connections.StateListen:
+			case s.State == model.StateListen:
 				assert.Nil(t, s.Info, "listeners carry no tcp_info")
 			case s.LocalPort == clientPort:
 				cl = s
@@ -162,7 +163,7 @@ func TestKernelTCPInfo(t *testing.T) {
 	assert.NotZero(t, sv.Info.SegsIn)
 	assert.GreaterOrEqual(t, cl.Info.SegsOut, sv.Info.SegsIn-1)
 	assert.NotZero(t, cl.Info.RTTMicros)
-	assert.Equal(t, connections.StateEstablished, cl.State)
+	assert.Equal(t, model.StateEstablished, cl.State)
 }
 
 // TestKernelReuse checks that one source serves many polls over the same

@@ -9,9 +9,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/connbeat/connbeat/model"
 	"golang.org/x/sys/unix"
-
-	"github.com/connbeat/connbeat/connections"
 )
 
 // Name is the source's name in logs and configuration.
@@ -54,11 +53,11 @@ type Source struct {
 // Open returns a netlink source after checking that the kernel answers a
 // TCP dump request. When it does not (no sock_diag support, a seccomp
 // policy, a missing tcp_diag module) the error is a
-// *connections.UnavailableError.
+// *model.UnavailableError.
 func Open(opts Options) (*Source, error) {
 	c, err := dial()
 	if err != nil {
-		return nil, &connections.UnavailableError{Source: Name, Err: err}
+		return nil, &model.UnavailableError{Source: Name, Err: err}
 	}
 	s := &Source{opts: opts, conn: c, dec: decoder{wantInfo: opts.TCPInfo}}
 	var ext uint8
@@ -83,7 +82,7 @@ func Open(opts Options) (*Source, error) {
 		if s.conn != nil {
 			s.conn.close()
 		}
-		return nil, &connections.UnavailableError{Source: Name, Err: err}
+		return nil, &model.UnavailableError{Source: Name, Err: err}
 	}
 	s.reqs = []request{
 		{Family: familyINET, Protocol: protoTCP, Ext: ext, States: allStates},
@@ -92,9 +91,10 @@ func Open(opts Options) (*Source, error) {
 	return s, nil
 }
 
-// Interrupted returns how many dumps the kernel flagged NLM_F_DUMP_INTR
-// (its socket table changed under the dump) and were done again.
-func (s *Source) Interrupted() int { return s.interrupted }
+// Anomalies returns how many dumps of the last poll the kernel flagged
+// NLM_F_DUMP_INTR (its socket table changed under the dump) and were done
+// again.
+func (s *Source) Anomalies() int { return s.interrupted }
 
 // Name implements connections.Source.
 func (s *Source) Name() string { return Name }
@@ -113,8 +113,9 @@ func (s *Source) Close() error {
 // sockets, redoing the dumps when the kernel flags one as interrupted. The
 // Info of returned sockets points into storage the source reuses: it is
 // valid until the next call.
-func (s *Source) Sockets(ctx context.Context, dst []connections.Socket) ([]connections.Socket, error) {
+func (s *Source) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
 	start := len(dst)
+	s.interrupted = 0
 	for attempt := 0; ; attempt++ {
 		s.dec.reset(dst[:start])
 		for i := range s.reqs {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/model"
 )
 
 // Netlink and sock_diag constants (include/uapi/linux/netlink.h,
@@ -206,7 +206,7 @@ func (m *message) unmarshal(b []byte) error {
 // socket converts a message to the agent's model, unmapping IPv4-mapped
 // IPv6 addresses as the procfs source does. ok is false for a family or
 // state the kernel would not send in a TCP dump.
-func (m *message) socket() (s connections.Socket, ok bool) {
+func (m *message) socket() (s model.Socket, ok bool) {
 	switch m.Family {
 	case familyINET:
 		s.LocalIP = netip.AddrFrom4([4]byte(m.ID.Src[:4]))
@@ -218,7 +218,7 @@ func (m *message) socket() (s connections.Socket, ok bool) {
 		return s, false
 	}
 	s.LocalPort, s.RemotePort = m.ID.SPort, m.ID.DPort
-	s.State = connections.State(m.State)
+	s.State = model.State(m.State)
 	s.UID = m.UID
 	s.Inode = uint64(m.Inode)
 	return s, s.State.Valid()
@@ -266,11 +266,11 @@ const (
 
 // decodeTCPInfo reads the fields events carry from a tcp_info payload. A
 // payload shorter than the oldest kernels send is an error.
-func decodeTCPInfo(b []byte, dst *connections.TCPInfo) error {
+func decodeTCPInfo(b []byte, dst *model.TCPInfo) error {
 	if len(b) < tcpInfoMinLen {
 		return fmt.Errorf("tcp_info: %d of at least %d bytes: %w", len(b), tcpInfoMinLen, errTruncated)
 	}
-	*dst = connections.TCPInfo{
+	*dst = model.TCPInfo{
 		Retransmits:      uint32(b[tiRetransmits]),
 		RTTMicros:        binary.NativeEndian.Uint32(b[tiRTT:]),
 		RTTVarMicros:     binary.NativeEndian.Uint32(b[tiRTTVar:]),
@@ -289,7 +289,7 @@ func decodeTCPInfo(b []byte, dst *connections.TCPInfo) error {
 
 // encodeTCPInfo is decodeTCPInfo's inverse for the fields it reads; the
 // others are zero. Tests and benchmarks build dumps with it.
-func encodeTCPInfo(b []byte, in *connections.TCPInfo) []byte {
+func encodeTCPInfo(b []byte, in *model.TCPInfo) []byte {
 	start := len(b)
 	b = append(b, make([]byte, tcpInfoEncodedSize)...)
 	p := b[start:]

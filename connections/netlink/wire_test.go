@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // appendMsg appends one netlink message with body to b.
@@ -28,7 +28,7 @@ func appendMsg(b []byte, typ, flags uint16, seq uint32, body []byte) []byte {
 }
 
 // diagBody builds an inet_diag_msg with an optional INET_DIAG_INFO.
-func diagBody(m message, info *connections.TCPInfo) []byte {
+func diagBody(m message, info *model.TCPInfo) []byte {
 	b := m.marshal(nil)
 	if info != nil {
 		payload := encodeTCPInfo(nil, info)
@@ -93,9 +93,9 @@ func TestRoundTrips(t *testing.T) {
 	require.NoError(t, h2.unmarshal(h.marshal(nil)))
 	assert.Equal(t, h, h2)
 
-	info := connections.TCPInfo{RTTMicros: 1, RTTVarMicros: 2, Retransmits: 3, TotalRetransmits: 4,
+	info := model.TCPInfo{RTTMicros: 1, RTTVarMicros: 2, Retransmits: 3, TotalRetransmits: 4,
 		BytesAcked: 5 << 40, BytesReceived: 6 << 40, SegsIn: 7, SegsOut: 8}
-	var info2 connections.TCPInfo
+	var info2 model.TCPInfo
 	require.NoError(t, decodeTCPInfo(encodeTCPInfo(nil, &info), &info2))
 	assert.Equal(t, info, info2)
 }
@@ -121,7 +121,7 @@ func TestWireLayout(t *testing.T) {
 }
 
 func TestFeed(t *testing.T) {
-	info := &connections.TCPInfo{RTTMicros: 50, BytesAcked: 10, BytesReceived: 20, SegsIn: 3, SegsOut: 4}
+	info := &model.TCPInfo{RTTMicros: 50, BytesAcked: 10, BytesReceived: 20, SegsIn: 3, SegsOut: 4}
 	est := v4msg(1, "10.0.0.1", 5000, "10.0.0.2", 80)
 	listen := v6msg(10, "::", 22, "::", 0)
 	mapped := v6msg(1, "::ffff:192.0.2.1", 8080, "::ffff:192.0.2.9", 4000)
@@ -134,7 +134,7 @@ func TestFeed(t *testing.T) {
 		name     string
 		buf      []byte
 		wantInfo bool
-		want     []connections.Socket
+		want     []model.Socket
 		done     bool
 		intr     bool
 		err      error
@@ -143,7 +143,7 @@ func TestFeed(t *testing.T) {
 			name: "sockets then done",
 			buf: appendMsg(appendMsg(appendMsg(nil, msgTypeDiag, 0, 9, diagBody(est, nil)),
 				msgTypeDiag, 0, 9, diagBody(listen, nil)), msgTypeDone, 0, 9, doneBody(0)),
-			want: []connections.Socket{
+			want: []model.Socket{
 				{LocalIP: netip.MustParseAddr("10.0.0.1"), LocalPort: 5000, RemoteIP: netip.MustParseAddr("10.0.0.2"), RemotePort: 80, State: 1, UID: 1000, Inode: 4242},
 				{LocalIP: netip.IPv6Unspecified(), LocalPort: 22, RemoteIP: netip.IPv6Unspecified(), State: 10, UID: 33, Inode: 77},
 			},
@@ -152,13 +152,13 @@ func TestFeed(t *testing.T) {
 		{
 			name: "ipv4-mapped addresses are unmapped",
 			buf:  appendMsg(nil, msgTypeDiag, 0, 9, diagBody(mapped, nil)),
-			want: []connections.Socket{{LocalIP: netip.MustParseAddr("192.0.2.1"), LocalPort: 8080, RemoteIP: netip.MustParseAddr("192.0.2.9"), RemotePort: 4000, State: 1, UID: 33, Inode: 77}},
+			want: []model.Socket{{LocalIP: netip.MustParseAddr("192.0.2.1"), LocalPort: 8080, RemoteIP: netip.MustParseAddr("192.0.2.9"), RemotePort: 4000, State: 1, UID: 33, Inode: 77}},
 		},
 		{
 			name:     "tcp_info for connections, not listeners",
 			buf:      appendMsg(appendMsg(nil, msgTypeDiag, 0, 9, diagBody(est, info)), msgTypeDiag, 0, 9, diagBody(listen, info)),
 			wantInfo: true,
-			want: []connections.Socket{
+			want: []model.Socket{
 				{LocalIP: netip.MustParseAddr("10.0.0.1"), LocalPort: 5000, RemoteIP: netip.MustParseAddr("10.0.0.2"), RemotePort: 80, State: 1, UID: 1000, Inode: 4242, Info: info},
 				{LocalIP: netip.IPv6Unspecified(), LocalPort: 22, RemoteIP: netip.IPv6Unspecified(), State: 10, UID: 33, Inode: 77},
 			},
@@ -166,7 +166,7 @@ func TestFeed(t *testing.T) {
 		{
 			name: "tcp_info present but not asked for",
 			buf:  appendMsg(nil, msgTypeDiag, 0, 9, diagBody(est, info)),
-			want: []connections.Socket{{LocalIP: netip.MustParseAddr("10.0.0.1"), LocalPort: 5000, RemoteIP: netip.MustParseAddr("10.0.0.2"), RemotePort: 80, State: 1, UID: 1000, Inode: 4242}},
+			want: []model.Socket{{LocalIP: netip.MustParseAddr("10.0.0.1"), LocalPort: 5000, RemoteIP: netip.MustParseAddr("10.0.0.2"), RemotePort: 80, State: 1, UID: 1000, Inode: 4242}},
 		},
 		{
 			name: "other sequence numbers and families are skipped",
@@ -227,10 +227,10 @@ func TestFeed(t *testing.T) {
 // TestTCPInfoOlderKernel decodes a tcp_info as kernels before 4.1 sent it:
 // the fields they did not have stay zero.
 func TestTCPInfoOlderKernel(t *testing.T) {
-	full := encodeTCPInfo(nil, &connections.TCPInfo{RTTMicros: 9, TotalRetransmits: 2, BytesAcked: 5, SegsIn: 1})
-	var got connections.TCPInfo
+	full := encodeTCPInfo(nil, &model.TCPInfo{RTTMicros: 9, TotalRetransmits: 2, BytesAcked: 5, SegsIn: 1})
+	var got model.TCPInfo
 	require.NoError(t, decodeTCPInfo(full[:tcpInfoMinLen], &got))
-	assert.Equal(t, connections.TCPInfo{RTTMicros: 9, TotalRetransmits: 2}, got)
+	assert.Equal(t, model.TCPInfo{RTTMicros: 9, TotalRetransmits: 2}, got)
 }
 
 // TestFixture decodes a dump captured from a real kernel and compares it
@@ -265,7 +265,7 @@ func TestFixture(t *testing.T) {
 	states := map[string]int{}
 	for _, s := range d.sockets {
 		states[s.State.String()]++
-		if s.State == connections.StateEstablished {
+		if s.State == model.StateEstablished {
 			require.NotNil(t, s.Info, "%+v", s)
 		}
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/model"
 )
 
 // Loopback holds the listeners and connections a test made.
@@ -86,8 +86,8 @@ func (l *Loopback) Dial(ln net.Listener, dial string) net.Conn {
 }
 
 // Ours keeps the test's sockets out of sockets, sorted.
-func (l *Loopback) Ours(sockets []connections.Socket) []connections.Socket {
-	var out []connections.Socket
+func (l *Loopback) Ours(sockets []model.Socket) []model.Socket {
+	var out []model.Socket
 	for _, s := range sockets {
 		if l.endpoints[netip.AddrPortFrom(s.LocalIP, s.LocalPort)] || l.endpoints[netip.AddrPortFrom(s.RemoteIP, s.RemotePort)] {
 			out = append(out, s)
@@ -119,9 +119,14 @@ func (l *Loopback) Families() net.Listener {
 // cancelled context, which must fail with context.Canceled, and once more,
 // which must work: every successful poll lists the test's own want sockets.
 // each, when not nil, runs after each of the 20 polls with what it listed.
-func (l *Loopback) CheckReuse(src connections.Source, want int, each func([]connections.Socket)) {
+// Source is what CheckReuse polls: any of connbeat's socket sources.
+type Source interface {
+	Sockets(context.Context, []model.Socket) ([]model.Socket, error)
+}
+
+func (l *Loopback) CheckReuse(src Source, want int, each func([]model.Socket)) {
 	l.t.Helper()
-	var buf []connections.Socket
+	var buf []model.Socket
 	for range 20 {
 		var err error
 		buf, err = src.Sockets(context.Background(), buf[:0])
@@ -168,7 +173,7 @@ func onFD(t testing.TB, c syscall.Conn, fn func(fd int) error) {
 
 // Sort orders sockets by local then remote address and port, state, uid
 // and inode, so that two sources' lists compare as wholes.
-func Sort(s []connections.Socket) {
+func Sort(s []model.Socket) {
 	sort.Slice(s, func(i, j int) bool {
 		a, b := s[i], s[j]
 		if c := a.LocalIP.Compare(b.LocalIP); c != 0 {
@@ -194,7 +199,7 @@ func Sort(s []connections.Socket) {
 }
 
 // HasState reports whether a socket of sockets is in state st.
-func HasState(sockets []connections.Socket, st connections.State) bool {
+func HasState(sockets []model.Socket, st model.State) bool {
 	for _, s := range sockets {
 		if s.State == st {
 			return true

@@ -7,14 +7,13 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/connbeat/connbeat/connections"
 )
 
-func sock(local string, lport uint16, remote string, rport uint16, st connections.State) connections.Socket {
-	return connections.Socket{
+func sock(local string, lport uint16, remote string, rport uint16, st model.State) model.Socket {
+	return model.Socket{
 		LocalIP: netip.MustParseAddr(local), LocalPort: lport,
 		RemoteIP: netip.MustParseAddr(remote), RemotePort: rport, State: st,
 	}
@@ -27,20 +26,20 @@ func TestOurs(t *testing.T) {
 	l := New(t)
 	l.Mark(netip.MustParseAddrPort("[::ffff:127.0.0.1]:1000")) // unmapped when marked
 	l.Mark(netip.MustParseAddrPort("[::]:2000"))
-	listen := connections.StateListen
-	est := connections.StateEstablished
-	got := l.Ours([]connections.Socket{
+	listen := model.StateListen
+	est := model.StateEstablished
+	got := l.Ours([]model.Socket{
 		sock("::1", 2000, "::1", 40001, est),
 		sock("127.0.0.1", 40000, "127.0.0.1", 1000, est),
 		sock("127.0.0.1", 1000, "0.0.0.0", 0, listen),
 		sock("10.0.0.1", 2000, "10.0.0.2", 40002, est), // not a loopback end
 		sock("127.0.0.1", 3000, "0.0.0.0", 0, listen),  // not the test's port
 		sock("::", 2000, "::", 0, listen),
-		sock("127.0.0.1", 2000, "127.0.0.1", 40003, connections.StateTimeWait),
+		sock("127.0.0.1", 2000, "127.0.0.1", 40003, model.StateTimeWait),
 	})
-	assert.Equal(t, []connections.Socket{
+	assert.Equal(t, []model.Socket{
 		sock("127.0.0.1", 1000, "0.0.0.0", 0, listen),
-		sock("127.0.0.1", 2000, "127.0.0.1", 40003, connections.StateTimeWait),
+		sock("127.0.0.1", 2000, "127.0.0.1", 40003, model.StateTimeWait),
 		sock("127.0.0.1", 40000, "127.0.0.1", 1000, est),
 		sock("::", 2000, "::", 0, listen),
 		sock("::1", 2000, "::1", 40001, est),
@@ -50,14 +49,14 @@ func TestOurs(t *testing.T) {
 // TestSortTotal checks that sockets equal but for state, uid or inode
 // still get one order.
 func TestSortTotal(t *testing.T) {
-	a := sock("::1", 1, "::1", 2, connections.StateEstablished)
+	a := sock("::1", 1, "::1", 2, model.StateEstablished)
 	b, c, d := a, a, a
 	b.UID = 7
 	c.UID, c.Inode = 7, 9
-	d.State = connections.StateCloseWait
-	s := []connections.Socket{d, c, b, a}
+	d.State = model.StateCloseWait
+	s := []model.Socket{d, c, b, a}
 	Sort(s)
-	assert.Equal(t, []connections.Socket{a, b, c, d}, s)
+	assert.Equal(t, []model.Socket{a, b, c, d}, s)
 }
 
 // TestConnect checks the pairs Connect keeps: the dialled end, then the

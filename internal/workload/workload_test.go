@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/connections/procfs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/connbeat/connbeat/connections"
 )
 
 func TestMain(m *testing.M) {
@@ -59,7 +58,7 @@ func TestStartHoldsConnections(t *testing.T) {
 	}
 	require.Len(t, held, w.Sockets)
 
-	src, err := connections.NewProcFS("/proc")
+	src, err := procfs.Open("/proc")
 	require.NoError(t, err)
 	sockets, err := src.Sockets(context.Background(), nil)
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/internal/workload"
 )
 
@@ -127,7 +128,7 @@ func runSize(ctx context.Context, f flags, n int) (row, error) {
 			return r, fmt.Errorf("%s: %s", src, res.Err)
 		}
 		r.Sources = append(r.Sources, res)
-		if src == srcNetlink || r.Sockets == 0 {
+		if src == connections.Netlink || r.Sockets == 0 {
 			r.Sockets = res.Sockets
 		}
 	}

@@ -15,15 +15,11 @@ import (
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/beater"
-	"github.com/connbeat/connbeat/classify"
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/connections/bpfiter"
-	"github.com/connbeat/connbeat/connections/netlink"
-	"github.com/connbeat/connbeat/dedup"
 	"github.com/connbeat/connbeat/event"
-	"github.com/connbeat/connbeat/procs"
+	"github.com/connbeat/connbeat/model"
+	"github.com/connbeat/connbeat/pipeline"
 )
 
 // pollCost is what one poll cost.
@@ -43,26 +39,23 @@ type sourceResult struct {
 	Err     string   `json:",omitempty"`
 }
 
-// sources the harness knows, as named in -sources.
-const (
-	srcProcFS  = "procfs"
-	srcNetlink = "netlink"
-	srcTCPInfo = "netlink+tcp_info"
-	srcBPF     = "bpf"
-)
+// tcpInfoSource names the netlink source with tcp_info in -sources; the
+// other names are connections.Names().
+const tcpInfoSource = connections.Netlink + "+tcp_info"
 
-func openSource(name string) (connections.Source, error) {
+// sourceConfig is the default configuration reading through the source
+// name names.
+func sourceConfig(name string) (config.Config, error) {
+	cfg := config.Default()
 	switch name {
-	case srcProcFS:
-		return connections.NewProcFS("/proc")
-	case srcNetlink:
-		return netlink.Open(netlink.Options{})
-	case srcTCPInfo:
-		return netlink.Open(netlink.Options{TCPInfo: true})
-	case srcBPF:
-		return bpfiter.Open()
+	case tcpInfoSource:
+		cfg.SocketSource, cfg.TCPInfo = connections.Netlink, true
+	case connections.BPF, connections.Netlink, connections.ProcFS:
+		cfg.SocketSource = name
+	default:
+		return cfg, fmt.Errorf("unknown source %q", name)
 	}
-	return nil, fmt.Errorf("unknown source %q", name)
+	return cfg, nil
 }
 
 // timedSource measures the CPU its source's reads cost.
@@ -71,46 +64,45 @@ type timedSource struct {
 	cpu time.Duration
 }
 
-func (t *timedSource) Sockets(ctx context.Context, dst []connections.Socket) ([]connections.Socket, error) {
+func (t *timedSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
 	c0 := cpuTime()
 	dst, err := t.Source.Sockets(ctx, dst)
 	t.cpu += cpuTime() - c0
 	return dst, err
 }
 
-// measure runs one cold poll and warm polls of the whole pipeline, wired as
-// the beater wires it with the default configuration.
+// measure runs one cold poll and warm polls of the whole pipeline, built
+// as the agent builds it, with the default configuration.
 func measure(name string, warm int) sourceResult {
 	res := sourceResult{Source: name}
-	raw, err := openSource(name)
+	cfg, err := sourceConfig(name)
 	if err != nil {
 		res.Err = err.Error()
 		return res
 	}
-	defer raw.Close()
-	src := &timedSource{Source: raw}
-	cfg := config.Default()
-	resolver, err := procs.New(procs.Options{Root: cfg.ProcPath, Metadata: procs.MetadataOptions{
-		Cmdline: cfg.ExposeCmdline, RedactCmdline: cfg.RedactCmdline,
-	}})
-	if err != nil {
-		res.Err = err.Error()
-		return res
-	}
-	defer resolver.Close()
+	var src *timedSource
 	hostname, _ := os.Hostname()
-	poller := beater.NewPoller(src, resolver,
-		classify.New(classify.Options{LocalConnections: cfg.EnableLocalConnections}),
-		dedup.New(cfg.Aggregation),
-		event.NewBuilder(cfg.EventFormat, event.Host{Hostname: hostname, Name: hostname}))
+	p, err := pipeline.New(pipeline.Options{
+		Config: cfg,
+		Host:   event.Host{Hostname: hostname, Name: hostname},
+		WrapSource: func(s connections.Source) connections.Source {
+			src = &timedSource{Source: s}
+			return src
+		},
+	})
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer p.Close()
 
 	published := 0
 	publish := func(beat.Event) { published++ }
-	poll := func() (pollCost, beater.PollStats, error) {
+	poll := func() (pollCost, pipeline.Stats, error) {
 		src.cpu = 0
 		a0 := allocs()
 		c0, w0 := cpuTime(), time.Now()
-		stats, err := poller.Poll(context.Background(), time.Now(), publish)
+		stats, err := p.Poll(context.Background(), time.Now(), publish)
 		c := pollCost{
 			WallMS:      ms(time.Since(w0)),
 			CPUMS:       ms(cpuTime() - c0),
@@ -120,7 +112,7 @@ func measure(name string, warm int) sourceResult {
 		return c, stats, err
 	}
 
-	var stats beater.PollStats
+	var stats pipeline.Stats
 	if res.Cold, stats, err = poll(); err != nil {
 		res.Err = err.Error()
 		return res
@@ -143,7 +135,7 @@ func measure(name string, warm int) sourceResult {
 	if path := os.Getenv(heapProfileEnv); path != "" {
 		writeHeapProfile(path + "." + name)
 	}
-	runtime.KeepAlive(poller)
+	runtime.KeepAlive(p)
 	return res
 }
 

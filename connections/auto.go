@@ -1,21 +1,20 @@
-package beater
+package connections
 
 import (
 	"context"
 
 	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/monitoring"
 
-	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/model"
 )
 
-// Where socket_source: auto moves between netlink and the bpf source,
-// measured with `make bench` (warm poll CPU, join and dedup included):
-// 3,000 sockets 1.6 ms netlink, 2.9 ms bpf; 20,000 sockets 16.6 vs 12.6 ms;
-// 80,000 sockets 72 vs 47 ms. The bpf iterator locks every socket it
-// visits, a fixed cost that netlink's dump does not pay, while netlink
-// fills a message per socket, which grows dearer as sockets outgrow the
-// caches. The gap between the two thresholds keeps a host near one of
-// them from switching back and forth.
+// Where socket_source: auto moves between netlink and the bpf source
+// (make bench measures both sides of the crossover). The bpf iterator
+// locks every socket it visits, a fixed cost that netlink's dump does not
+// pay, while netlink fills a message per socket, which grows dearer as
+// sockets outgrow the caches. The gap between the two thresholds keeps a
+// host near one of them from switching back and forth.
 const (
 	bpfAbove     = 10000
 	netlinkBelow = 5000
@@ -28,22 +27,23 @@ const (
 // opened, or where it failed, stays on netlink with one log line. A switch
 // takes effect from the next poll.
 type autoSource struct {
-	netlink connections.Source
-	bpf     connections.Source // nil until opened
-	openBPF func() (connections.Source, error)
+	netlink Source
+	bpf     Source // nil until opened
+	openBPF func() (Source, error)
 	useBPF  bool
 	// noBPF says the bpf source could not be opened or failed: it is not
 	// tried again.
 	noBPF    bool
 	up, down int
 	logger   *logp.Logger
+	switches *monitoring.Uint
 }
 
-func newAutoSource(nl connections.Source, openBPF func() (connections.Source, error), logger *logp.Logger) *autoSource {
-	return &autoSource{netlink: nl, openBPF: openBPF, up: bpfAbove, down: netlinkBelow, logger: logger}
+func newAutoSource(nl Source, openBPF func() (Source, error), logger *logp.Logger, switches *monitoring.Uint) *autoSource {
+	return &autoSource{netlink: nl, openBPF: openBPF, up: bpfAbove, down: netlinkBelow, logger: logger, switches: switches}
 }
 
-// Name implements connections.Source: the source the next poll reads.
+// Name implements Source: the source the next poll reads.
 func (a *autoSource) Name() string {
 	if a.useBPF {
 		return a.bpf.Name()
@@ -51,14 +51,15 @@ func (a *autoSource) Name() string {
 	return a.netlink.Name()
 }
 
-// Sockets implements connections.Source.
-func (a *autoSource) Sockets(ctx context.Context, dst []connections.Socket) ([]connections.Socket, error) {
+// Sockets implements Source.
+func (a *autoSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
 	start := len(dst)
 	if a.useBPF {
 		out, err := a.bpf.Sockets(ctx, dst)
 		if err == nil {
 			if n := len(out) - start; n < a.down {
 				a.useBPF = false
+				a.switches.Inc()
 				a.logger.Infof("socket source: netlink from the next poll (%d sockets, fewer than %d: netlink's poll costs less CPU)", n, a.down)
 			}
 			return out, nil
@@ -69,6 +70,7 @@ func (a *autoSource) Sockets(ctx context.Context, dst []connections.Socket) ([]c
 		a.logger.Warnf("socket source bpf failed (%v): reading through netlink from now on", err)
 		a.bpf.Close()
 		a.bpf, a.useBPF, a.noBPF = nil, false, true
+		a.switches.Inc()
 		dst = dst[:start]
 	}
 	out, err := a.netlink.Sockets(ctx, dst)
@@ -86,12 +88,13 @@ func (a *autoSource) Sockets(ctx context.Context, dst []connections.Socket) ([]c
 			a.bpf = src
 		}
 		a.useBPF = true
+		a.switches.Inc()
 		a.logger.Infof("socket source: bpf from the next poll (%d sockets, %d or more: its poll costs less CPU than netlink's)", n, a.up)
 	}
 	return out, nil
 }
 
-// Close implements connections.Source.
+// Close implements Source.
 func (a *autoSource) Close() error {
 	err := a.netlink.Close()
 	if a.bpf != nil {

@@ -1,4 +1,4 @@
-package beater
+package connections
 
 import (
 	"context"
@@ -9,21 +9,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elastic/elastic-agent-libs/logp"
 	"github.com/elastic/elastic-agent-libs/logp/logptest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/config"
-	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/connections/bpfiter"
 	"github.com/connbeat/connbeat/internal/sandbox"
+	"github.com/connbeat/connbeat/model"
 )
 
-func sourceConfig(source string, tcpInfo bool) config.Config {
-	c := config.Default()
-	c.SocketSource, c.TCPInfo = source, tcpInfo
-	return c
+func sourceOptions(name string, tcpInfo bool, logger *logp.Logger) Options {
+	return Options{Name: name, TCPInfo: tcpInfo, ProcPath: "/proc", Logger: logger}
 }
 
 // TestSelectSource opens each configured source on the real kernel.
@@ -41,12 +39,12 @@ func TestSelectSource(t *testing.T) {
 		tcpInfo  bool
 		wantName string
 	}{
-		{config.SourceProcFS, false, "procfs"},
-		{config.SourceNetlink, false, "netlink"},
-		{config.SourceNetlink, true, "netlink"},
-		{config.SourceBPF, false, "bpf"},
-		{config.SourceAuto, false, "netlink"},
-		{config.SourceAuto, true, "netlink"},
+		{ProcFS, false, "procfs"},
+		{Netlink, false, "netlink"},
+		{Netlink, true, "netlink"},
+		{BPF, false, "bpf"},
+		{Auto, false, "netlink"},
+		{Auto, true, "netlink"},
 	}
 	bpfErr := bpfAvailable()
 	for _, tt := range tests {
@@ -55,8 +53,8 @@ func TestSelectSource(t *testing.T) {
 				t.Skipf("the bpf source cannot run here: %v", bpfErr)
 			}
 			logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
-			src, err := selectSource(sourceConfig(tt.source, tt.tcpInfo), logger)
-			if connections.IsUnavailable(err) {
+			src, err := Open(sourceOptions(tt.source, tt.tcpInfo, logger))
+			if model.IsUnavailable(err) {
 				t.Skipf("%s unavailable on this kernel: %v", tt.source, err)
 			}
 			require.NoError(t, err)
@@ -66,9 +64,9 @@ func TestSelectSource(t *testing.T) {
 
 			sockets, err := src.Sockets(context.Background(), nil)
 			require.NoError(t, err)
-			var client *connections.Socket
+			var client *model.Socket
 			for i := range sockets {
-				if sockets[i].RemotePort == port && sockets[i].State == connections.StateEstablished {
+				if sockets[i].RemotePort == port && sockets[i].State == model.StateEstablished {
 					client = &sockets[i]
 				}
 			}
@@ -125,7 +123,7 @@ func selectWithoutNetlink(t *testing.T) {
 
 	for _, tcpInfo := range []bool{false, true} {
 		logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
-		src, err := selectSource(sourceConfig(config.SourceAuto, tcpInfo), logger)
+		src, err := Open(sourceOptions(Auto, tcpInfo, logger))
 		require.NoError(t, err)
 		assert.Equal(t, "procfs", src.Name())
 		sockets, err := src.Sockets(context.Background(), nil)
@@ -146,9 +144,9 @@ func selectWithoutNetlink(t *testing.T) {
 	}
 
 	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
-	_, err = selectSource(sourceConfig(config.SourceNetlink, false), logger)
+	_, err = Open(sourceOptions(Netlink, false, logger))
 	require.Error(t, err)
-	assert.True(t, connections.IsUnavailable(err), "%v", err)
+	assert.True(t, model.IsUnavailable(err), "%v", err)
 	assert.ErrorIs(t, err, unix.EPERM)
 	assert.Zero(t, logs.Len(), "a forced source fails instead of logging")
 }
@@ -169,8 +167,8 @@ func selectWithoutBPF(t *testing.T) {
 		t.Skipf("cannot install a seccomp filter: %v", err)
 	}
 	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
-	src, err := selectSource(sourceConfig(config.SourceAuto, false), logger)
-	if connections.IsUnavailable(err) {
+	src, err := Open(sourceOptions(Auto, false, logger))
+	if model.IsUnavailable(err) {
 		t.Skipf("netlink unavailable on this kernel too: %v", err)
 	}
 	require.NoError(t, err)
@@ -194,9 +192,9 @@ func selectWithoutBPF(t *testing.T) {
 	assert.Contains(t, entries[0].Message, "CAP_BPF")
 	assert.Contains(t, entries[0].Message, "staying on netlink")
 
-	_, err = selectSource(sourceConfig(config.SourceBPF, false), logger)
+	_, err = Open(sourceOptions(BPF, false, logger))
 	require.Error(t, err)
-	assert.True(t, connections.IsUnavailable(err), "%v", err)
+	assert.True(t, model.IsUnavailable(err), "%v", err)
 	assert.ErrorIs(t, err, unix.EPERM)
 	assert.Zero(t, logs.Len(), "a forced source fails instead of logging")
 }

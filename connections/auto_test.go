@@ -1,4 +1,4 @@
-package beater
+package connections
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/internal/sockettest"
 )
 
@@ -28,7 +27,7 @@ func TestAutoSourceSwitches(t *testing.T) {
 	}
 	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
 	err := <-sockettest.InNewNetns(func() error {
-		src, err := selectSource(sourceConfig(config.SourceAuto, false), logger)
+		src, err := Open(sourceOptions(Auto, false, logger))
 		if err != nil {
 			return err
 		}

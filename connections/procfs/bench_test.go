@@ -1,4 +1,4 @@
-package connections
+package procfs
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/connbeat/connbeat/model"
 )
 
 // writeNetTCP writes a /proc/net/tcp{,6} pair holding n established
@@ -56,11 +58,11 @@ func writeNetTCP(tb testing.TB, dir string, n int) {
 func BenchmarkProcFSSockets(b *testing.B) {
 	dir := b.TempDir()
 	writeNetTCP(b, dir, 40000)
-	src, err := NewProcFS(dir)
+	src, err := Open(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	var dst []Socket
+	var dst []model.Socket
 	b.ReportAllocs()
 	for b.Loop() {
 		dst, err = src.Sockets(context.Background(), dst[:0])

@@ -1,13 +1,30 @@
-// Package connections lists the host's TCP sockets through interchangeable
-// sources (procfs today, netlink and eBPF later).
-package connections
+package model
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 )
+
+// Transport is a socket's layer-4 protocol. The zero value is TCP, the
+// transport every socket source reads today.
+type Transport uint8
+
+// Transports.
+const (
+	TCP Transport = iota
+	UDP
+)
+
+// String returns the transport's name as ECS's network.transport spells it.
+func (t Transport) String() string {
+	switch t {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return fmt.Sprintf("unknown(%d)", uint8(t))
+}
 
 // State is a TCP state as numbered by the kernel (include/net/tcp_states.h).
 type State uint8
@@ -54,19 +71,25 @@ func (s State) String() string {
 // Valid reports whether s is a state the kernel defines.
 func (s State) Valid() bool { return s >= StateEstablished && s <= StateNewSynRecv }
 
-// Socket is one TCP socket as the kernel reports it. Addresses are unmapped:
-// an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is stored as the IPv4 address.
+// Socket is one socket as the kernel reports it. Addresses are unmapped:
+// an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is stored as the IPv4
+// address.
 type Socket struct {
 	LocalIP    netip.Addr
 	RemoteIP   netip.Addr
 	LocalPort  uint16
 	RemotePort uint16
 	State      State
+	Transport  Transport
 	// UID owns the socket (the creating process's effective uid).
 	UID uint32
 	// Inode identifies the socket in /proc/PID/fd links; 0 for sockets no
 	// process holds any more (TIME_WAIT, orphans).
 	Inode uint64
+	// NetNS is the inode of the socket's network namespace; 0 when the
+	// source reads only the agent's own namespace. Two sockets with the
+	// same addresses in different namespaces are different sockets.
+	NetNS uint64
 	// Info holds the kernel's tcp_info figures when the source can read them.
 	Info *TCPInfo
 }
@@ -81,34 +104,4 @@ type TCPInfo struct {
 	BytesReceived    uint64
 	SegsIn           uint32
 	SegsOut          uint32
-}
-
-// Source lists the host's TCP sockets.
-type Source interface {
-	// Name says which source this is ("procfs", "netlink").
-	Name() string
-	// Sockets appends the current TCP sockets to dst and returns the result.
-	// A source reuses its own buffers; the caller may reuse dst across calls.
-	Sockets(ctx context.Context, dst []Socket) ([]Socket, error)
-	// Close releases what the source holds open.
-	Close() error
-}
-
-// UnavailableError says a source cannot run on this host (a missing kernel
-// feature or privilege). Callers log it once and fall back.
-type UnavailableError struct {
-	Source string
-	Err    error
-}
-
-func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("socket source %s unavailable: %v", e.Source, e.Err)
-}
-
-func (e *UnavailableError) Unwrap() error { return e.Err }
-
-// IsUnavailable reports whether err says a source cannot run here.
-func IsUnavailable(err error) bool {
-	var u *UnavailableError
-	return errors.As(err, &u)
 }

@@ -1,4 +1,4 @@
-package connections
+package procfs
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -16,21 +17,21 @@ import (
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func TestProcFSFixture(t *testing.T) {
-	src, err := NewProcFS("testdata/proc")
+	src, err := Open("testdata/proc")
 	require.NoError(t, err)
 	got, err := src.Sockets(context.Background(), nil)
 	require.NoError(t, err)
-	assert.Equal(t, []Socket{
-		{LocalIP: addr("0.0.0.0"), RemoteIP: addr("0.0.0.0"), LocalPort: 80, State: StateListen, Inode: 1001},
-		{LocalIP: addr("127.0.0.1"), RemoteIP: addr("127.0.0.2"), LocalPort: 80, RemotePort: 40000, State: StateEstablished, UID: 1000, Inode: 1002},
-		{LocalIP: addr("127.0.0.1"), RemoteIP: addr("127.0.0.1"), LocalPort: 40001, RemotePort: 80, State: StateTimeWait},
-		{LocalIP: addr("10.0.0.10"), RemoteIP: addr("10.0.0.9"), LocalPort: 443, RemotePort: 50000, State: StateEstablished, UID: 33, Inode: 1003},
-		{LocalIP: addr("::"), RemoteIP: addr("::"), LocalPort: 22, State: StateListen, Inode: 2001},
-		{LocalIP: addr("::1"), RemoteIP: addr("::1"), LocalPort: 8080, RemotePort: 40002, State: StateEstablished, UID: 1000, Inode: 2002},
+	assert.Equal(t, []model.Socket{
+		{LocalIP: addr("0.0.0.0"), RemoteIP: addr("0.0.0.0"), LocalPort: 80, State: model.StateListen, Inode: 1001},
+		{LocalIP: addr("127.0.0.1"), RemoteIP: addr("127.0.0.2"), LocalPort: 80, RemotePort: 40000, State: model.StateEstablished, UID: 1000, Inode: 1002},
+		{LocalIP: addr("127.0.0.1"), RemoteIP: addr("127.0.0.1"), LocalPort: 40001, RemotePort: 80, State: model.StateTimeWait},
+		{LocalIP: addr("10.0.0.10"), RemoteIP: addr("10.0.0.9"), LocalPort: 443, RemotePort: 50000, State: model.StateEstablished, UID: 33, Inode: 1003},
+		{LocalIP: addr("::"), RemoteIP: addr("::"), LocalPort: 22, State: model.StateListen, Inode: 2001},
+		{LocalIP: addr("::1"), RemoteIP: addr("::1"), LocalPort: 8080, RemotePort: 40002, State: model.StateEstablished, UID: 1000, Inode: 2002},
 		// IPv4-mapped addresses of a dual-stack socket come out as IPv4
-		{LocalIP: addr("127.0.0.1"), RemoteIP: addr("127.0.0.2"), LocalPort: 22, RemotePort: 40003, State: StateEstablished, Inode: 2003},
+		{LocalIP: addr("127.0.0.1"), RemoteIP: addr("127.0.0.2"), LocalPort: 22, RemotePort: 40003, State: model.StateEstablished, Inode: 2003},
 		// all 16 bytes of an IPv6 address (the old connbeat kept 4)
-		{LocalIP: addr("2001:db8::1"), RemoteIP: addr("2001:db8::2"), LocalPort: 22, RemotePort: 50001, State: StateEstablished, Inode: 2004},
+		{LocalIP: addr("2001:db8::1"), RemoteIP: addr("2001:db8::2"), LocalPort: 22, RemotePort: 50001, State: model.StateEstablished, Inode: 2004},
 	}, got)
 }
 
@@ -41,7 +42,7 @@ func TestProcFSWithoutTCP6(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(root, "net", "tcp"), data, 0o644))
 
-	src, err := NewProcFS(root)
+	src, err := Open(root)
 	require.NoError(t, err)
 	got, err := src.Sockets(context.Background(), nil)
 	require.NoError(t, err, "IPv6 disabled is not an error")
@@ -50,7 +51,7 @@ func TestProcFSWithoutTCP6(t *testing.T) {
 
 func TestProcFSErrors(t *testing.T) {
 	t.Run("no net/tcp", func(t *testing.T) {
-		src, err := NewProcFS(t.TempDir())
+		src, err := Open(t.TempDir())
 		require.NoError(t, err)
 		_, err = src.Sockets(context.Background(), nil)
 		require.ErrorContains(t, err, "reading net/tcp")
@@ -60,13 +61,13 @@ func TestProcFSErrors(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Join(root, "net"), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(root, "net", "tcp"),
 			[]byte("header\n   0: 0100007F:XYZ 00000000:0000 0A 0:0 0:0 0 0 0 1 1\n"), 0o644))
-		src, err := NewProcFS(root)
+		src, err := Open(root)
 		require.NoError(t, err)
 		_, err = src.Sockets(context.Background(), nil)
 		require.ErrorContains(t, err, "reading net/tcp")
 	})
 	t.Run("cancelled", func(t *testing.T) {
-		src, err := NewProcFS("testdata/proc")
+		src, err := Open("testdata/proc")
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -94,7 +95,7 @@ func FuzzProcFSNetTCP(f *testing.F) {
 	if err := os.MkdirAll(filepath.Join(root, "net"), 0o755); err != nil {
 		f.Fatal(err)
 	}
-	src, err := NewProcFS(root)
+	src, err := Open(root)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func socketInode(t *testing.T, c syscall.Conn) uint64 {
 func TestProcFSRealKernel(t *testing.T) {
 	type want struct {
 		local, remote netip.AddrPort
-		state         State
+		state         model.State
 	}
 	wants := map[uint64]want{}
 	for _, network := range []string{"tcp4", "tcp6"} {
@@ -142,7 +143,7 @@ func TestProcFSRealKernel(t *testing.T) {
 			t.Skipf("no %s loopback here: %v", network, err)
 		}
 		defer ln.Close()
-		wants[socketInode(t, ln.(*net.TCPListener))] = want{local: ln.Addr().(*net.TCPAddr).AddrPort(), state: StateListen}
+		wants[socketInode(t, ln.(*net.TCPListener))] = want{local: ln.Addr().(*net.TCPAddr).AddrPort(), state: model.StateListen}
 
 		c, err := net.Dial(network, ln.Addr().String())
 		require.NoError(t, err)
@@ -154,12 +155,12 @@ func TestProcFSRealKernel(t *testing.T) {
 			wants[socketInode(t, conn.(*net.TCPConn))] = want{
 				local:  conn.LocalAddr().(*net.TCPAddr).AddrPort(),
 				remote: conn.RemoteAddr().(*net.TCPAddr).AddrPort(),
-				state:  StateEstablished,
+				state:  model.StateEstablished,
 			}
 		}
 	}
 
-	src, err := NewProcFS("/proc")
+	src, err := Open("/proc")
 	require.NoError(t, err)
 	got, err := src.Sockets(context.Background(), nil)
 	require.NoError(t, err)
@@ -167,7 +168,7 @@ func TestProcFSRealKernel(t *testing.T) {
 	for _, s := range got {
 		if _, ok := wants[s.Inode]; ok {
 			w := want{local: netip.AddrPortFrom(s.LocalIP, s.LocalPort), state: s.State}
-			if s.State != StateListen {
+			if s.State != model.StateListen {
 				w.remote = netip.AddrPortFrom(s.RemoteIP, s.RemotePort)
 			}
 			found[s.Inode] = w

@@ -1,4 +1,4 @@
-package connections
+package procfs
 
 import (
 	"context"
@@ -8,35 +8,39 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/prometheus/procfs"
 )
 
-// ProcFS reads /proc/net/tcp and /proc/net/tcp6 through prometheus/procfs.
+// Name is the source's name in logs and configuration.
+const Name = "procfs"
+
+// Source reads /proc/net/tcp and /proc/net/tcp6 through prometheus/procfs.
 // It is the portable fallback: it walks the kernel's whole socket hash on
 // every read and cannot give tcp_info.
-type ProcFS struct {
+type Source struct {
 	fs procfs.FS
 }
 
-// NewProcFS returns a source that reads the net files under root (usually
+// Open returns a source that reads the net files under root (usually
 // /proc; the network namespace is that of the reading process).
-func NewProcFS(root string) (*ProcFS, error) {
+func Open(root string) (*Source, error) {
 	fsys, err := procfs.NewFS(root)
 	if err != nil {
-		return nil, &UnavailableError{Source: "procfs", Err: err}
+		return nil, &model.UnavailableError{Source: Name, Err: err}
 	}
-	return &ProcFS{fs: fsys}, nil
+	return &Source{fs: fsys}, nil
 }
 
-// Name implements Source.
-func (p *ProcFS) Name() string { return "procfs" }
+// Name implements connections.Source.
+func (p *Source) Name() string { return Name }
 
-// Close implements Source.
-func (p *ProcFS) Close() error { return nil }
+// Close implements connections.Source.
+func (p *Source) Close() error { return nil }
 
-// Sockets implements Source. A missing tcp6 file (IPv6 disabled) is not an
+// Sockets implements connections.Source. A missing tcp6 file (IPv6 disabled) is not an
 // error; a missing tcp file is.
-func (p *ProcFS) Sockets(ctx context.Context, dst []Socket) ([]Socket, error) {
+func (p *Source) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
 	v4, err := p.fs.NetTCP()
 	if err != nil {
 		return dst, fmt.Errorf("reading net/tcp: %w", err)
@@ -55,14 +59,14 @@ func (p *ProcFS) Sockets(ctx context.Context, dst []Socket) ([]Socket, error) {
 	return appendNetTCP(dst, v6), nil
 }
 
-func appendNetTCP(dst []Socket, lines procfs.NetTCP) []Socket {
+func appendNetTCP(dst []model.Socket, lines procfs.NetTCP) []model.Socket {
 	for _, l := range lines {
-		s := Socket{
+		s := model.Socket{
 			LocalIP:    addrFromIP(l.LocalAddr),
 			RemoteIP:   addrFromIP(l.RemAddr),
 			LocalPort:  uint16(l.LocalPort),
 			RemotePort: uint16(l.RemPort),
-			State:      State(l.St),
+			State:      model.State(l.St),
 			UID:        uint32(l.UID),
 			Inode:      l.Inode,
 		}

@@ -1,0 +1,87 @@
+package connections
+
+import (
+	"fmt"
+
+	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/monitoring"
+
+	"github.com/connbeat/connbeat/connections/bpfiter"
+	"github.com/connbeat/connbeat/connections/netlink"
+	"github.com/connbeat/connbeat/connections/procfs"
+	"github.com/connbeat/connbeat/model"
+)
+
+// Options say which source to open and how.
+type Options struct {
+	// Name is one of Names().
+	Name string
+	// TCPInfo asks for the kernel's tcp_info figures (netlink only).
+	TCPInfo bool
+	// ProcPath is the proc filesystem the procfs source reads.
+	ProcPath string
+	// Logger receives the one line that says why a source was passed over.
+	Logger *logp.Logger
+	// Metrics is where the source's counters are registered; nil keeps
+	// them private.
+	Metrics *monitoring.Registry
+}
+
+// Open opens the socket source opts.Name names, counted in opts.Metrics.
+// auto reads through netlink, moving to the bpf source on hosts with many
+// sockets where the agent may load it, and falls back to procfs with one
+// log line when the kernel or a seccomp policy refuses netlink; with
+// tcp_info, which only netlink reads, it stays on netlink. bpf, netlink and
+// procfs force one.
+func Open(opts Options) (Source, error) {
+	if opts.Logger == nil {
+		opts.Logger = logp.NewNopLogger()
+	}
+	m := newMetrics(opts.Metrics)
+	openBPF := func() (Source, error) {
+		src, err := bpfiter.Open()
+		if err != nil {
+			return nil, err
+		}
+		return m.count(src), nil
+	}
+	openProcFS := func() (Source, error) {
+		src, err := procfs.Open(opts.ProcPath)
+		if err != nil {
+			return nil, fmt.Errorf("opening socket source (procfs at %s): %w", opts.ProcPath, err)
+		}
+		return m.count(src), nil
+	}
+
+	switch opts.Name {
+	case ProcFS:
+		return openProcFS()
+	case BPF:
+		src, err := openBPF()
+		if err != nil {
+			return nil, fmt.Errorf("opening socket source (socket_source: bpf): %w", err)
+		}
+		return src, nil
+	case Auto, Netlink:
+	default:
+		return nil, fmt.Errorf("unknown socket source %q (one of %v)", opts.Name, Names())
+	}
+	src, err := netlink.Open(netlink.Options{TCPInfo: opts.TCPInfo})
+	switch {
+	case err == nil:
+		if opts.Name == Auto && !opts.TCPInfo {
+			return newAutoSource(m.count(src), openBPF, opts.Logger, m.switches), nil
+		}
+		return m.count(src), nil
+	case opts.Name == Netlink:
+		return nil, fmt.Errorf("opening socket source (socket_source: netlink): %w", err)
+	case !model.IsUnavailable(err):
+		return nil, fmt.Errorf("opening socket source: %w", err)
+	}
+	lost := ""
+	if opts.TCPInfo {
+		lost = "; events carry no tcp_info"
+	}
+	opts.Logger.Warnf("%v: falling back to procfs (slower polls%s); set socket_source: procfs to silence this", err, lost)
+	return openProcFS()
+}

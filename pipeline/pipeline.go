@@ -1,0 +1,181 @@
+// Package pipeline runs one poll through connbeat's stages, in the order the
+// data flows: connections (sockets) -> procs (owners) -> classify ->
+// dedup -> event. The agent and the benchmark build it through the same
+// New, so what the benchmark measures is what the agent runs.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/beat"
+	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/monitoring"
+
+	"github.com/connbeat/connbeat/classify"
+	"github.com/connbeat/connbeat/config"
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/dedup"
+	"github.com/connbeat/connbeat/event"
+	"github.com/connbeat/connbeat/model"
+	"github.com/connbeat/connbeat/procs"
+)
+
+// Options configure a pipeline.
+type Options struct {
+	Config config.Config
+	// Host describes the agent's host in classic events.
+	Host event.Host
+	// Logger receives the lines a stage says once (a source passed over,
+	// processes the agent may not read).
+	Logger *logp.Logger
+	// Metrics is where the stages' counters are registered (libbeat's
+	// monitoring registry, under connbeat); nil keeps them private.
+	Metrics *monitoring.Registry
+	// WrapSource, when set, wraps the opened socket source: the benchmark
+	// times the source's reads with it.
+	WrapSource func(connections.Source) connections.Source
+}
+
+// Stats summarise one poll.
+type Stats struct {
+	Sockets int
+	Reports int
+	Procs   procs.Stats
+}
+
+// Pipeline runs the steps of one poll. It reuses its buffers between polls
+// and is not safe for concurrent use.
+type Pipeline struct {
+	source   connections.Source
+	resolver *procs.Resolver // nil when process info is off
+	classify *classify.Classifier
+	dedup    *dedup.Cache
+	events   *event.Builder
+	metrics  metrics
+
+	sockets []model.Socket
+	records []model.Record
+	reports []model.Report
+}
+
+// New opens the socket source and the process join the configuration asks
+// for and wires the stages. Close releases what it opened.
+func New(opts Options) (*Pipeline, error) {
+	cfg := opts.Config
+	if opts.Logger == nil {
+		opts.Logger = logp.NewNopLogger()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = monitoring.NewRegistry()
+	}
+	src, err := connections.Open(connections.Options{
+		Name:     cfg.SocketSource,
+		TCPInfo:  cfg.TCPInfo,
+		ProcPath: cfg.ProcPath,
+		Logger:   opts.Logger,
+		Metrics:  opts.Metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.WrapSource != nil {
+		src = opts.WrapSource(src)
+	}
+	p := &Pipeline{
+		source:   src,
+		classify: classify.New(classify.Options{LocalConnections: cfg.EnableLocalConnections}),
+		dedup:    dedup.New(cfg.Aggregation),
+		events:   event.NewBuilder(cfg.EventFormat, opts.Host),
+		metrics:  newMetrics(opts.Metrics),
+	}
+	if cfg.ExposeProcessInfo {
+		p.resolver, err = procs.New(procs.Options{
+			Root: cfg.ProcPath,
+			Metadata: procs.MetadataOptions{
+				Cmdline:          cfg.ExposeCmdline,
+				RedactCmdline:    cfg.RedactCmdline,
+				Environ:          cfg.ExposeEnviron,
+				EnvironAllowlist: cfg.EnvironAllowlist,
+			},
+		})
+		if err != nil {
+			src.Close()
+			return nil, fmt.Errorf("process join: %w", err)
+		}
+		logAccess(cfg.ProcPath, p.resolver, opts.Logger)
+	}
+	return p, nil
+}
+
+// SourceName names the socket source the next poll reads.
+func (p *Pipeline) SourceName() string { return p.source.Name() }
+
+// SetLocalIPs replaces the host's addresses in classic events.
+func (p *Pipeline) SetLocalIPs(ips []string) { p.events.SetLocalIPs(ips) }
+
+// Close releases the socket source and the process join.
+func (p *Pipeline) Close() error {
+	err := p.source.Close()
+	if p.resolver != nil {
+		if rerr := p.resolver.Close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// Poll reads the sockets once and calls publish for each event to send.
+func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Event)) (Stats, error) {
+	stats, err := p.poll(ctx, now, publish)
+	p.metrics.record(stats, err, p.dedup.Len())
+	return stats, err
+}
+
+func (p *Pipeline) poll(ctx context.Context, now time.Time, publish func(beat.Event)) (Stats, error) {
+	var stats Stats
+	var err error
+	p.sockets, err = p.source.Sockets(ctx, p.sockets[:0])
+	if err != nil {
+		return stats, fmt.Errorf("reading sockets from %s: %w", p.source.Name(), err)
+	}
+	stats.Sockets = len(p.sockets)
+
+	var owner classify.OwnerFunc
+	if p.resolver != nil {
+		stats.Procs, err = p.resolver.Refresh(ctx, p.sockets)
+		if err != nil {
+			return stats, fmt.Errorf("joining sockets to processes: %w", err)
+		}
+		owner = p.resolver.Owner
+	}
+	if err := ctx.Err(); err != nil {
+		return stats, err
+	}
+
+	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
+	p.reports = p.dedup.Filter(p.records, now, p.reports[:0])
+	stats.Reports = len(p.reports)
+	for i := range p.reports {
+		if ctx.Err() != nil {
+			return stats, ctx.Err()
+		}
+		publish(p.events.Build(&p.reports[i], now))
+	}
+	return stats, nil
+}
+
+// logAccess says once which processes the join cannot read, and whether
+// the kernel gives the cheap fd-count signal.
+func logAccess(procPath string, r *procs.Resolver, logger *logp.Logger) {
+	access, err := procs.SelfAccess(procPath)
+	if err != nil {
+		logger.Warnf("cannot tell which processes are readable: %v", err)
+	} else if msg := access.Explain(); msg != "" {
+		logger.Warn(msg)
+	}
+	if !r.FDCountSignal() {
+		logger.Info("kernel does not report fd counts in /proc/PID/fd (Linux < 6.2): new sockets are found by a scan of their uid's processes")
+	}
+}
