@@ -8,7 +8,7 @@ BINARY   := connbeat
 export GONOSUMDB := github.com/elastic
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build run test bench fuzz clean
+.PHONY: all build run test test-deps bench fuzz clean
 
 all: build
 
@@ -21,9 +21,13 @@ run: build
 	./$(BINARY) -e -c connbeat.yml --strict.perms=false
 
 # Every test: unit, fuzz seed corpora, integration against the real kernel
-# and the servers the tests start themselves.
-test:
+# and the servers the tests start themselves. test-deps installs the Debian
+# packages they need first (as root; it does nothing when all are there).
+test: test-deps
 	$(GO) test $(GOTEST_FLAGS) ./...
+
+test-deps:
+	tools/test-deps.sh
 
 # A short fuzzing pass over every parser of kernel text and wire formats.
 FUZZTIME ?= 20s

@@ -5,8 +5,8 @@ import (
 	conf "github.com/elastic/elastic-agent-libs/config"
 )
 
-// OutputDefaults are connbeat's defaults for settings of libbeat's outputs,
-// for instance.Settings.ConfigOverrides. libbeat merges them under the
+// OutputDefaults are connbeat's defaults for settings of libbeat's outputs
+// and queue, for instance.Settings.ConfigOverrides. libbeat merges them under the
 // user's file, so every key the file sets wins.
 //
 // Kafka: while no broker answers, sarama's partition producer fails each
@@ -32,6 +32,20 @@ func OutputDefaults() []cfgfile.ConditionalOverride {
 		Config: conf.MustNewConfigFrom(map[string]interface{}{
 			"output.kafka.metadata.retry.max":     3600,
 			"output.kafka.metadata.retry.backoff": "1s",
+		}),
+	}, {
+		// libbeat's memory queue holds the first events back until
+		// flush.timeout (10 s) passes or flush.min_events gather: a
+		// newcomer's console stays silent for 10 s and an operator thinks
+		// nothing works. connbeat publishes in bursts once a poll, so a
+		// short timeout costs few extra batches. Only when the file
+		// configures no other queue type (a second one would be refused).
+		Check: func(c *conf.C) bool {
+			q, err := c.Child("queue", -1)
+			return err != nil || q.HasField("mem")
+		},
+		Config: conf.MustNewConfigFrom(map[string]interface{}{
+			"queue.mem.flush.timeout": "1s",
 		}),
 	}}
 }

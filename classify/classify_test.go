@@ -117,13 +117,6 @@ func TestClassifyReusesListenerSet(t *testing.T) {
 	assert.Equal(t, model.Outbound, c.Classify(second, nil, nil)[0].Direction)
 }
 
-func TestKindAndDirectionNames(t *testing.T) {
-	assert.Equal(t, []string{"listener", "connection", "unknown"},
-		[]string{model.Listener.String(), model.Connection.String(), model.Kind(0).String()})
-	assert.Equal(t, []string{"listening", "inbound", "outbound", "unknown"},
-		[]string{model.Listening.String(), model.Inbound.String(), model.Outbound.String(), model.Direction(9).String()})
-}
-
 func BenchmarkClassify(b *testing.B) {
 	var sockets []model.Socket
 	for i := 0; i < 10000; i++ {

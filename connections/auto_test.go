@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/elastic/elastic-agent-libs/logp/logptest"
+	"github.com/elastic/elastic-agent-libs/monitoring"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -26,8 +27,11 @@ func TestAutoSourceSwitches(t *testing.T) {
 		t.Skipf("the bpf source cannot run here: %v", err)
 	}
 	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
+	reg := monitoring.NewRegistry()
 	err := <-sockettest.InNewNetns(func() error {
-		src, err := Open(sourceOptions(Auto, false, logger))
+		opts := sourceOptions(Auto, false, logger)
+		opts.Metrics = reg
+		src, err := Open(opts)
 		if err != nil {
 			return err
 		}
@@ -113,6 +117,14 @@ func TestAutoSourceSwitches(t *testing.T) {
 	require.Len(t, warns, 1, "%q", warns)
 	assert.Contains(t, warns[0], "socket source bpf failed")
 	assert.Contains(t, warns[0], "bpf source closed")
+
+	// Up, down, up, and down for good; the failed bpf poll is counted.
+	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
+	assert.Equal(t, int64(4), snap.Ints["socket_source.switches"])
+	assert.Equal(t, int64(1), snap.Ints["socket_source.bpf.errors"])
+	assert.Zero(t, snap.Ints["socket_source.netlink.errors"])
+	assert.Equal(t, int64(92), snap.Ints["socket_source.netlink.sockets"], "the last poll's count")
+	assert.Positive(t, snap.Ints["socket_source.bpf.polls"])
 }
 
 // connect opens a listener on 127.0.0.1 and n accepted connections to it
