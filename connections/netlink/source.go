@@ -67,8 +67,8 @@ func Open(opts Options) (*Source, error) {
 	// A dump with an empty state mask walks nothing but still needs the
 	// kernel's TCP diag handler: a cheap probe. The TCPDIAG_GETSOCK dump
 	// lists both families in one walk of the socket tables, where two
-	// inet_diag_req_v2 dumps walk them twice: about 5 ms less kernel time
-	// per poll with 40,000 sockets. A kernel that refuses it gets the
+	// inet_diag_req_v2 dumps walk them twice (make bench shows the
+	// difference on a big host). A kernel that refuses it gets the
 	// per-family dumps.
 	if !opts.perFamily {
 		probe := request{Compat: true}
