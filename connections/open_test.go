@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/connections/bpfiter"
-	"github.com/connbeat/connbeat/internal/sandbox"
+	"github.com/connbeat/connbeat/internal/testkit/sandbox"
 	"github.com/connbeat/connbeat/model"
 )
 

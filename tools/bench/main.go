@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/internal/workload"
+	"github.com/connbeat/connbeat/internal/testkit/workload"
 )
 
 // measureEnv makes the process a measurement child for one source.
