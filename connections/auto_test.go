@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 )
 
 // TestAutoSourceSwitches drives socket_source: auto across its thresholds

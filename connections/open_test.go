@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/elastic/elastic-agent-libs/logp"
@@ -16,7 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/connections/bpfiter"
-	"github.com/connbeat/connbeat/internal/sandbox"
+	"github.com/connbeat/connbeat/internal/testkit/child"
+	"github.com/connbeat/connbeat/internal/testkit/sandbox"
 	"github.com/connbeat/connbeat/model"
 )
 
@@ -85,33 +83,12 @@ func bpfAvailable() error {
 	return src.Close()
 }
 
-const noNetlinkEnv = "CONNBEAT_TEST_NO_NETLINK"
-
 // TestSelectSourceWithoutNetlink runs itself again in a child process whose
 // seccomp filter makes socket(AF_NETLINK) fail with EPERM, as a container
 // runtime's policy can: auto must fall back to procfs with one log line,
 // and a forced netlink must fail with an UnavailableError.
 func TestSelectSourceWithoutNetlink(t *testing.T) {
-	inChild(t, noNetlinkEnv, selectWithoutNetlink)
-}
-
-// inChild runs the test t again in a child process with env set to 1, where
-// it runs body; the parent passes, skips or fails as the child did. Tests
-// that take a kernel feature away with a seccomp filter use it: the filter
-// lasts for the rest of the process's life.
-func inChild(t *testing.T, env string, body func(*testing.T)) {
-	if os.Getenv(env) == "1" {
-		body(t)
-		return
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), env+"=1")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "child:\n%s", out)
-	if skipped := "--- SKIP: " + t.Name(); strings.Contains(string(out), skipped) {
-		t.Skipf("child skipped:\n%s", out)
-	}
-	require.True(t, strings.Contains(string(out), "--- PASS: "+t.Name()), "child:\n%s", out)
+	child.RunTest(t, selectWithoutNetlink)
 }
 
 func selectWithoutNetlink(t *testing.T) {
@@ -151,15 +128,13 @@ func selectWithoutNetlink(t *testing.T) {
 	assert.Zero(t, logs.Len(), "a forced source fails instead of logging")
 }
 
-const noBPFEnv = "CONNBEAT_TEST_NO_BPF"
-
 // TestSelectSourceWithoutBPF runs itself again in a child process whose
 // seccomp filter makes bpf(2) fail with EPERM, as Docker's default profile
 // does: auto must stay on netlink, saying why once when the host is big
 // enough for bpf, and a forced bpf source must fail with an
 // UnavailableError naming the capabilities.
 func TestSelectSourceWithoutBPF(t *testing.T) {
-	inChild(t, noBPFEnv, selectWithoutBPF)
+	child.RunTest(t, selectWithoutBPF)
 }
 
 func selectWithoutBPF(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/internal/rabbit"
-	"github.com/connbeat/connbeat/internal/testcerts"
+	"github.com/connbeat/connbeat/internal/testkit/certs"
+	"github.com/connbeat/connbeat/internal/testkit/rabbit"
 )
 
 const (
@@ -24,14 +24,14 @@ const (
 )
 
 // startRabbit runs a private rabbitmq-server for one test, or skips it.
-func startRabbit(t *testing.T, certs *testcerts.Certs) *rabbit.Broker {
+func startRabbit(t *testing.T, pki *certs.Files) *rabbit.Broker {
 	t.Helper()
 	if err := rabbit.Available(); err != nil {
 		t.Skip(err)
 	}
 	opts := rabbit.Options{User: amqpUser, Password: amqpPass}
-	if certs != nil {
-		opts.TLS = rabbit.TLSFor(*certs)
+	if pki != nil {
+		opts.TLS = rabbit.TLSFor(*pki)
 	}
 	b, err := rabbit.Start(t.TempDir(), opts)
 	require.NoError(t, err)
@@ -196,15 +196,15 @@ func TestAMQPOutputOutage(t *testing.T) {
 func TestAMQPTLS(t *testing.T) {
 	t.Parallel()
 	const ip = "127.0.0.42"
-	certs, err := testcerts.Write(t.TempDir())
+	pki, err := certs.Write(t.TempDir())
 	require.NoError(t, err)
-	b := startRabbit(t, &certs)
+	b := startRabbit(t, &pki)
 	q := bindQueue(t, b, "tls", "connbeat.listener.*")
 
 	tlsOpts := func(cert, key string) string {
-		return fmt.Sprintf("  ssl.certificate_authorities: [%q]\n  ssl.certificate: %q\n  ssl.key: %q\n", certs.CA, cert, key)
+		return fmt.Sprintf("  ssl.certificate_authorities: [%q]\n  ssl.certificate: %q\n  ssl.key: %q\n", pki.CA, cert, key)
 	}
-	good := tlsOpts(certs.ClientCert, certs.ClientKey)
+	good := tlsOpts(pki.ClientCert, pki.ClientKey)
 	a := outputAgent(t, "  poll_interval: 200ms\n  aggregation: 10m", amqpOutput(b.TLSURL(), good),
 		"queue.mem.flush.min_events: 1", keepOwn(ip))
 	lns := ownListeners(t, ip, 2)
@@ -218,7 +218,7 @@ func TestAMQPTLS(t *testing.T) {
 		want         []string
 	}{
 		{"client certificate", amqpOutput(b.TLSURL(), good), 0, []string{"amqp: " + b.TLSURL(), "TLS: yes", `exchange: "connbeat" (topic) declared`}},
-		{"certificate of another CA", amqpOutput(b.TLSURL(), tlsOpts(certs.RogueCert, certs.RogueKey)), 1,
+		{"certificate of another CA", amqpOutput(b.TLSURL(), tlsOpts(pki.RogueCert, pki.RogueKey)), 1,
 			[]string{"ERROR", "the broker refused the TLS client: remote error: tls: certificate required", "check output.amqp.ssl.certificate"}},
 		{"missing exchange", amqpOutput(b.URL(), "  exchange: absent\n  exchange_declare: false\n"), 1,
 			[]string{"ERROR", `exchange "absent" does not exist`}},

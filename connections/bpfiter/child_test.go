@@ -2,6 +2,7 @@ package bpfiter
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,36 +20,37 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/internal/testkit/child"
+	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
 
 // The test binary runs itself as a child, as another user, to own sockets
 // under another uid and to find out what Open says without privileges.
-const (
-	childEnv = "CONNBEAT_BPFITER_CHILD" // "listen" or "open"
-	peerEnv  = "CONNBEAT_BPFITER_PEER"  // address the listen child dials
-)
-
-var nobody = &syscall.Credential{Uid: 65534, Gid: 65534}
-
-func TestMain(m *testing.M) {
-	switch os.Getenv(childEnv) {
-	case "listen":
-		if err := childListen(os.Getenv(peerEnv)); err != nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
+var (
+	// listenChild runs childListen; its argument is the address to dial.
+	listenChild = child.Helper{Name: "bpfiter-listen", Main: func(args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("want the peer's address, got %q", args)
 		}
-		os.Exit(0)
-	case "open":
+		return childListen(args[0])
+	}}
+	// openChild runs Open and prints an openResult.
+	openChild = child.Helper{Name: "bpfiter-open", Main: func([]string) error {
 		_, err := Open()
 		out := openResult{Opened: err == nil, Unavailable: model.IsUnavailable(err)}
 		if err != nil {
 			out.Err = err.Error()
 		}
 		_ = json.NewEncoder(os.Stdout).Encode(out)
-		os.Exit(0)
-	}
+		return nil
+	}}
+)
+
+var nobody = &syscall.Credential{Uid: 65534, Gid: 65534}
+
+func TestMain(m *testing.M) {
+	child.Serve(listenChild, openChild)
 	os.Exit(m.Run())
 }
 
@@ -111,22 +113,22 @@ func childListen(peer string) error {
 	return err
 }
 
-// childCmd returns a command that runs this test binary as nobody in the
-// given child mode. The binary is copied where nobody may run it (go test
-// builds it in a directory only root can enter).
-func childCmd(t *testing.T, mode string) *exec.Cmd {
+// childCmd returns a command that runs this test binary as nobody as the
+// helper h with args. The binary is copied where nobody may run it (go
+// test builds it in a directory only root can enter).
+func childCmd(t *testing.T, h child.Helper, args ...string) *exec.Cmd {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("running a child as another user needs root")
 	}
-	self, err := os.Executable()
+	cmd, err := h.Command(context.Background(), args...)
 	require.NoError(t, err)
 	dir, err := os.MkdirTemp("", "bpfiter-child-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
 	exe := filepath.Join(dir, "bpfiter.test")
-	in, err := os.Open(self)
+	in, err := os.Open(cmd.Path)
 	require.NoError(t, err)
 	defer in.Close()
 	out, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY, 0o755)
@@ -135,11 +137,9 @@ func childCmd(t *testing.T, mode string) *exec.Cmd {
 	require.NoError(t, err)
 	require.NoError(t, out.Close())
 
-	cmd := exec.Command(exe)
+	cmd.Path, cmd.Args[0] = exe, exe
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), childEnv+"="+mode)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
-	cmd.Stderr = os.Stderr
 	return cmd
 }
 
@@ -153,8 +153,7 @@ func TestKernelOtherUID(t *testing.T) {
 	lb := sockettest.New(t)
 	peer := lb.Listen("tcp4", "127.0.0.1:0")
 
-	cmd := childCmd(t, "listen")
-	cmd.Env = append(cmd.Env, peerEnv+"="+peer.Addr().String())
+	cmd := childCmd(t, listenChild, peer.Addr().String())
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
@@ -227,7 +226,7 @@ func TestKernelOtherUID(t *testing.T) {
 // missing.
 func TestKernelUnavailableUnprivileged(t *testing.T) {
 	openKernel(t) // only meaningful where root can open it
-	cmd := childCmd(t, "open")
+	cmd := childCmd(t, openChild)
 	out, err := cmd.Output()
 	require.NoError(t, err)
 	var res openResult

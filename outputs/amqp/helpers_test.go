@@ -15,16 +15,16 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/internal/outputtest"
-	"github.com/connbeat/connbeat/internal/rabbit"
-	"github.com/connbeat/connbeat/internal/testcerts"
+	"github.com/connbeat/connbeat/internal/testkit/certs"
+	"github.com/connbeat/connbeat/internal/testkit/outputtest"
+	"github.com/connbeat/connbeat/internal/testkit/rabbit"
 )
 
 // The package's tests share one broker (starting one takes ~6 s); tests
 // that stop it start it again before they end, so none runs in parallel.
 var shared struct {
 	broker *rabbit.Broker
-	certs  testcerts.Certs
+	certs  certs.Files
 	why    error // why there is no broker
 }
 
@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 	}
 	shared.why = rabbit.Available()
 	if shared.why == nil {
-		shared.certs, shared.why = testcerts.Write(dir)
+		shared.certs, shared.why = certs.Write(dir)
 	}
 	if shared.why == nil {
 		shared.broker, shared.why = rabbit.Start(dir, rabbit.Options{User: testUser, Password: testPass, TLS: rabbit.TLSFor(shared.certs)})

@@ -21,7 +21,7 @@ import (
 	"github.com/elastic/elastic-agent-libs/mapstr"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/internal/outputtest"
+	"github.com/connbeat/connbeat/internal/testkit/outputtest"
 )
 
 // counters records what the output reports to libbeat's observer.

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/internal/testcerts"
+	"github.com/connbeat/connbeat/internal/testkit/certs"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -199,9 +199,9 @@ func TestAuth(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	certs, err := testcerts.Write(t.TempDir())
+	pki, err := certs.Write(t.TempDir())
 	require.NoError(t, err)
-	cert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
+	cert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
 	require.NoError(t, err)
 	rc := &receiver{t: t}
 	srv := httptest.NewUnstartedServer(rc)
@@ -209,7 +209,7 @@ func TestTLS(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	c, _ := newTestClient(t, srv.URL, "hosts: [x]\nssl.certificate_authorities: ['"+certs.CA+"']")
+	c, _ := newTestClient(t, srv.URL, "hosts: [x]\nssl.certificate_authorities: ['"+pki.CA+"']")
 	assert.Equal(t, []outest.BatchSignalTag{outest.BatchACK}, publishUntilDone(t, c, events(7)))
 	assert.Equal(t, []int{7}, ids(rc.events()))
 

@@ -10,18 +10,28 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/internal/workload"
+	"github.com/connbeat/connbeat/internal/testkit/child"
+	"github.com/connbeat/connbeat/internal/testkit/workload"
 )
 
-// measureEnv makes the process a measurement child for one source.
-const measureEnv = "CONNBEAT_BENCH_MEASURE"
+// measureHelper is a measurement child for one source: its arguments are
+// the source and the number of warm polls; it prints a sourceResult.
+var measureHelper = child.Helper{Name: "bench-measure", Main: func(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("want a source and a number of warm polls, got %q", args)
+	}
+	warm, err := strconv.Atoi(args[1])
+	if err != nil {
+		return fmt.Errorf("warm polls: %w", err)
+	}
+	return json.NewEncoder(os.Stdout).Encode(measure(args[0], warm))
+}}
 
 type flags struct {
 	conns         []int
@@ -46,12 +56,7 @@ type row struct {
 }
 
 func main() {
-	workload.RunChildIfRequested()
-	if name := os.Getenv(measureEnv); name != "" {
-		warm, _ := strconv.Atoi(os.Getenv(measureEnv + "_WARM"))
-		_ = json.NewEncoder(os.Stdout).Encode(measure(name, warm))
-		return
-	}
+	child.Serve(workload.Helper(), measureHelper)
 	f := parseFlags()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -145,13 +150,10 @@ func runSize(ctx context.Context, f flags, n int) (row, error) {
 // measureChild measures one source in a fresh process, so that its peak
 // memory is its own.
 func measureChild(ctx context.Context, src string, warm int) (sourceResult, error) {
-	exe, err := os.Executable()
+	cmd, err := measureHelper.Command(ctx, src, strconv.Itoa(warm))
 	if err != nil {
 		return sourceResult{}, err
 	}
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), measureEnv+"="+src, measureEnv+"_WARM="+strconv.Itoa(warm))
-	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return sourceResult{}, fmt.Errorf("measuring %s: %w", src, err)

@@ -1,7 +1,7 @@
-// Package testcerts writes the PEM files of TLS tests: a CA, a server
+// Package certs writes the PEM files of TLS tests: a CA, a server
 // certificate it signed for localhost and 127.0.0.1, a client certificate
 // it signed, and a client certificate of an unrelated CA.
-package testcerts
+package certs
 
 import (
 	"crypto/ecdsa"
@@ -18,11 +18,11 @@ import (
 	"time"
 )
 
-// Certs are PEM files for a TLS test: a CA that signed the server's
+// Files are the PEM files for a TLS test: a CA that signed the server's
 // certificate (for localhost and 127.0.0.1) and a client certificate, and
 // a second, unrelated CA that signed a client certificate the server must
 // refuse.
-type Certs struct {
+type Files struct {
 	CA, ServerCert, ServerKey, ClientCert, ClientKey string
 	RogueCA, RogueCert, RogueKey                     string
 }
@@ -33,8 +33,8 @@ type issuer struct {
 }
 
 // Write generates the certificates into dir.
-func Write(dir string) (Certs, error) {
-	c := Certs{
+func Write(dir string) (Files, error) {
+	c := Files{
 		CA: filepath.Join(dir, "ca.pem"), ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server-key.pem"),
 		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client-key.pem"),
 		RogueCA: filepath.Join(dir, "rogue-ca.pem"), RogueCert: filepath.Join(dir, "rogue.pem"), RogueKey: filepath.Join(dir, "rogue-key.pem"),

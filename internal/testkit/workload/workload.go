@@ -1,8 +1,8 @@
 // Package workload holds many idle, established loopback TCP connections in
 // child processes, so benchmarks can measure socket sources and the process
-// join against a busy host. A program that starts a workload must call
-// RunChildIfRequested first thing in main (or TestMain): the children are
-// that same executable started again.
+// join against a busy host. A program that starts a workload must serve
+// Helper first thing in main (or TestMain): the children are that same
+// executable started again.
 package workload
 
 import (
@@ -11,15 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// childEnv carries a child's Spec; its presence makes a process a child.
-const childEnv = "CONNBEAT_WORKLOAD_CHILD"
 
 // Spec is what one child process holds.
 type Spec struct {
@@ -70,13 +66,14 @@ type Options struct {
 
 // Workload is a set of running children.
 type Workload struct {
-	children []*child
+	children []*proc
 	// Sockets is how many sockets the children hold (connections count
 	// twice, listeners once).
 	Sockets int
 }
 
-type child struct {
+// proc is one running child.
+type proc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 }
@@ -95,16 +92,12 @@ func Start(ctx context.Context, opts Options) (*Workload, error) {
 	case opts.IPv6Every < 0:
 		opts.IPv6Every = 0
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("finding the executable to start workload children: %w", err)
-	}
 	w := &Workload{}
 	for left := opts.Conns; left > 0 || len(w.children) == 0; {
 		n := min(left, opts.PerProcess)
 		left -= n
 		spec := Spec{Conns: n, Listeners: opts.ListenersPerProcess, IPv6Every: opts.IPv6Every}
-		c, err := startChild(ctx, exe, spec)
+		c, err := startChild(ctx, spec)
 		if err != nil {
 			w.Stop()
 			return nil, err
@@ -115,10 +108,11 @@ func Start(ctx context.Context, opts Options) (*Workload, error) {
 	return w, nil
 }
 
-func startChild(ctx context.Context, exe string, spec Spec) (*child, error) {
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+spec.encode())
-	cmd.Stderr = os.Stderr
+func startChild(ctx context.Context, spec Spec) (*proc, error) {
+	cmd, err := Helper().Command(ctx, spec.encode())
+	if err != nil {
+		return nil, err
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -130,7 +124,7 @@ func startChild(ctx context.Context, exe string, spec Spec) (*child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting workload child: %w", err)
 	}
-	c := &child{cmd: cmd, stdin: stdin}
+	c := &proc{cmd: cmd, stdin: stdin}
 	ready := make(chan error, 1)
 	go func() {
 		line, err := bufio.NewReader(stdout).ReadString('\n')
@@ -169,7 +163,7 @@ func (w *Workload) Stop() {
 	w.children = nil
 }
 
-func (c *child) stop() {
+func (c *proc) stop() {
 	c.stdin.Close()
 	done := make(chan struct{})
 	go func() { _ = c.cmd.Wait(); close(done) }()

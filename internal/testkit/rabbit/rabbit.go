@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/connbeat/connbeat/internal/testcerts"
+	"github.com/connbeat/connbeat/internal/testkit/certs"
 )
 
 // Binaries of Debian's rabbitmq-server package. /usr/sbin/rabbitmq-server
@@ -55,8 +55,8 @@ type TLS struct {
 	CAFile, CertFile, KeyFile string // PEM files
 }
 
-// TLSFor is the broker's TLS listener for certificates testcerts wrote.
-func TLSFor(c testcerts.Certs) *TLS {
+// TLSFor is the broker's TLS listener for certificates certs wrote.
+func TLSFor(c certs.Files) *TLS {
 	return &TLS{CAFile: c.CA, CertFile: c.ServerCert, KeyFile: c.ServerKey}
 }
 

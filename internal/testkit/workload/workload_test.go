@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/connbeat/connbeat/connections/procfs"
+	"github.com/connbeat/connbeat/internal/testkit/child"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) {
-	RunChildIfRequested()
+	child.Serve(Helper())
 	os.Exit(m.Run())
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/internal/testcerts"
+	"github.com/connbeat/connbeat/internal/testkit/certs"
 )
 
 // TestBrokerSurvivesRestart starts a real broker with credentials and a
@@ -25,9 +25,9 @@ func TestBrokerSurvivesRestart(t *testing.T) {
 		t.Skip(err)
 	}
 	dir := t.TempDir()
-	certs, err := testcerts.Write(dir)
+	pki, err := certs.Write(dir)
 	require.NoError(t, err)
-	b, err := Start(dir, Options{User: "cb", Password: "s3cret", TLS: TLSFor(certs)})
+	b, err := Start(dir, Options{User: "cb", Password: "s3cret", TLS: TLSFor(pki)})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 
@@ -62,10 +62,10 @@ func TestBrokerSurvivesRestart(t *testing.T) {
 	assert.Equal(t, "hello", string(msg.Body))
 
 	pool := x509.NewCertPool()
-	ca, err := os.ReadFile(certs.CA)
+	ca, err := os.ReadFile(pki.CA)
 	require.NoError(t, err)
 	require.True(t, pool.AppendCertsFromPEM(ca))
-	cert, err := tls.LoadX509KeyPair(certs.ClientCert, certs.ClientKey)
+	cert, err := tls.LoadX509KeyPair(pki.ClientCert, pki.ClientKey)
 	require.NoError(t, err)
 	tc, err := amqp.DialTLS("amqps://cb:s3cret@"+net.JoinHostPort("localhost", itoa(b.TLSPort))+"/", &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}})
 	require.NoError(t, err)

@@ -6,28 +6,34 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/connbeat/connbeat/internal/testkit/child"
 )
 
-// RunChildIfRequested turns the process into a workload child when it was
-// started as one: it opens the connections, says "ready", holds them until
-// its stdin closes, and exits. Otherwise it returns at once.
-func RunChildIfRequested() {
-	v, ok := os.LookupEnv(childEnv)
-	if !ok {
-		return
+// Helper is the workload's child process. A program that starts a
+// workload serves it first thing in main (or TestMain):
+// child.Serve(workload.Helper()).
+func Helper() child.Helper {
+	return child.Helper{Name: "workload", Main: runChild}
+}
+
+// runChild opens the connections of the spec in args, says "ready", holds
+// them until its stdin closes, and returns.
+func runChild(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("want one spec argument, got %q", args)
 	}
-	spec, err := decodeSpec(v)
-	if err == nil {
-		var fds []int
-		fds, err = hold(spec)
-		if err == nil {
-			fmt.Printf("ready %d\n", len(fds))
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			os.Exit(0)
-		}
+	spec, err := decodeSpec(args[0])
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(os.Stderr, "workload child: %v\n", err)
-	os.Exit(1)
+	fds, err := hold(spec)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ready %d\n", len(fds))
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
 }
 
 // hold opens the spec's listeners and connections with plain blocking
