@@ -51,6 +51,30 @@ bench: build
 clean:
 	rm -rf $(BINARY) build dist
 
+# Generated code: the bpf source's program (connections/bpfiter/iter.bpf.c)
+# compiled by bpf2go (a Go tool dependency) into iter_bpfel.o and
+# iter_bpfeb.o and the Go that embeds them, all committed. Needs clang,
+# llvm-strip and libbpf's headers (Debian: clang llvm libbpf-dev).
+.PHONY: generate check-generate
+generate:
+	$(GO) generate ./...
+
+# CI: regenerates into the tree and fails if that changed or added a file,
+# i.e. if the committed objects are not what the committed C compiles to.
+# It wants a clean tree to start from (commit or stash first).
+# clang's output is byte-for-byte stable for one clang version only, so the
+# check needs Debian's clang 14, the one .ci/run installs (bookworm); with
+# another clang it stops before comparing.
+CLANG_MAJOR := 14
+check-generate:
+	@clang --version 2>/dev/null | grep -q 'clang version $(CLANG_MAJOR)\.' || \
+	  { echo "check-generate: needs clang $(CLANG_MAJOR) (found: $$(clang --version 2>/dev/null | head -1))" >&2; exit 1; }
+	$(MAKE) generate
+	@if [ -n "$$(git status --porcelain)" ]; then \
+	  git status --porcelain; git --no-pager diff --stat; \
+	  echo "check-generate: 'make generate' changed the tree: commit what it generates" >&2; exit 1; \
+	fi
+
 # Go benchmark functions of the parsers, the join, classify and dedup, so a
 # regression shows in isolation.
 .PHONY: bench-go bench-overhead

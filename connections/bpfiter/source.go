@@ -1,9 +1,10 @@
 // Package bpfiter lists TCP sockets through a BPF iterator over the
 // kernel's TCP socket tables (the "tcp" bpf_iter, Linux 5.9 and later). A
-// small program, assembled at start from the running kernel's BTF (no
-// compiler, no prebuilt object), writes one fixed 56-byte record a socket:
-// a poll costs one walk of the tables and a copy, where a sock_diag dump
-// builds a netlink message with attributes for every socket.
+// small program (iter.bpf.c, compiled ahead of time with CO-RE relocations
+// and embedded; the running kernel's BTF places its fields at load) writes
+// one fixed 56-byte record a socket: a poll costs one walk of the tables
+// and a copy, where a sock_diag dump builds a netlink message with
+// attributes for every socket.
 //
 // It needs CAP_BPF and CAP_PERFMON (or root) and a kernel with BTF; where
 // any of that is missing, Open returns a *model.UnavailableError and
@@ -81,46 +82,7 @@ func load(slots uint32) (*link.Iter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel BTF: %w", err)
 	}
-	l, err := layoutFrom(spec)
-	if err != nil {
-		return nil, err
-	}
-	return attach(spec, l, slots)
-}
-
-// attach loads the program for layout l, with an inode cache of slots
-// entries (a power of two), and attaches it to the tcp iterator; spec is
-// the kernel's BTF.
-func attach(spec *btf.Spec, l layout, slots uint32) (*link.Iter, error) {
-	cache, err := newCache(slots)
-	if err != nil {
-		return nil, fmt.Errorf("creating the inode cache map: %w", err)
-	}
-	// The program holds the map from its load on.
-	defer cache.Close()
-	insns, err := program(l, cache, slots)
-	if err != nil {
-		return nil, fmt.Errorf("assembling the tcp iterator program: %w", err)
-	}
-	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
-		Name:         "connbeat_tcp",
-		Type:         ebpf.Tracing,
-		AttachType:   ebpf.AttachTraceIter,
-		AttachTo:     "tcp",
-		Instructions: insns,
-		// bpf_probe_read_kernel and bpf_seq_write are GPL-only helpers.
-		License: "Dual MIT/GPL",
-	}, ebpf.ProgramOptions{KernelTypes: spec})
-	if err != nil {
-		return nil, fmt.Errorf("loading the tcp iterator program: %w", err)
-	}
-	// The link holds the program from here on.
-	defer prog.Close()
-	iter, err := link.AttachIter(link.IterOptions{Program: prog})
-	if err != nil {
-		return nil, fmt.Errorf("attaching the tcp iterator: %w", err)
-	}
-	return iter, nil
+	return attach(spec, slots)
 }
 
 // Name implements connections.Source.
