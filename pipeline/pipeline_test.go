@@ -14,6 +14,7 @@ import (
 
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/model"
 )
 
 // TestPollLoopback runs the pipeline as the agent builds it over each
@@ -122,4 +123,47 @@ func TestNewRefusesUnknownSource(t *testing.T) {
 	cfg.SocketSource = "kprobe"
 	_, err := New(Options{Config: cfg})
 	require.ErrorContains(t, err, `unknown socket source "kprobe"`)
+}
+
+// TestRecordsEveryPoll: Records hands over every classified socket of each
+// poll, joined to its owner, and leaves dedup alone: the second call sees
+// the same sockets again where Poll would have reported nothing new.
+func TestRecordsEveryPoll(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	defer s.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+
+	cfg := config.Default()
+	cfg.SocketSource = connections.Netlink
+	reg := monitoring.NewRegistry()
+	p, err := New(Options{Config: cfg, Metrics: reg})
+	require.NoError(t, err)
+	defer p.Close()
+
+	for poll := 1; poll <= 2; poll++ {
+		records, stats, err := p.Records(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, stats.Sockets, len(records), "one record a socket")
+		got := map[model.Direction]int{}
+		for _, r := range records {
+			if r.Socket.LocalPort != port && r.Socket.RemotePort != port {
+				continue
+			}
+			require.NotNil(t, r.Process, "poll %d: %+v joined to this process", poll, r.Socket)
+			assert.EqualValues(t, os.Getpid(), r.Process.PID)
+			got[r.Direction]++
+		}
+		assert.Equal(t, map[model.Direction]int{model.Listening: 1, model.Inbound: 1, model.Outbound: 1}, got, "poll %d", poll)
+	}
+	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
+	assert.Equal(t, int64(2), snap.Ints["polls"])
+	assert.Zero(t, snap.Ints["dedup.keys"], "Records does not fill the dedup window")
+	assert.Zero(t, snap.Ints["reports"])
 }
