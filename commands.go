@@ -13,12 +13,13 @@ import (
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/model"
 	"github.com/connbeat/connbeat/pipeline"
+	"github.com/connbeat/connbeat/servicemap"
 	"github.com/connbeat/connbeat/top"
 )
 
 // addCommands adds connbeat's own subcommands to libbeat's root command.
 func addCommands(root *cmd.BeatsRootCmd) {
-	root.AddCommand(top.Command(openTop(root)))
+	root.AddCommand(top.Command(openTop(root)), servicemap.Command())
 }
 
 // openTop builds the agent's pipeline for `connbeat top` from the
