@@ -145,7 +145,13 @@ func (u *screenUI) render() {
 	edges, listeners := u.view.Rows(&u.snap)
 	fill(u.edges, edgeColumns, edges, u.view.sortBy)
 	fill(u.listeners, listenerColumns, listeners, u.view.sortBy)
-	u.edges.SetTitle(fmt.Sprintf(" edges %d/%d ", len(edges), len(u.snap.Edges)))
+	title := fmt.Sprintf(" edges %d/%d ", len(edges), len(u.snap.Edges))
+	if f := u.view.Filter.String(); f != "" {
+		// Here rather than in the status line, which has no room left
+		// on 80 columns.
+		title += "· filter: " + tview.Escape(f) + " "
+	}
+	u.edges.SetTitle(title)
 	u.listeners.SetTitle(fmt.Sprintf(" listeners %d/%d ", len(listeners), len(u.snap.Listeners)))
 
 	var parts []string
@@ -156,9 +162,6 @@ func (u *screenUI) render() {
 		parts = append(parts, "first poll...")
 	}
 	parts = append(parts, "sort "+u.view.sortLabel())
-	if f := u.view.Filter.String(); f != "" {
-		parts = append(parts, "filter: "+tview.Escape(f))
-	}
 	switch {
 	case u.filterErr != nil:
 		parts = append(parts, "[red]"+tview.Escape(u.filterErr.Error())+"[-]")
@@ -218,17 +221,26 @@ func runScreen(ctx context.Context, screen tcell.Screen, src Source, view View, 
 	if screen != nil {
 		u.app.SetScreen(screen)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// A signal (ctx) stops the view; the view's end stops the poller.
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			u.app.Stop()
+		case <-stopped:
+		}
+	}()
+	pollCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// The poller never waits on the event loop, so it ends as soon as ctx
-	// does and the caller may close src once runScreen returns. The pump
-	// hands its results to the event loop.
+	// The poller never waits on the event loop, so it ends as soon as
+	// pollCtx does and the caller may close src once runScreen returns.
+	// The pump hands its results to the event loop.
 	results := make(chan result, 1)
 	polled := make(chan struct{})
 	go func() {
 		defer close(polled)
-		poll(ctx, src, interval, func(r result) {
+		poll(pollCtx, src, interval, func(r result) {
 			select {
 			case <-results: // the view wants the newest only
 			default:
@@ -239,8 +251,7 @@ func runScreen(ctx context.Context, screen tcell.Screen, src Source, view View, 
 	go func() {
 		for {
 			select {
-			case <-ctx.Done():
-				u.app.Stop()
+			case <-pollCtx.Done():
 				return
 			case r := <-results:
 				// Blocks for good only if the user quit meanwhile: the
@@ -250,6 +261,7 @@ func runScreen(ctx context.Context, screen tcell.Screen, src Source, view View, 
 		}
 	}()
 	err := u.app.Run()
+	close(stopped)
 	cancel()
 	<-polled
 	return err
