@@ -54,7 +54,9 @@ func (m *tmuxSession) run(args ...string) string {
 }
 
 // keys types into the window: tmux key names (Enter, Escape) or text.
-func (m *tmuxSession) keys(keys ...string) { m.run(append([]string{"send-keys", "-t", "top"}, keys...)...) }
+func (m *tmuxSession) keys(keys ...string) {
+	m.run(append([]string{"send-keys", "-t", "top"}, keys...)...)
+}
 
 func (m *tmuxSession) screen() string { return m.run("capture-pane", "-p", "-t", "top") }
 
