@@ -51,6 +51,12 @@ bench: build
 clean:
 	rm -rf $(BINARY) build dist
 
+# The README's pictures of `connbeat top` and `connbeat map`, from real runs
+# (root; installs tmux, graphviz, aha and chromium when missing).
+.PHONY: screenshots
+screenshots: build
+	CONNBEAT=./$(BINARY) tools/screenshots.sh
+
 # Go benchmark functions of the parsers, the join, classify and dedup, so a
 # regression shows in isolation.
 .PHONY: bench-go bench-overhead

@@ -38,6 +38,10 @@ type screenUI struct {
 }
 
 func newScreenUI(view View, interval time.Duration) *screenUI {
+	// The terminal's own colours, light or dark, rather than tview's
+	// black background.
+	tview.Styles.PrimitiveBackgroundColor = tcell.ColorDefault
+	tview.Styles.PrimaryTextColor = tcell.ColorDefault
 	u := &screenUI{
 		app:       tview.NewApplication(),
 		status:    tview.NewTextView().SetDynamicColors(true).SetWrap(false),
@@ -65,7 +69,8 @@ func newScreenUI(view View, interval time.Duration) *screenUI {
 }
 
 func newPane(title string) *tview.Table {
-	t := tview.NewTable().SetFixed(1, 0).SetSelectable(true, false)
+	t := tview.NewTable().SetFixed(1, 0).SetSelectable(true, false).
+		SetSelectedStyle(tcell.StyleDefault.Background(tcell.ColorNavy).Foreground(tcell.ColorWhite))
 	t.SetBorder(true).SetTitle(title).SetTitleAlign(tview.AlignLeft)
 	return t
 }
