@@ -14,6 +14,7 @@ import (
 
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/internal/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
 
@@ -101,16 +102,23 @@ func TestPollErrorsCounted(t *testing.T) {
 	assert.Equal(t, int64(1), snap.Ints["socket_source.procfs.errors"])
 }
 
-func TestPollCancelledIsNoError(t *testing.T) {
+// newNetlink returns a pipeline over the netlink source and its counters.
+func newNetlink(t *testing.T) (*Pipeline, *monitoring.Registry) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.SocketSource = connections.Netlink
 	reg := monitoring.NewRegistry()
 	p, err := New(Options{Config: cfg, Metrics: reg})
 	require.NoError(t, err)
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
+	return p, reg
+}
+
+func TestPollCancelledIsNoError(t *testing.T) {
+	p, reg := newNetlink(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = p.Poll(ctx, time.Now(), func(beat.Event) {})
+	_, err := p.Poll(ctx, time.Now(), func(beat.Event) {})
 	require.ErrorIs(t, err, context.Canceled)
 	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
 	assert.Equal(t, int64(1), snap.Ints["polls"])
@@ -129,23 +137,12 @@ func TestNewRefusesUnknownSource(t *testing.T) {
 // poll, joined to its owner, and leaves dedup alone: the second call sees
 // the same sockets again where Poll would have reported nothing new.
 func TestRecordsEveryPoll(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	require.NoError(t, err)
-	defer c.Close()
-	s, err := ln.Accept()
-	require.NoError(t, err)
-	defer s.Close()
+	l := sockettest.New(t)
+	ln := l.Listen("tcp4", "127.0.0.1:0")
+	l.Connect(ln, "127.0.0.1", 1)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 
-	cfg := config.Default()
-	cfg.SocketSource = connections.Netlink
-	reg := monitoring.NewRegistry()
-	p, err := New(Options{Config: cfg, Metrics: reg})
-	require.NoError(t, err)
-	defer p.Close()
+	p, reg := newNetlink(t)
 
 	for poll := 1; poll <= 2; poll++ {
 		records, stats, err := p.Records(context.Background())

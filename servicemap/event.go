@@ -4,6 +4,7 @@
 package servicemap
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -105,33 +106,22 @@ func parse(line []byte) (report, error) {
 	}
 	var ips []string
 	if h := w.Host; h != nil {
-		r.host = h.Name
-		if r.host == "" {
-			r.host = h.Hostname
-		}
+		r.host = cmp.Or(h.Name, h.Hostname)
 		ips = h.IP
 	}
 	if c := w.Container; c != nil {
-		r.container = c.Name
-		if r.container == "" {
-			r.container = c.ID
-		}
+		r.container = cmp.Or(c.Name, c.ID)
 	}
 
 	var ok bool
 	if w.LocalIP != nil {
 		r.format = "classic"
 		if b := w.Beat; b != nil {
-			if r.host == "" {
-				r.host = b.Hostname
-			}
+			r.host = cmp.Or(r.host, b.Hostname)
 			ips = b.LocalIPs
 		}
 		if p := w.LocalProcess; p != nil {
-			r.process = p.Binary
-			if r.process == "" {
-				r.process = p.Name
-			}
+			r.process = cmp.Or(p.Binary, p.Name)
 		}
 		r.local, ok = addrPort(*w.LocalIP, w.LocalPort)
 		if ok && r.dir != "listening" {

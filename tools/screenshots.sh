@@ -10,8 +10,7 @@
 # Needs root and the Debian packages tmux, graphviz, aha, chromium and
 # fonts-dejavu-core (installed when missing, with apt-get).
 #
-#   tools/screenshots.sh                        builds connbeat first
-#   CONNBEAT=./connbeat tools/screenshots.sh    uses a built binary
+#   CONNBEAT=./connbeat tools/screenshots.sh    (make screenshots builds it first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin" GONOSUMDB=github.com/elastic
@@ -38,12 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-connbeat=${CONNBEAT:-}
-if [ -z "$connbeat" ]; then
-  connbeat="$work/connbeat"
-  go build -o "$connbeat" .
-fi
-connbeat=$(realpath "$connbeat")
+connbeat=$(realpath "${CONNBEAT:?set CONNBEAT to a built connbeat (make screenshots does)}")
 go build -o "$work/cbpeer" ./tests/testdata/peer
 for name in api db worker client; do cp "$work/cbpeer" "$work/$name"; done
 
