@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/connbeat/connbeat/model"
@@ -265,23 +264,4 @@ func countClients(s *Snapshot) {
 			s.Listeners[best].Clients += e.Sockets
 		}
 	}
-}
-
-// sortRows orders rows by c (reversed when desc), ties broken by every
-// column in turn so that the order is the same from one poll to the next.
-func sortRows(rows []Row, c *column, desc bool) {
-	slices.SortStableFunc(rows, func(a, b Row) int {
-		if n := c.cmp(&a, &b); n != 0 {
-			if desc {
-				return -n
-			}
-			return n
-		}
-		for _, t := range tieBreak {
-			if n := t.cmp(&a, &b); n != 0 {
-				return n
-			}
-		}
-		return 0
-	})
 }

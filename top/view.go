@@ -2,6 +2,7 @@ package top
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -188,4 +189,23 @@ func (v View) sortLabel() string {
 		return v.sortBy.title + "↓"
 	}
 	return v.sortBy.title + "↑"
+}
+
+// sortRows orders rows by c (reversed when desc), ties broken by every
+// column in turn so that the order is the same from one poll to the next.
+func sortRows(rows []Row, c *column, desc bool) {
+	slices.SortStableFunc(rows, func(a, b Row) int {
+		if n := c.cmp(&a, &b); n != 0 {
+			if desc {
+				return -n
+			}
+			return n
+		}
+		for _, t := range tieBreak {
+			if n := t.cmp(&a, &b); n != 0 {
+				return n
+			}
+		}
+		return 0
+	})
 }
