@@ -178,15 +178,15 @@ func TestTopOnce(t *testing.T) {
 		}
 		return len(rows) == 4
 	}, "--filter", "port:"+port)
-	serverRow := []string{fmt.Sprintf("cbpeer[%d]", pidOf(server)), "-", "in", "127.0.0.1:" + port, "127.0.0.2", "3", "-", "-"}
-	clientRow := []string{fmt.Sprintf("cbpeer[%d]", pidOf(client)), "-", "out", "127.0.0.2", "127.0.0.1:" + port, "3", "-", "-"}
+	serverRow := []string{fmt.Sprintf("cbpeer[%d]", pidOf(server)), "-", "in", "tcp", "127.0.0.1:" + port, "127.0.0.2", "3", "-", "-"}
+	clientRow := []string{fmt.Sprintf("cbpeer[%d]", pidOf(client)), "-", "out", "tcp", "127.0.0.2", "127.0.0.1:" + port, "3", "-", "-"}
 	edges := [][]string{serverRow, clientRow} // equal sockets: by pid
 	if pidOf(client) < pidOf(server) {
 		edges = [][]string{clientRow, serverRow}
 	}
 	assert.Equal(t, append([][]string{
-		{"PROCESS", "NS", "DIR", "LOCAL", "REMOTE", "SOCK", "CONN/S", "BYTES/S"},
-		{fmt.Sprintf("cbpeer[%d]", pidOf(server)), "-", "listen", "127.0.0.1:" + port, "-", "1", "-", "-"},
+		{"PROCESS", "NS", "DIR", "PROTO", "LOCAL", "REMOTE", "SOCK", "CONN/S", "BYTES/S"},
+		{fmt.Sprintf("cbpeer[%d]", pidOf(server)), "-", "listen", "tcp", "127.0.0.1:" + port, "-", "1", "-", "-"},
 	}, edges...), rows)
 }
 

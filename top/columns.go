@@ -3,6 +3,7 @@ package top
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/connbeat/connbeat/model"
@@ -17,6 +18,10 @@ type column struct {
 	number bool
 	cell   func(*Row) string
 	cmp    func(a, b *Row) int
+	// needed, when set, says whether the full-screen view shows the
+	// column for these rows: it has no room for one that says the same
+	// on every row. The plain table and JSON always have it.
+	needed func(rows []Row) bool
 }
 
 var (
@@ -33,6 +38,12 @@ var (
 	colDir = column{name: "dir", title: "DIR",
 		cell: func(r *Row) string { return dirName(r.Direction) },
 		cmp:  func(a, b *Row) int { return cmp.Compare(a.Direction, b.Direction) }}
+	colTransport = column{name: "proto", title: "PROTO",
+		cell: func(r *Row) string { return r.Transport.String() },
+		cmp:  func(a, b *Row) int { return cmp.Compare(a.Transport, b.Transport) },
+		needed: func(rows []Row) bool {
+			return slices.ContainsFunc(rows, func(r Row) bool { return r.Transport != model.TCP })
+		}}
 	colLocal = column{name: "local", title: "LOCAL",
 		cell: func(r *Row) string { return r.Local.String() },
 		cmp:  func(a, b *Row) int { return cmpEndpoint(a.Local, b.Local) }}
@@ -57,8 +68,8 @@ var (
 var (
 	// edgeColumns are the edges pane's, and the plain table's: listeners
 	// are rows there too, with DIR listen.
-	edgeColumns     = []*column{&colProcess, &colWhere, &colDir, &colLocal, &colRemote, &colSockets, &colConns, &colBytes}
-	listenerColumns = []*column{&colProcess, &colWhere, &colListen, &colSockets, &colClients}
+	edgeColumns     = []*column{&colProcess, &colWhere, &colDir, &colTransport, &colLocal, &colRemote, &colSockets, &colConns, &colBytes}
+	listenerColumns = []*column{&colProcess, &colWhere, &colTransport, &colListen, &colSockets, &colClients}
 	// tieBreak orders rows that the sort column finds equal.
 	tieBreak = []*column{&colProcess, &colDir, &colRemote, &colLocal, &colWhere}
 )
@@ -79,6 +90,17 @@ func sortColumn(name string) (*column, error) {
 		}
 	}
 	return nil, fmt.Errorf("unknown sort column %q (one of %s)", name, strings.Join(SortNames(), ", "))
+}
+
+// shown returns the columns the full-screen view shows for rows.
+func shown(cols []*column, rows []Row) []*column {
+	out := make([]*column, 0, len(cols))
+	for _, c := range cols {
+		if c.needed == nil || c.needed(rows) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func dirName(d model.Direction) string {

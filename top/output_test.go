@@ -22,12 +22,12 @@ func TestWriteTable(t *testing.T) {
 	_, edges, listeners := fixtureRows(t)
 	var b bytes.Buffer
 	require.NoError(t, WriteTable(&b, edges, listeners))
-	assert.Equal(t, `PROCESS    NS  DIR     LOCAL           REMOTE        SOCK  CONN/S  BYTES/S
-nginx[10]  -   listen  0.0.0.0:80      -             1     -       -
-nginx[10]  -   listen  127.0.0.1:9000  -             1     -       -
-curl[20]   -   out     127.0.0.2       127.0.0.1:80  3     -       -
-nginx[10]  -   in      127.0.0.1:80    127.0.0.2     3     -       -
-?          -   in      127.0.0.1:80    127.0.0.1     1     -       -
+	assert.Equal(t, `PROCESS    NS  DIR     PROTO  LOCAL           REMOTE        SOCK  CONN/S  BYTES/S
+nginx[10]  -   listen  tcp    0.0.0.0:80      -             1     -       -
+nginx[10]  -   listen  tcp    127.0.0.1:9000  -             1     -       -
+curl[20]   -   out     tcp    127.0.0.2       127.0.0.1:80  3     -       -
+nginx[10]  -   in      tcp    127.0.0.1:80    127.0.0.2     3     -       -
+?          -   in      tcp    127.0.0.1:80    127.0.0.1     1     -       -
 `, b.String())
 }
 

@@ -148,8 +148,8 @@ func (u *screenUI) show(snap Snapshot, err error) {
 
 func (u *screenUI) render() {
 	edges, listeners := u.view.Rows(&u.snap)
-	fill(u.edges, edgeColumns, edges, u.view.sortBy)
-	fill(u.listeners, listenerColumns, listeners, u.view.sortBy)
+	fill(u.edges, shown(edgeColumns, edges), edges, u.view.sortBy)
+	fill(u.listeners, shown(listenerColumns, listeners), listeners, u.view.sortBy)
 	title := fmt.Sprintf(" edges %d/%d ", len(edges), len(u.snap.Edges))
 	if f := u.view.Filter.String(); f != "" {
 		// Here rather than in the status line, which has no room left

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/model"
 )
 
 func TestFilter(t *testing.T) {
@@ -58,7 +60,7 @@ func TestFilterErrors(t *testing.T) {
 		assert.EqualError(t, err, want)
 	}
 	_, err := NewView("", "age", false)
-	assert.EqualError(t, err, `unknown sort column "age" (one of process, ns, dir, local, remote, sockets, conns, bytes)`)
+	assert.EqualError(t, err, `unknown sort column "age" (one of process, ns, dir, proto, local, remote, sockets, conns, bytes)`)
 }
 
 func TestWithDirection(t *testing.T) {
@@ -88,4 +90,14 @@ func TestSort(t *testing.T) {
 	assert.Equal(t, "BYTES/S↓", v.sortLabel())
 	assert.Equal(t, "PROCESS↑", v.next(1).sortLabel(), "wraps around")
 	assert.Equal(t, "CONN/S↓", v.next(-1).sortLabel())
+}
+
+// TestShownColumns: the full-screen view shows PROTO only once a row is
+// not TCP; the plain table always has it.
+func TestShownColumns(t *testing.T) {
+	rows := []Row{{Transport: model.TCP}}
+	assert.NotContains(t, shown(edgeColumns, rows), &colTransport)
+	rows = append(rows, Row{Transport: model.UDP})
+	assert.Contains(t, shown(edgeColumns, rows), &colTransport)
+	assert.Equal(t, "udp", colTransport.cell(&rows[1]))
 }
