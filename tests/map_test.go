@@ -124,6 +124,7 @@ func TestMapErrors(t *testing.T) {
 		"--kafka 127.0.0.1:1":             "--kafka needs --topic",
 		"--kafka 127.0.0.1:1 --topic t x": "read either files or --kafka, not both",
 		"/nonexistent/events.ndjson":      "no such file or directory",
+		"--kafka 127.0.0.1:1 --topic t":   "kafka: metadata of t: unable to dial",
 	} {
 		_, stderr := runMap(t, nil, 1, strings.Fields(args)...)
 		assert.Contains(t, stderr, want, args)
