@@ -87,7 +87,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, open Open, o options) er
 	defer stop()
 
 	if !o.once && !o.json {
-		if err := runScreen(ctx, nil, src, view, interval); err != nil {
+		if err := newScreenUI(nil, view, interval).run(ctx, src); err != nil {
 			return fmt.Errorf("full-screen view (use --once or --json without a terminal): %w", err)
 		}
 		return nil

@@ -37,7 +37,9 @@ type screenUI struct {
 	filterErr error
 }
 
-func newScreenUI(view View, interval time.Duration) *screenUI {
+// newScreenUI builds the view on screen, nil for the terminal (tests pass
+// a simulation screen).
+func newScreenUI(screen tcell.Screen, view View, interval time.Duration) *screenUI {
 	// The terminal's own colours, light or dark, rather than tview's
 	// black background.
 	tview.Styles.PrimitiveBackgroundColor = tcell.ColorDefault
@@ -64,6 +66,9 @@ func newScreenUI(view View, interval time.Duration) *screenUI {
 		AddItem(u.listeners, 0, 1, false).
 		AddItem(u.bottom, 1, 0, false)
 	u.app.SetRoot(layout, true).SetInputCapture(u.key)
+	if screen != nil {
+		u.app.SetScreen(screen)
+	}
 	u.render()
 	return u
 }
@@ -219,13 +224,9 @@ func maxWidth(c *column) int {
 	return 0
 }
 
-// runScreen shows src full-screen until the user quits or ctx ends. screen
-// is nil for the terminal; tests pass a simulation screen.
-func runScreen(ctx context.Context, screen tcell.Screen, src Source, view View, interval time.Duration) error {
-	u := newScreenUI(view, interval)
-	if screen != nil {
-		u.app.SetScreen(screen)
-	}
+// run shows src until the user quits or ctx ends.
+func (u *screenUI) run(ctx context.Context, src Source) error {
+	interval := u.interval
 	// A signal (ctx) stops the view; the view's end stops the poller.
 	stopped := make(chan struct{})
 	go func() {
@@ -239,7 +240,7 @@ func runScreen(ctx context.Context, screen tcell.Screen, src Source, view View, 
 	defer cancel()
 
 	// The poller never waits on the event loop, so it ends as soon as
-	// pollCtx does and the caller may close src once runScreen returns.
+	// pollCtx does and the caller may close src once run returns.
 	// The pump hands its results to the event loop.
 	results := make(chan result, 1)
 	polled := make(chan struct{})

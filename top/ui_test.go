@@ -3,6 +3,7 @@ package top
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +22,12 @@ func (f *fakeSource) Close() error                                    { return n
 
 // screenText returns the simulated terminal's lines.
 func screenText(s tcell.SimulationScreen) []string {
+	// GetContents hands out the screen's own cells: read them under its
+	// lock, as Show writes them.
 	cells, w, h := s.GetContents()
+	l := s.(sync.Locker)
+	l.Lock()
+	defer l.Unlock()
 	lines := make([]string, h)
 	for y := range h {
 		var b strings.Builder
@@ -74,10 +80,9 @@ func TestScreen(t *testing.T) {
 	screen := tcell.NewSimulationScreen("UTF-8")
 	view, err := NewView("", "sockets", false)
 	require.NoError(t, err)
+	u := newScreenUI(screen, view, 50*time.Millisecond)
 	done := make(chan error, 1)
-	go func() {
-		done <- runScreen(context.Background(), screen, &fakeSource{fixture()}, view, 50*time.Millisecond)
-	}()
+	go func() { done <- u.run(context.Background(), &fakeSource{fixture()}) }()
 
 	waitScreen(t, screen, "first poll", "curl[20]", "listeners 2/2")
 	// tview initialises the screen (80x25); then the terminal shrinks.
@@ -96,8 +101,8 @@ func TestScreen(t *testing.T) {
 		screen.InjectKey(tcell.KeyRune, r, tcell.ModNone)
 	}
 	screen.InjectKey(tcell.KeyEnter, 0, tcell.ModNone)
-	lines = waitScreen(t, screen, "filter proc:curl", "edges 1/3", "listeners 0/2", "filter: proc:curl")
-	assert.Contains(t, lines[23], "q quit", "the prompt closed on Enter")
+	waitScreen(t, screen, "filter proc:curl", "edges 1/3", "listeners 0/2", "filter: proc:curl")
+	waitLines(t, screen, "the prompt closed on Enter", func(l []string) bool { return strings.HasPrefix(l[23], "q quit") })
 
 	screen.InjectKey(tcell.KeyEscape, 0, tcell.ModNone)
 	waitScreen(t, screen, "Esc clears", "edges 3/3")
@@ -116,5 +121,25 @@ func TestScreen(t *testing.T) {
 		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("q did not end the view")
+	}
+}
+
+// TestScreenEndsWithContext: a signal (the context) ends the view as q
+// does, and the poller with it.
+func TestScreenEndsWithContext(t *testing.T) {
+	screen := tcell.NewSimulationScreen("UTF-8")
+	view, err := NewView("", "sockets", false)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	u := newScreenUI(screen, view, 10*time.Millisecond)
+	go func() { done <- u.run(ctx, &fakeSource{fixture()}) }()
+	waitScreen(t, screen, "first poll", "curl[20]")
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the view outlived its context")
 	}
 }
