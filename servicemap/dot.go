@@ -85,10 +85,10 @@ func quote(s string) string {
 	return `"` + r.Replace(s) + `"`
 }
 
-func portList(ports []uint16, sep string) string {
+func portList(ports []Port, sep string) string {
 	parts := make([]string, len(ports))
 	for i, p := range ports {
-		parts[i] = fmt.Sprintf(":%d", p)
+		parts[i] = p.String()
 	}
 	return strings.Join(parts, sep)
 }

@@ -20,6 +20,7 @@ type report struct {
 	host      string
 	hostIPs   []netip.Addr
 	dir       string // listening, inbound or outbound
+	transport string // tcp unless the event says otherwise
 	local     netip.AddrPort
 	remote    netip.AddrPort
 	process   string // "" when the event has no process fields
@@ -64,7 +65,8 @@ type wire struct {
 
 	// ecs
 	Network *struct {
-		Bytes uint64 `json:"bytes"`
+		Bytes     uint64 `json:"bytes"`
+		Transport string `json:"transport"`
 	} `json:"network"`
 	Source      *wireEndpoint `json:"source"`
 	Destination *wireEndpoint `json:"destination"`
@@ -100,7 +102,7 @@ func parse(line []byte) (report, error) {
 	if cb == nil || (cb.Direction != "listening" && cb.Direction != "inbound" && cb.Direction != "outbound") {
 		return report{}, errNotConnbeat
 	}
-	r := report{dir: cb.Direction, sockets: max(cb.Sockets, 1)}
+	r := report{dir: cb.Direction, transport: "tcp", sockets: max(cb.Sockets, 1)}
 	if i := cb.TCPInfo; i != nil {
 		r.bytes = i.BytesAcked + i.BytesReceived
 	}
@@ -129,8 +131,9 @@ func parse(line []byte) (report, error) {
 		}
 	} else {
 		r.format = "ecs"
-		if n := w.Network; n != nil && n.Bytes > 0 {
-			r.bytes = n.Bytes
+		if n := w.Network; n != nil {
+			r.bytes = max(r.bytes, n.Bytes)
+			r.transport = cmp.Or(clip(strings.ToLower(n.Transport)), r.transport)
 		}
 		if p := w.Process; p != nil {
 			r.process = p.Name

@@ -2,6 +2,7 @@ package servicemap
 
 import (
 	"cmp"
+	"fmt"
 	"net/netip"
 	"slices"
 )
@@ -41,10 +42,28 @@ func (n Node) Label() string {
 	return n.Process
 }
 
+// Port is a server port and its transport.
+type Port struct {
+	Transport string
+	Number    uint16
+}
+
+// String is ":80" for TCP, "udp:53" for another transport.
+func (p Port) String() string {
+	if p.Transport == "tcp" {
+		return fmt.Sprintf(":%d", p.Number)
+	}
+	return fmt.Sprintf("%s:%d", p.Transport, p.Number)
+}
+
+func comparePorts(a, b Port) int {
+	return cmp.Or(cmp.Compare(a.Transport, b.Transport), cmp.Compare(a.Number, b.Number))
+}
+
 // Edge is a client node's connections to a server node.
 type Edge struct {
 	From, To Node
-	Ports    []uint16 // the server ports, ascending
+	Ports    []Port // the server ports, by transport then number
 	// Connections is the sum, over the reports merged into the edge, of
 	// the most sockets one report carried: the peak of concurrent
 	// connections, not a count of connections ever opened.
@@ -61,7 +80,7 @@ type Graph struct {
 	Nodes []Node // by host, container, process, address
 	Edges []Edge // by From, To
 	// Listens lists each node's listening ports.
-	Listens map[Node][]uint16
+	Listens map[Node][]Port
 }
 
 // convKey is one client address talking to one server address and port:
@@ -69,7 +88,7 @@ type Graph struct {
 // server's describe the same connections.
 type convKey struct {
 	client, server scopedIP
-	port           uint16
+	port           Port
 }
 
 // side is what the reports of one end of a conversation, from one node,
@@ -89,7 +108,7 @@ func (s *side) add(r *report) {
 
 type listenKey struct {
 	at   scopedIP
-	port uint16
+	port Port
 }
 
 // builder accumulates reports; Graph resolves them into nodes and edges.
@@ -99,8 +118,8 @@ type builder struct {
 	clients   map[convKey]map[Node]*side // outbound reports
 	servers   map[convKey]map[Node]*side // inbound reports
 	listeners map[listenKey]Node
-	wildcard  map[string]map[uint16]Node // host -> port -> listener on any address
-	hostOf    map[netip.Addr]string      // global addresses of the reporting hosts
+	wildcard  map[string]map[Port]Node // host -> port -> listener on any address
+	hostOf    map[netip.Addr]string    // global addresses of the reporting hosts
 }
 
 func newBuilder(maxKeys int) *builder {
@@ -109,7 +128,7 @@ func newBuilder(maxKeys int) *builder {
 		clients:   map[convKey]map[Node]*side{},
 		servers:   map[convKey]map[Node]*side{},
 		listeners: map[listenKey]Node{},
-		wildcard:  map[string]map[uint16]Node{},
+		wildcard:  map[string]map[Port]Node{},
 		hostOf:    map[netip.Addr]string{},
 	}
 }
@@ -126,21 +145,21 @@ func (b *builder) add(r *report) bool {
 	}
 	n := Node{Host: r.host, Container: r.container, Process: r.process}
 	if r.dir == "listening" {
-		port := r.local.Port()
+		port := Port{r.transport, r.local.Port()}
 		if r.local.Addr().IsUnspecified() {
 			ports := b.wildcard[r.host]
 			if ports == nil {
-				ports = map[uint16]Node{}
+				ports = map[Port]Node{}
 				b.wildcard[r.host] = ports
 			}
 			return put(b, ports, port, n)
 		}
 		return put(b, b.listeners, listenKey{scope(r.host, r.local.Addr()), port}, n)
 	}
-	k := convKey{client: scope(r.host, r.local.Addr()), server: scope(r.host, r.remote.Addr()), port: r.remote.Port()}
+	k := convKey{client: scope(r.host, r.local.Addr()), server: scope(r.host, r.remote.Addr()), port: Port{r.transport, r.remote.Port()}}
 	sides := b.clients
 	if r.dir == "inbound" {
-		k = convKey{client: scope(r.host, r.remote.Addr()), server: scope(r.host, r.local.Addr()), port: r.local.Port()}
+		k = convKey{client: scope(r.host, r.remote.Addr()), server: scope(r.host, r.local.Addr()), port: Port{r.transport, r.local.Port()}}
 		sides = b.servers
 	}
 	nodes := sides[k]
@@ -183,7 +202,7 @@ func put[K comparable](b *builder, m map[K]Node, k K, n Node) bool {
 func (b *builder) graph() *Graph {
 	type edgeKey struct{ from, to Node }
 	edges := map[edgeKey]*Edge{}
-	connect := func(from, to Node, port uint16, s *side, both bool) {
+	connect := func(from, to Node, port Port, s *side, both bool) {
 		e := edges[edgeKey{from, to}]
 		if e == nil {
 			e = &Edge{From: from, To: to}
@@ -220,14 +239,14 @@ func (b *builder) graph() *Graph {
 		}
 	}
 
-	g := &Graph{Listens: map[Node][]uint16{}}
+	g := &Graph{Listens: map[Node][]Port{}}
 	nodes := map[Node]bool{}
 	for _, e := range edges {
-		slices.Sort(e.Ports)
+		slices.SortFunc(e.Ports, comparePorts)
 		g.Edges = append(g.Edges, *e)
 		nodes[e.From], nodes[e.To] = true, true
 	}
-	listen := func(n Node, port uint16) {
+	listen := func(n Node, port Port) {
 		nodes[n] = true
 		if !slices.Contains(g.Listens[n], port) {
 			g.Listens[n] = append(g.Listens[n], port)
@@ -242,7 +261,7 @@ func (b *builder) graph() *Graph {
 		}
 	}
 	for n := range g.Listens {
-		slices.Sort(g.Listens[n])
+		slices.SortFunc(g.Listens[n], comparePorts)
 	}
 	for n := range nodes {
 		g.Nodes = append(g.Nodes, n)
@@ -274,7 +293,7 @@ func (b *builder) serverNode(k convKey) Node {
 
 // listenerNode is the process listening on at:port, else the host that
 // has the address, else the address.
-func (b *builder) listenerNode(at scopedIP, port uint16) Node {
+func (b *builder) listenerNode(at scopedIP, port Port) Node {
 	if n, ok := b.listeners[listenKey{at, port}]; ok {
 		return n
 	}

@@ -22,13 +22,15 @@ var (
 	recorded = &Graph{
 		Nodes: []Node{api, db, worker, client, ext},
 		Edges: []Edge{
-			{From: worker, To: db, Ports: []uint16{5432}, Connections: 2, BothEnds: true},
-			{From: client, To: api, Ports: []uint16{8080}, Connections: 3, BothEnds: true},
-			{From: client, To: ext, Ports: []uint16{443}, Connections: 1},
+			{From: worker, To: db, Ports: tcp(5432), Connections: 2, BothEnds: true},
+			{From: client, To: api, Ports: tcp(8080), Connections: 3, BothEnds: true},
+			{From: client, To: ext, Ports: tcp(443), Connections: 1},
 		},
-		Listens: map[Node][]uint16{api: {8080}, db: {5432}},
+		Listens: map[Node][]Port{api: tcp(8080), db: tcp(5432)},
 	}
 )
+
+func tcp(port uint16) []Port { return []Port{{"tcp", port}} }
 
 func readFiles(t *testing.T, files ...string) *Map {
 	t.Helper()
@@ -89,12 +91,12 @@ func TestMergeNeedsBothEnds(t *testing.T) {
 	// From edge alone, api is only an address and port.
 	g := withoutReports(t, edgeOnly.Graph())
 	assert.Equal(t, []Edge{
-		{From: client, To: Node{Addr: "192.0.2.20"}, Ports: []uint16{8080}, Connections: 3},
-		{From: client, To: ext, Ports: []uint16{443}, Connections: 1},
+		{From: client, To: Node{Addr: "192.0.2.20"}, Ports: tcp(8080), Connections: 3},
+		{From: client, To: ext, Ports: tcp(443), Connections: 1},
 	}, g.Edges)
 	// From app alone, its client is only an address.
 	g = withoutReports(t, appOnly.Graph())
-	assert.Contains(t, g.Edges, Edge{From: Node{Addr: "192.0.2.10"}, To: api, Ports: []uint16{8080}, Connections: 3})
+	assert.Contains(t, g.Edges, Edge{From: Node{Addr: "192.0.2.10"}, To: api, Ports: tcp(8080), Connections: 3})
 }
 
 func TestUnownedInboundGoesToListener(t *testing.T) {
@@ -103,5 +105,20 @@ func TestUnownedInboundGoesToListener(t *testing.T) {
 	// A TIME_WAIT socket: no process.
 	m.Add([]byte(`{"host":{"name":"h"},"connbeat":{"direction":"inbound","sockets":4},"local_ip":"198.51.100.1","local_port":80,"remote_ip":"203.0.113.9","remote_port":5000}`))
 	nginx := Node{Host: "h", Process: "nginx"}
-	assert.Equal(t, []Edge{{From: Node{Addr: "203.0.113.9"}, To: nginx, Ports: []uint16{80}, Connections: 4, Reports: 1}}, m.Graph().Edges)
+	assert.Equal(t, []Edge{{From: Node{Addr: "203.0.113.9"}, To: nginx, Ports: tcp(80), Connections: 4, Reports: 1}}, m.Graph().Edges)
+}
+
+// TestTransportsApart: a UDP conversation on a port is not the TCP one on
+// the same port; the edge carries both, labelled apart.
+func TestTransportsApart(t *testing.T) {
+	m := New(DefaultLimits)
+	for _, transport := range []string{"tcp", "udp"} {
+		m.Add([]byte(`{"host":{"name":"h"},"connbeat":{"direction":"outbound","sockets":2},"network":{"transport":"` + transport +
+			`"},"source":{"ip":"198.51.100.1","port":5000},"destination":{"ip":"198.51.100.2","port":53},"process":{"name":"resolver"}}`))
+	}
+	g := m.Graph()
+	require.Len(t, g.Edges, 1)
+	assert.Equal(t, []Port{{"tcp", 53}, {"udp", 53}}, g.Edges[0].Ports)
+	assert.Equal(t, 4, g.Edges[0].Connections)
+	assert.Equal(t, ":53 udp:53", portList(g.Edges[0].Ports, " "))
 }

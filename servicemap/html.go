@@ -77,7 +77,7 @@ var pageTemplate = template.Must(template.New("map").Funcs(template.FuncMap{
 		}
 		return s + n.Label()
 	},
-	"ports": func(p []uint16) string { return portList(p, " ") },
+	"ports": func(p []Port) string { return portList(p, " ") },
 	"bytes": func(n uint64) string {
 		if n == 0 {
 			return "-"
