@@ -75,6 +75,12 @@ check-generate:
 	  echo "check-generate: 'make generate' changed the tree: commit what it generates" >&2; exit 1; \
 	fi
 
+# The README's pictures of `connbeat top` and `connbeat map`, from real runs
+# (root; installs tmux, graphviz, aha and chromium when missing).
+.PHONY: screenshots
+screenshots: build
+	CONNBEAT=./$(BINARY) tools/screenshots.sh
+
 # Go benchmark functions of the parsers, the join, classify and dedup, so a
 # regression shows in isolation.
 .PHONY: bench-go bench-overhead

@@ -53,6 +53,7 @@ func main() {
 	root := cmd.GenRootCmdWithSettings(beater.New, settings)
 	defaultTemplateVersion(root)
 	strictTestOutput(root, settings)
+	addCommands(root)
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

@@ -128,12 +128,31 @@ func (p *Pipeline) Close() error {
 
 // Poll reads the sockets once and calls publish for each event to send.
 func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Event)) (Stats, error) {
-	stats, err := p.poll(ctx, now, publish)
+	stats, err := p.classified(ctx)
+	if err == nil {
+		err = p.publish(ctx, now, publish, &stats)
+	}
 	p.metrics.record(stats, err, p.dedup.Len())
 	return stats, err
 }
 
-func (p *Pipeline) poll(ctx context.Context, now time.Time, publish func(beat.Event)) (Stats, error) {
+// Records reads the sockets once, joins them to their owners and
+// classifies them, and returns every record of the poll: what Poll would
+// hand to dedup, for a consumer that shows all of a poll's sockets
+// (connbeat top). Nothing is published and the dedup window is untouched,
+// so Records and Poll are not meant to be mixed on one Pipeline. The slice
+// and the values it points to are reused by the next call.
+func (p *Pipeline) Records(ctx context.Context) ([]model.Record, Stats, error) {
+	stats, err := p.classified(ctx)
+	p.metrics.record(stats, err, p.dedup.Len())
+	if err != nil {
+		return nil, stats, err
+	}
+	return p.records, stats, nil
+}
+
+// classified runs sockets -> procs -> classify into p.records.
+func (p *Pipeline) classified(ctx context.Context) (Stats, error) {
 	var stats Stats
 	var err error
 	p.sockets, err = p.source.Sockets(ctx, p.sockets[:0])
@@ -153,17 +172,21 @@ func (p *Pipeline) poll(ctx context.Context, now time.Time, publish func(beat.Ev
 	if err := ctx.Err(); err != nil {
 		return stats, err
 	}
-
 	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
+	return stats, nil
+}
+
+// publish runs p.records through dedup and publishes an event per report.
+func (p *Pipeline) publish(ctx context.Context, now time.Time, publish func(beat.Event), stats *Stats) error {
 	p.reports = p.dedup.Filter(p.records, now, p.reports[:0])
 	stats.Reports = len(p.reports)
 	for i := range p.reports {
 		if ctx.Err() != nil {
-			return stats, ctx.Err()
+			return ctx.Err()
 		}
 		publish(p.events.Build(&p.reports[i], now))
 	}
-	return stats, nil
+	return nil
 }
 
 // logAccess says once which processes the join cannot read, and whether

@@ -14,6 +14,8 @@ import (
 
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/model"
 )
 
 // TestPollLoopback runs the pipeline as the agent builds it over each
@@ -100,16 +102,23 @@ func TestPollErrorsCounted(t *testing.T) {
 	assert.Equal(t, int64(1), snap.Ints["socket_source.procfs.errors"])
 }
 
-func TestPollCancelledIsNoError(t *testing.T) {
+// newNetlink returns a pipeline over the netlink source and its counters.
+func newNetlink(t *testing.T) (*Pipeline, *monitoring.Registry) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.SocketSource = connections.Netlink
 	reg := monitoring.NewRegistry()
 	p, err := New(Options{Config: cfg, Metrics: reg})
 	require.NoError(t, err)
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
+	return p, reg
+}
+
+func TestPollCancelledIsNoError(t *testing.T) {
+	p, reg := newNetlink(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = p.Poll(ctx, time.Now(), func(beat.Event) {})
+	_, err := p.Poll(ctx, time.Now(), func(beat.Event) {})
 	require.ErrorIs(t, err, context.Canceled)
 	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
 	assert.Equal(t, int64(1), snap.Ints["polls"])
@@ -122,4 +131,36 @@ func TestNewRefusesUnknownSource(t *testing.T) {
 	cfg.SocketSource = "kprobe"
 	_, err := New(Options{Config: cfg})
 	require.ErrorContains(t, err, `unknown socket source "kprobe"`)
+}
+
+// TestRecordsEveryPoll: Records hands over every classified socket of each
+// poll, joined to its owner, and leaves dedup alone: the second call sees
+// the same sockets again where Poll would have reported nothing new.
+func TestRecordsEveryPoll(t *testing.T) {
+	l := sockettest.New(t)
+	ln := l.Listen("tcp4", "127.0.0.1:0")
+	l.Connect(ln, "127.0.0.1", 1)
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+
+	p, reg := newNetlink(t)
+
+	for poll := 1; poll <= 2; poll++ {
+		records, stats, err := p.Records(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, stats.Sockets, len(records), "one record a socket")
+		got := map[model.Direction]int{}
+		for _, r := range records {
+			if r.Socket.LocalPort != port && r.Socket.RemotePort != port {
+				continue
+			}
+			require.NotNil(t, r.Process, "poll %d: %+v joined to this process", poll, r.Socket)
+			assert.EqualValues(t, os.Getpid(), r.Process.PID)
+			got[r.Direction]++
+		}
+		assert.Equal(t, map[model.Direction]int{model.Listening: 1, model.Inbound: 1, model.Outbound: 1}, got, "poll %d", poll)
+	}
+	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
+	assert.Equal(t, int64(2), snap.Ints["polls"])
+	assert.Zero(t, snap.Ints["dedup.keys"], "Records does not fill the dedup window")
+	assert.Zero(t, snap.Ints["reports"])
 }

@@ -2,7 +2,8 @@
 # Installs the Debian packages connbeat's tests use: the servers they start
 # (redis-server, rabbitmq-server, nginx), the tools they compare against or
 # drive (kcat, python3-zmq, conntrack, nftables, wrk, rpm, setcap,
-# systemd-analyze), and clang for `make check-generate`. Nothing is started:
+# systemd-analyze, tmux for `connbeat top`, Graphviz's dot for `connbeat
+# map`), and clang for `make check-generate`. Nothing is started:
 # each test starts its own instance on its own port. `make test` runs this
 # first, so a newcomer's run and CI's are the same; it does nothing when
 # every package is already there.
@@ -13,6 +14,7 @@ packages=(
   redis-server rabbitmq-server kcat python3 python3-zmq
   nginx wrk nftables conntrack rpm libcap2-bin systemd
   clang llvm libbpf-dev
+  tmux graphviz
 )
 
 missing=()
