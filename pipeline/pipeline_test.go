@@ -14,7 +14,7 @@ import (
 
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
-	"github.com/connbeat/connbeat/internal/sockettest"
+	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
 
