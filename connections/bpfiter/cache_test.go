@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
@@ -24,10 +25,7 @@ func TestKernelInodeCache(t *testing.T) {
 	for _, slots := range []uint32{cacheSlots, 1} {
 		t.Run(map[uint32]string{cacheSlots: "default cache", 1: "one slot"}[slots], func(t *testing.T) {
 			src, err := open(slots)
-			if model.IsUnavailable(err) {
-				openKernel(t) // skips with the reason, or fails on the verifier
-			}
-			require.NoError(t, err)
+			kerneltest.RequireBPF(t, err)
 			t.Cleanup(func() { src.Close() })
 			testInodeCache(t, src)
 		})
