@@ -23,9 +23,7 @@ import (
 // netlink when they close, and to netlink for good when the bpf source
 // fails; every poll lists the test's connections, whichever source read it.
 func TestAutoSourceSwitches(t *testing.T) {
-	if err := bpfAvailable(); err != nil {
-		t.Skipf("the bpf source cannot run here: %v", err)
-	}
+	requireSource(t, BPF)
 	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
 	reg := monitoring.NewRegistry()
 	err := <-sockettest.InNewNetns(func() error {

@@ -13,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/connections/bpfiter"
+	"github.com/connbeat/connbeat/connections/netlink"
 	"github.com/connbeat/connbeat/internal/testkit/child"
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 	"github.com/connbeat/connbeat/internal/testkit/sandbox"
 	"github.com/connbeat/connbeat/model"
 )
@@ -44,17 +46,11 @@ func TestSelectSource(t *testing.T) {
 		{Auto, false, "netlink"},
 		{Auto, true, "netlink"},
 	}
-	bpfErr := bpfAvailable()
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/tcp_info=%v", tt.source, tt.tcpInfo), func(t *testing.T) {
-			if tt.wantName == "bpf" && bpfErr != nil {
-				t.Skipf("the bpf source cannot run here: %v", bpfErr)
-			}
+			requireSource(t, tt.wantName)
 			logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
 			src, err := Open(sourceOptions(tt.source, tt.tcpInfo, logger))
-			if model.IsUnavailable(err) {
-				t.Skipf("%s unavailable on this kernel: %v", tt.source, err)
-			}
 			require.NoError(t, err)
 			defer src.Close()
 			assert.Equal(t, tt.wantName, src.Name())
@@ -74,13 +70,27 @@ func TestSelectSource(t *testing.T) {
 	}
 }
 
-// bpfAvailable says why the bpf source cannot be opened here, or nil.
-func bpfAvailable() error {
-	src, err := bpfiter.Open()
-	if err != nil {
-		return err
+// requireSource skips the test when this host cannot run the source name
+// (bpf, netlink) for want of a privilege or kernel feature, and fails it
+// when the source is broken: a program the verifier refuses, a dump
+// request the kernel refuses.
+func requireSource(t *testing.T, name string) {
+	t.Helper()
+	var (
+		src Source
+		err error
+	)
+	switch name {
+	case BPF:
+		src, err = bpfiter.Open()
+		kerneltest.RequireBPF(t, err)
+	case Netlink:
+		src, err = netlink.Open(netlink.Options{})
+		kerneltest.RequireNetlink(t, err)
+	default:
+		return
 	}
-	return src.Close()
+	require.NoError(t, src.Close())
 }
 
 // TestSelectSourceWithoutNetlink runs itself again in a child process whose
@@ -141,11 +151,9 @@ func selectWithoutBPF(t *testing.T) {
 	if err := sandbox.DenySyscall(unix.SYS_BPF, unix.EPERM); err != nil {
 		t.Skipf("cannot install a seccomp filter: %v", err)
 	}
+	requireSource(t, Netlink)
 	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
 	src, err := Open(sourceOptions(Auto, false, logger))
-	if model.IsUnavailable(err) {
-		t.Skipf("netlink unavailable on this kernel too: %v", err)
-	}
 	require.NoError(t, err)
 	defer src.Close()
 	assert.Equal(t, "netlink", src.Name())

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connbeat/connbeat/connections/bpfiter"
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 )
 
 // agentConfig is the console config the installed connbeat runs with: loopback
@@ -64,8 +65,12 @@ func testCapabilities(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.source == "bpf" && !bpfWorksAsRoot() {
-				t.Skip("the bpf source cannot be loaded here even as root (no BTF, or bpf(2) blocked)")
+			if tt.source == "bpf" {
+				// As root first, so that a failure with the
+				// capabilities means they fall short.
+				src, err := bpfiter.Open()
+				kerneltest.RequireBPF(t, err)
+				require.NoError(t, src.Close())
 			}
 			oldLogs, _ := filepath.Glob("/var/log/connbeat/connbeat*.ndjson")
 			for _, f := range oldLogs {
@@ -141,15 +146,4 @@ func writeAgentConfig(t *testing.T, content string) string {
 	path := filepath.Join(dir, "connbeat.yml")
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
 	return path
-}
-
-// bpfWorksAsRoot says whether this test process (root) can open the bpf
-// socket source, so that a failure with capabilities means they fall short.
-func bpfWorksAsRoot() bool {
-	src, err := bpfiter.Open()
-	if err != nil {
-		return false
-	}
-	src.Close()
-	return true
 }

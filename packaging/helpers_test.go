@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
@@ -75,9 +76,7 @@ func requireRoot(t *testing.T) {
 func requireTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (.ci/run installs it)", tool)
-		}
+		testkit.RequireTool(t, tool)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/connections/netlink"
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 	"github.com/connbeat/connbeat/model"
 )
 
@@ -51,9 +52,7 @@ func benchConns(b *testing.B, n int) []model.Socket {
 		_ = unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
 	}
 	src, err := netlink.Open(netlink.Options{})
-	if err != nil {
-		b.Skipf("netlink source: %v", err)
-	}
+	kerneltest.RequireNetlink(b, err)
 	defer src.Close()
 	sockets, err := src.Sockets(context.Background(), nil)
 	if err != nil {

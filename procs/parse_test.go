@@ -2,6 +2,7 @@ package procs
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -105,21 +106,42 @@ func TestRedactArgs(t *testing.T) {
 	}
 }
 
+// FuzzParseDirents: records encoded as the kernel writes them (names from
+// names, split at '/', inodes counting up from ino) are read back exactly,
+// followed by arbitrary bytes that may only add records or an error; and
+// no buffer yields more records than it has room for.
 func FuzzParseDirents(f *testing.F) {
-	f.Add(append(dirent(1, "."), dirent(2, "123")...))
-	f.Add(dirent(7, "socket"))
-	f.Add([]byte{})
-	f.Add(make([]byte, direntHeader))
-	f.Fuzz(func(t *testing.T, buf []byte) {
-		total := 0
-		_ = parseDirents(buf, func(_ uint64, name []byte) {
-			total += direntHeader
-			if len(name) > len(buf) {
-				t.Fatalf("name longer than the buffer")
+	f.Add(uint64(1), ".//..//123/self", []byte{})
+	f.Add(uint64(7), "socket", make([]byte, direntHeader))
+	f.Add(uint64(1<<63), "", dirent(9, "x"))
+	f.Add(uint64(0), "a/b", []byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, ino uint64, names string, tail []byte) {
+		type entry struct {
+			Ino  uint64
+			Name string
+		}
+		var buf []byte
+		var want []entry
+		for i, name := range strings.Split(strings.ReplaceAll(names, "\x00", ""), "/") {
+			if len(name) > 255 {
+				name = name[:255] // NAME_MAX
 			}
-		})
-		if total > len(buf) {
-			t.Fatalf("parsed %d bytes of records from %d", total, len(buf))
+			buf = append(buf, dirent(ino+uint64(i), name)...)
+			want = append(want, entry{ino + uint64(i), name})
+		}
+		var got []entry
+		require.NoError(t, parseDirents(buf, func(ino uint64, name []byte) { got = append(got, entry{ino, string(name)}) }))
+		require.Equal(t, want, got)
+
+		got = got[:0]
+		err := parseDirents(append(buf, tail...), func(ino uint64, name []byte) { got = append(got, entry{ino, string(name)}) })
+		require.GreaterOrEqual(t, len(got), len(want), "%v", err)
+		require.Equal(t, want, got[:len(want)], "the records before the tail")
+		if extra := len(got) - len(want); extra > len(tail)/direntHeader {
+			t.Fatalf("%d records from a tail of %d bytes", extra, len(tail))
+		}
+		if err == nil && len(tail) > 0 && len(tail) < direntHeader {
+			t.Fatalf("a tail of %d bytes read without an error", len(tail))
 		}
 	})
 }
@@ -139,23 +161,68 @@ func FuzzParseSocketLink(f *testing.F) {
 	})
 }
 
+// FuzzParseCapEff: a CapEff line with any value, after arbitrary lines
+// that are not CapEff lines, reads back as that value; any input that
+// parses has a CapEff line.
 func FuzzParseCapEff(f *testing.F) {
-	f.Add("CapEff:\t000001ffffffffff\n")
-	f.Add("Name:\tx\nCapEff:\t0\n")
-	f.Add("CapEff:")
-	f.Fuzz(func(t *testing.T, s string) {
-		_, _ = parseCapEff(strings.NewReader(s))
+	f.Add("Name:\tx\nCapInh:\t0\n", uint64(0x1ffffffffff))
+	f.Add("", uint64(0))
+	f.Add("CapEff:", uint64(1<<63))
+	f.Add("CapEff:\tzz\nCapBnd:\t0", uint64(5))
+	f.Fuzz(func(t *testing.T, before string, v uint64) {
+		if _, err := parseCapEff(strings.NewReader(before)); err == nil && !strings.Contains(before, "CapEff:") {
+			t.Fatalf("%q parsed without a CapEff line", before)
+		}
+		if len(before) > 4096 {
+			return // lines longer than bufio.Scanner's buffer are an error
+		}
+		status := strings.ReplaceAll(before, "CapEff:", "CapXff:") + fmt.Sprintf("\nCapEff:\t%016x\nCapEff:\tffff\n", v)
+		got, err := parseCapEff(strings.NewReader(status))
+		require.NoError(t, err, "%q", status)
+		require.Equal(t, v, got, "%q", status)
 	})
 }
 
+// FuzzRedactArgs plants a secret in an arbitrary command line, in each of
+// the forms RedactArgs knows (--password=S, --token S, scheme://u:S@host),
+// at position at: the secret is gone from where it was planted whatever
+// surrounds it, the argument count never changes, and arguments without
+// '=', "://" or a secret-looking flag before them are left as they are.
 func FuzzRedactArgs(f *testing.F) {
-	f.Add("app\x00--password\x00hunter2\x00postgres://u:p@h/db")
-	f.Add("x\x00token=abc")
-	f.Fuzz(func(t *testing.T, cmdline string) {
+	f.Add("app\x00--password\x00hunter2\x00postgres://u:p@h/db", "s3cret", uint8(1))
+	f.Add("x\x00token=abc", "abc", uint8(0))
+	f.Add("", "", uint8(7))
+	f.Add("--api-key", "--next", uint8(1))
+	f.Fuzz(func(t *testing.T, cmdline, secret string, at uint8) {
 		args := strings.Split(cmdline, "\x00")
 		out := RedactArgs(args)
-		if len(out) != len(args) {
-			t.Fatalf("redaction changed the argument count: %d -> %d", len(args), len(out))
+		require.Len(t, out, len(args), "redaction changed the argument count")
+		for i, a := range args {
+			plain := !strings.ContainsAny(a, "=") && !strings.Contains(a, "://") &&
+				(i == 0 || !strings.HasPrefix(args[i-1], "-") || !secretName.MatchString(strings.TrimLeft(args[i-1], "-")))
+			if plain {
+				require.Equal(t, a, out[i], "argument %d of %q", i, args)
+			}
+		}
+
+		// The secret: letters, digits, '_' and '.', none of the
+		// separators of the forms it is planted in.
+		secret = "S" + strings.Map(func(r rune) rune {
+			if r > 0x7f || !(r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return 'x'
+			}
+			return r
+		}, secret)
+		i := int(at) % (len(args) + 1)
+		for _, form := range [][]string{
+			{"--password=" + secret},
+			{"--token", secret},
+			{"https://bob:" + secret + "@db.example:5432/x"},
+		} {
+			planted := append(append(append([]string{}, args[:i]...), form...), args[i:]...)
+			got := RedactArgs(planted)
+			require.Len(t, got, len(planted))
+			assert.NotContains(t, strings.Join(got[i:i+len(form)], " "), secret, "%q -> %q", planted, got)
 		}
 	})
 }

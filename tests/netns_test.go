@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/connbeat/connbeat/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -18,9 +19,7 @@ func netns(t *testing.T) []string {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace")
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip(8) from iproute2 to create a network namespace")
-	}
+	testkit.RequireTool(t, "ip")
 	name := fmt.Sprintf("connbeat-test-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Skipf("cannot create a network namespace here: %v: %s", err, out)

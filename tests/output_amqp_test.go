@@ -23,12 +23,11 @@ const (
 	amqpPass = "amqp-s3cret"
 )
 
-// startRabbit runs a private rabbitmq-server for one test, or skips it.
+// startRabbit runs a private rabbitmq-server for one test (see
+// rabbit.Require for when it cannot).
 func startRabbit(t *testing.T, pki *certs.Files) *rabbit.Broker {
 	t.Helper()
-	if err := rabbit.Available(); err != nil {
-		t.Skip(err)
-	}
+	rabbit.Require(t)
 	opts := rabbit.Options{User: amqpUser, Password: amqpPass}
 	if pki != nil {
 		opts.TLS = rabbit.TLSFor(*pki)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -138,11 +139,7 @@ func TestKafkaOutput(t *testing.T) {
 // tells operators to, and finds the scenario in it.
 func checkKcat(t *testing.T, addr string, s loopbackScenario) {
 	t.Helper()
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		t.Log("kcat not installed (Debian package kcat): kcat read-back not run")
-		return
-	}
+	kcat := testkit.RequireTool(t, "kcat")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var stderr bytes.Buffer

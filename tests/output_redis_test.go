@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/testkit"
 	"github.com/gomodule/redigo/redis"
 	"github.com/stretchr/testify/require"
 )
@@ -20,10 +21,7 @@ import (
 // persistence, and returns its address.
 func startRedis(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not installed (Debian package redis-server)")
-	}
+	bin := testkit.RequireTool(t, "redis-server")
 	port := freePort(t)
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
@@ -83,11 +81,7 @@ func TestRedisOutput(t *testing.T) {
 		})
 		s.check(t, evs)
 
-		cli, err := exec.LookPath("redis-cli")
-		if err != nil {
-			t.Log("redis-cli not installed: read-back with redis-cli not run")
-			return
-		}
+		cli := testkit.RequireTool(t, "redis-cli")
 		_, port, _ := strings.Cut(addr, ":")
 		out, err := exec.Command(cli, "-p", port, "--no-raw", "LRANGE", "connbeat", "0", "-1").Output()
 		require.NoError(t, err)
@@ -102,6 +96,7 @@ func TestRedisOutput(t *testing.T) {
 		}
 		cliEvs := decodeAll(t, fromCli)
 		require.True(t, s.complete(cliEvs), "redis-cli read %d events without the scenario", len(cliEvs))
+		s.check(t, cliEvs)
 	})
 
 	t.Run("channel", func(t *testing.T) {

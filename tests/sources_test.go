@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connbeat/connbeat/connections/bpfiter"
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 )
 
 // TestSocketSourcesAgree runs the built agent once per socket source on the
@@ -21,11 +22,9 @@ func TestSocketSourcesAgree(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the bpf source needs CAP_BPF and CAP_PERFMON")
 	}
-	if src, err := bpfiter.Open(); err != nil {
-		t.Skipf("the bpf source cannot run here: %v", err)
-	} else {
-		src.Close()
-	}
+	src, err := bpfiter.Open()
+	kerneltest.RequireBPF(t, err)
+	require.NoError(t, src.Close())
 	s := startScenario(t, "127.0.0.1", "127.0.0.2")
 	ours := func(e Event) bool { return e.Get("local_port") == s.port || e.Get("remote_port") == s.port }
 

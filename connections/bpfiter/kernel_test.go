@@ -2,19 +2,18 @@ package bpfiter
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/connections/netlink"
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
@@ -25,15 +24,7 @@ import (
 func openKernel(t testing.TB) *Source {
 	t.Helper()
 	src, err := Open()
-	var verr *ebpf.VerifierError
-	switch {
-	case errors.As(err, &verr):
-		t.Fatalf("the verifier refuses the program: %+v", verr)
-	case model.IsUnavailable(err) &&
-		(errors.Is(err, os.ErrPermission) || errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, os.ErrNotExist)):
-		t.Skipf("bpf source unavailable here: %v", err)
-	}
-	require.NoError(t, err)
+	kerneltest.RequireBPF(t, err)
 	t.Cleanup(func() { src.Close() })
 	return src
 }
@@ -41,10 +32,7 @@ func openKernel(t testing.TB) *Source {
 func openNetlink(t testing.TB) *netlink.Source {
 	t.Helper()
 	nl, err := netlink.Open(netlink.Options{})
-	if model.IsUnavailable(err) {
-		t.Skipf("netlink source unavailable to compare with: %v", err)
-	}
-	require.NoError(t, err)
+	kerneltest.RequireNetlink(t, err)
 	t.Cleanup(func() { nl.Close() })
 	return nl
 }

@@ -51,8 +51,7 @@ func (c *conn) close() error { return unix.Close(c.fd) }
 // send writes a dump request and returns its sequence number.
 func (c *conn) send(r *request) (uint32, error) {
 	c.seq++
-	h := header{Len: uint32(headerLen + r.wireLen()), Type: r.msgType(), Flags: flagRequest | flagDump, Seq: c.seq}
-	c.req = r.marshal(h.marshal(c.req[:0]))
+	c.req = r.appendDatagram(c.req[:0], c.seq)
 	for {
 		// An unconnected netlink socket writes to the kernel (port 0).
 		n, err := unix.Write(c.fd, c.req)

@@ -12,18 +12,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connbeat/connbeat/connections/procfs"
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
 
-// openKernel opens the real netlink source or skips the test.
+// openKernel opens the real netlink source. The test skips only when this
+// host gives it no sock_diag socket; once it has one, a dump the kernel
+// refuses is a request we built wrong and fails the test.
 func openKernel(t *testing.T, opts Options) *Source {
 	t.Helper()
+	c, err := dial()
+	kerneltest.RequireNetlink(t, err)
+	require.NoError(t, c.close())
 	src, err := Open(opts)
-	if model.IsUnavailable(err) {
-		t.Skipf("kernel sock_diag unavailable: %v", err)
-	}
-	require.NoError(t, err)
+	require.NoError(t, err, "the kernel refused a dump request")
 	t.Cleanup(func() { src.Close() })
 	return src
 }

@@ -141,6 +141,13 @@ func (r *request) wireLen() int {
 	return requestLen
 }
 
+// appendDatagram appends the whole dump request as it is sent: the
+// netlink header, then the request.
+func (r *request) appendDatagram(b []byte, seq uint32) []byte {
+	h := header{Len: uint32(headerLen + r.wireLen()), Type: r.msgType(), Flags: flagRequest | flagDump, Seq: seq}
+	return r.marshal(h.marshal(b))
+}
+
 func (r *request) marshal(b []byte) []byte {
 	if r.Compat {
 		// idiag_family (unused by the kernel here), src_len, dst_len, ext,

@@ -2,10 +2,13 @@ package procfs
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -112,6 +115,74 @@ func FuzzProcFSNetTCP(f *testing.F) {
 				t.Fatalf("invalid socket %+v", s)
 			}
 		}
+	})
+}
+
+// kernelLine formats one /proc/net/tcp or tcp6 line as the kernel's
+// get_tcp4_sock and get_tcp6_sock do: each 32-bit word of an address in
+// the machine's byte order, "%08X" (four of them for IPv6), then ":%04X"
+// for the port.
+func kernelLine(local, remote netip.Addr, lport, rport uint16, state uint8, uid uint32, inode uint64) string {
+	hexAddr := func(a netip.Addr) string {
+		b := a.AsSlice()
+		var out strings.Builder
+		for i := 0; i < len(b); i += 4 {
+			fmt.Fprintf(&out, "%08X", binary.NativeEndian.Uint32(b[i:i+4]))
+		}
+		return out.String()
+	}
+	return fmt.Sprintf("%4d: %s:%04X %s:%04X %02X %08X:%08X %02X:%08X %08X %5d %8d %d %d %016x %d %d %d %d %d\n",
+		0, hexAddr(local), lport, hexAddr(remote), rport, state, 0, 0, 0, 0, 0, uid, 0, inode, 1, 0, 20, 4, 30, 10, -1)
+}
+
+// FuzzProcFSLine formats a socket as the kernel writes it into net/tcp (or
+// net/tcp6 when v6) and reads it back: the same socket, with an
+// IPv4-mapped IPv6 address unmapped; a state the kernel does not have is
+// left out.
+func FuzzProcFSLine(f *testing.F) {
+	f.Add(netip.MustParseAddr("127.0.0.1").AsSlice(), netip.MustParseAddr("127.0.0.2").AsSlice(), uint16(80), uint16(40000), uint8(1), uint32(1000), uint64(1002))
+	f.Add(netip.MustParseAddr("2001:db8::1").AsSlice(), netip.MustParseAddr("::ffff:10.0.0.1").AsSlice(), uint16(22), uint16(0), uint8(10), uint32(0), uint64(1<<40))
+	f.Add([]byte{0, 0, 0, 0}, []byte{}, uint16(0xffff), uint16(1), uint8(13), uint32(1<<31), uint64(0))
+	root := f.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "net"), 0o755); err != nil {
+		f.Fatal(err)
+	}
+	src, err := Open(root)
+	if err != nil {
+		f.Fatal(err)
+	}
+	const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	f.Fuzz(func(t *testing.T, lraw, rraw []byte, lport, rport uint16, state uint8, uid uint32, inode uint64) {
+		// Both ends of one family: 4 bytes, or 16.
+		n := 4
+		if len(lraw) > 4 {
+			n = 16
+		}
+		addrOf := func(raw []byte) netip.Addr {
+			b := make([]byte, n)
+			copy(b, raw)
+			a, _ := netip.AddrFromSlice(b)
+			return a
+		}
+		local, remote := addrOf(lraw), addrOf(rraw)
+		v4, v6 := header, header
+		line := kernelLine(local, remote, lport, rport, state, uid, inode)
+		if n == 4 {
+			v4 += line
+		} else {
+			v6 += line
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(root, "net", "tcp"), []byte(v4), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(root, "net", "tcp6"), []byte(v6), 0o644))
+		got, err := src.Sockets(context.Background(), nil)
+		require.NoError(t, err, "%q", line)
+		if !model.State(state).Valid() {
+			require.Empty(t, got, "%q", line)
+			return
+		}
+		want := model.Socket{LocalIP: local.Unmap(), RemoteIP: remote.Unmap(), LocalPort: lport, RemotePort: rport,
+			State: model.State(state), UID: uid, Inode: inode}
+		require.Equal(t, []model.Socket{want}, got, "%q", line)
 	})
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elastic/beats/v7/libbeat/outputs/codec"
+	"github.com/elastic/elastic-agent-libs/transport/tlscommon"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -30,8 +32,8 @@ func TestReferenceConfig(t *testing.T) {
 	var yaml strings.Builder
 	for _, line := range block {
 		l := strings.TrimPrefix(line, "  #")
-		if strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "   ") {
-			continue // a comment sentence ("  # text")
+		if strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "  ") {
+			continue // a comment sentence ("  # text"), not a nested key ("  #  pretty: false")
 		}
 		yaml.WriteString(l + "\n")
 	}
@@ -56,6 +58,17 @@ func TestReferenceConfig(t *testing.T) {
 	require.NoError(t, err, yaml.String())
 	want := defaultConfig()
 	want.Hosts, want.Username, want.Password, want.VHost = []string{"amqp://rabbit.example.com:5672/"}, "connbeat", "from-the-keystore", "/"
-	want.TLS, want.Codec = c.cfg.TLS, c.cfg.Codec
-	assert.Equal(t, want, *c.cfg, "the reference shows the defaults")
+
+	// The sections libbeat's own types hold are checked by what they say
+	// (the block sets codec.json.pretty: false and ssl.verification_mode:
+	// full), the rest as a whole.
+	got := *c.cfg
+	require.NotNil(t, got.TLS, "the ssl section")
+	assert.Equal(t, tlscommon.VerifyFull, got.TLS.VerificationMode)
+	assert.Equal(t, "json", got.Codec.Namespace.Name())
+	pretty, err := got.Codec.Namespace.Config().Bool("pretty", -1)
+	require.NoError(t, err)
+	assert.False(t, pretty)
+	got.TLS, got.Codec = nil, codec.Config{}
+	assert.Equal(t, want, got, "the reference shows the defaults")
 }

@@ -3,7 +3,7 @@ package amqp
 import (
 	"fmt"
 	"os"
-	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,12 +20,15 @@ import (
 	"github.com/connbeat/connbeat/internal/testkit/rabbit"
 )
 
-// The package's tests share one broker (starting one takes ~6 s); tests
-// that stop it start it again before they end, so none runs in parallel.
+// The package's tests share one broker (starting one takes ~6 s), started
+// by the first test that needs it; tests that stop it start it again
+// before they end, so none runs in parallel.
 var shared struct {
-	broker *rabbit.Broker
+	dir    string
 	certs  certs.Files
-	why    error // why there is no broker
+	once   sync.Once
+	broker *rabbit.Broker
+	err    error // why the broker did not start
 }
 
 const (
@@ -39,17 +42,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	shared.why = rabbit.Available()
-	if shared.why == nil {
-		shared.certs, shared.why = certs.Write(dir)
-	}
-	if shared.why == nil {
-		shared.broker, shared.why = rabbit.Start(dir, rabbit.Options{User: testUser, Password: testPass, TLS: rabbit.TLSFor(shared.certs)})
-		if shared.why != nil && !strings.Contains(shared.why.Error(), rabbit.ErrUnavailable.Error()) {
-			fmt.Fprintln(os.Stderr, "starting rabbitmq-server:", shared.why)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+	shared.dir = dir
+	// Certificates that cannot be written are a broken test setup: the
+	// run fails rather than skipping every test.
+	if shared.certs, err = certs.Write(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "writing the TLS test certificates:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := m.Run()
 	if shared.broker != nil {
@@ -59,12 +58,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// broker returns the shared broker or skips the test.
+// broker returns the shared broker, starting it on first use; where no
+// broker can run, rabbit.Require skips the test (a failure in CI), and a
+// broker that does not start fails it.
 func broker(t *testing.T) *rabbit.Broker {
 	t.Helper()
-	if shared.broker == nil {
-		t.Skip(shared.why)
-	}
+	rabbit.Require(t)
+	shared.once.Do(func() {
+		shared.broker, shared.err = rabbit.Start(shared.dir, rabbit.Options{User: testUser, Password: testPass, TLS: rabbit.TLSFor(shared.certs)})
+	})
+	require.NoError(t, shared.err, "starting rabbitmq-server")
 	return shared.broker
 }
 

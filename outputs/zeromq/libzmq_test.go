@@ -3,7 +3,6 @@ package zeromq
 import (
 	"bufio"
 	"bytes"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/testkit"
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/beats/v7/libbeat/outputs/outest"
 	"github.com/stretchr/testify/assert"
@@ -39,11 +39,9 @@ for _ in range(int(sys.argv[2])):
 
 func needPyZMQ(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(python); err != nil {
-		t.Skipf("%s not installed: the libzmq interoperability test needs it (Debian python3, python3-zmq)", python)
-	}
+	testkit.RequireTool(t, python)
 	if out, err := exec.Command(python, "-c", "import zmq").CombinedOutput(); err != nil {
-		t.Skipf("python3 has no zmq module (Debian package python3-zmq): %v: %s", err, out)
+		testkit.Missing(t, "python3 has no zmq module (Debian package python3-zmq): %v: %s", err, out)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,45 +130,82 @@ func TestPubNoSubscriber(t *testing.T) {
 
 // TestPubStalledSubscriber: a subscriber that reads nothing gets send_hwm
 // messages queued and the rest counted as dropped, while Publish keeps
-// returning at once; after send_timeout it is cut off.
+// returning: with a send_timeout of an hour, a Publish that waited for the
+// subscriber would hang. With a short send_timeout the subscriber is cut
+// off once it has taken nothing for that long.
 func TestPubStalledSubscriber(t *testing.T) {
-	c, m := newTestClient(t, yamlFor("tcp://127.0.0.1:0", "send_hwm: 5", "send_timeout: 2s"))
+	t.Run("publish does not wait", func(t *testing.T) {
+		c, m := newTestClient(t, yamlFor("tcp://127.0.0.1:0", "send_hwm: 5", "send_timeout: 1h"))
+		stallSubscriber(t, c)
+		done := make(chan error, 1)
+		var total int
+		go func() {
+			var err error
+			total, err = publishBig(t, c, 20)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			require.FailNow(t, "Publish waited for the stalled subscriber")
+		}
+		dropped, acked := m.get("events.dropped"), m.get("events.acked")
+		t.Logf("%d events of 256 KiB to a subscriber that reads nothing, send_hwm 5: %d queued, %d dropped", total, acked, dropped)
+		assert.Equal(t, int64(total), dropped+acked)
+		assert.Greater(t, dropped, int64(150), "at most send_hwm plus what the socket buffers took got through")
+		assert.Zero(t, m.get("write.errors"), "not cut off within send_timeout")
+	})
+	t.Run("cut off after send_timeout", func(t *testing.T) {
+		c, m := newTestClient(t, yamlFor("tcp://127.0.0.1:0", "send_hwm: 5", "send_timeout: 2s"))
+		stallSubscriber(t, c)
+		_, err := publishBig(t, c, 20)
+		require.NoError(t, err)
+		waitPeers(t, c, 0)
+		assert.Equal(t, int64(1), m.get("write.errors"), "the stalled subscriber was cut off after send_timeout")
+	})
+}
+
+// stallSubscriber connects a subscriber to everything that never reads,
+// with a small receive buffer.
+func stallSubscriber(t *testing.T, c *client) {
+	t.Helper()
 	addr := c.socket().ln.Addr().String()
 	conn, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4096))
 	_, err = zmq4.Open(conn, null.Security(), zmq4.Sub, nil, false, nil)
 	require.NoError(t, err)
 	_, err = conn.Write([]byte{0, 1, 1}) // subscribe to everything, then never read
 	require.NoError(t, err)
 	waitSubscribed(t, c, "", 1)
+}
 
-	// Big events fill the socket buffers, so the writer stalls.
-	big := make([]byte, 256<<10)
-	for i := range big {
-		big[i] = 'x'
-	}
+// publishBig publishes batches of ten 256 KiB events, big enough to fill
+// the socket buffers so that a writer stalls, and returns how many. It
+// runs outside the test's goroutine too: it returns errors rather than
+// failing the test.
+func publishBig(t *testing.T, c *client, batches int) (int, error) {
+	big := strings.Repeat("x", 256<<10)
 	total := 0
-	start := time.Now()
-	for i := 0; i < 20; i++ {
+	for i := 0; i < batches; i++ {
 		var evs []beat.Event
 		for j := 0; j < 10; j++ {
 			e := event(total, "listener", "web-1")
-			e.Fields["pad"] = string(big)
+			e.Fields["pad"] = big
 			evs = append(evs, e)
 			total++
 		}
-		assert.Equal(t, outest.BatchACK, publish(t, c, evs...)[0].Tag)
+		b := outest.NewBatch(evs...)
+		if err := c.Publish(t.Context(), b); err != nil {
+			return total, err
+		}
+		if len(b.Signals) != 1 || b.Signals[0].Tag != outest.BatchACK {
+			return total, fmt.Errorf("batch %d: signals %v, want one ACK", i, b.Signals)
+		}
 	}
-	assert.Less(t, time.Since(start), 20*time.Second, "Publish did not wait for the subscriber")
-	dropped, acked := m.get("events.dropped"), m.get("events.acked")
-	t.Logf("%d events of 256 KiB to a subscriber that reads nothing, send_hwm 5: %d queued, %d dropped", total, acked, dropped)
-	assert.Equal(t, int64(total), dropped+acked)
-	assert.Greater(t, dropped, int64(150), "at most send_hwm plus what the socket buffers took got through")
-
-	waitPeers(t, c, 0)
-	assert.Equal(t, int64(1), m.get("write.errors"), "the stalled subscriber was cut off after send_timeout")
+	return total, nil
 }
 
 // TestCloseFlushes: events queued for a subscriber when the output closes

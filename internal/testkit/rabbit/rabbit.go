@@ -17,8 +17,10 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/testkit"
 	"github.com/connbeat/connbeat/internal/testkit/certs"
 )
 
@@ -29,12 +31,25 @@ const (
 	ctlBin    = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 )
 
-// ErrUnavailable says a broker cannot run here; tests skip with its text.
+// ErrUnavailable says a broker cannot run here.
 var ErrUnavailable = errors.New("rabbitmq-server unavailable")
 
+// Require stops the test unless a broker can be started here: without
+// root it skips (the package's Erlang files and cookie handling assume
+// root); without Debian's rabbitmq-server it stops it with
+// testkit.Missing, which fails in CI, where tools/test-deps.sh installs it.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the tests start rabbitmq-server as root")
+	}
+	for _, b := range []string{serverBin, ctlBin, "epmd"} {
+		testkit.RequireTool(t, b)
+	}
+}
+
 // Available returns nil when a broker can be started: the Debian package
-// is installed and the process runs as root (the package's Erlang files
-// and cookie handling assume it).
+// is installed and the process runs as root.
 func Available() error {
 	for _, b := range []string{serverBin, ctlBin} {
 		if _, err := os.Stat(b); err != nil {

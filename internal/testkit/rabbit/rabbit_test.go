@@ -21,9 +21,7 @@ import (
 // (the port closes) and starts it again on the same port and data: the
 // message is still there. The TLS listener accepts the client certificate.
 func TestBrokerSurvivesRestart(t *testing.T) {
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
+	Require(t)
 	dir := t.TempDir()
 	pki, err := certs.Write(dir)
 	require.NoError(t, err)
