@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/internal/testtool"
+	"github.com/connbeat/connbeat/internal/testkit"
 )
 
 func TestWriteDOT(t *testing.T) {
@@ -64,7 +64,7 @@ func TestDOTContainersAndHostileNames(t *testing.T) {
 // TestHTMLWithGraphviz: the page holds the map as inline SVG, laid out by
 // Graphviz, and the edges as a table.
 func TestHTMLWithGraphviz(t *testing.T) {
-	testtool.Require(t, "dot", "graphviz")
+	testkit.RequireTool(t, "dot")
 	var b bytes.Buffer
 	require.NoError(t, WriteHTML(context.Background(), &b, recorded, "the map", "read 3 events"))
 	page := b.String()

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/connbeat/connbeat/internal/testtool"
+	"github.com/connbeat/connbeat/internal/testkit"
 )
 
 // The events servicemap's tests read, recorded from a real two-host run by
@@ -54,7 +54,7 @@ func TestMapFiles(t *testing.T) {
 		assert.Contains(t, dot, n)
 	}
 
-	bin := testtool.Require(t, "dot", "graphviz")
+	bin := testkit.RequireTool(t, "dot")
 	cmd := exec.Command(bin, "-Tsvg")
 	cmd.Stdin = strings.NewReader(dot)
 	out, err := cmd.CombinedOutput()
@@ -82,7 +82,7 @@ func TestMapStdinMalformed(t *testing.T) {
 // TestMapHTML: --format html writes one self-contained page with the map
 // as inline SVG.
 func TestMapHTML(t *testing.T) {
-	testtool.Require(t, "dot", "graphviz")
+	testkit.RequireTool(t, "dot")
 	page, _ := runMap(t, nil, 0, append([]string{"--format", "html"}, recordedEvents...)...)
 	assert.True(t, strings.HasPrefix(page, "<!DOCTYPE html>"))
 	assert.Contains(t, page, "<svg")

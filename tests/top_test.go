@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connbeat/connbeat/internal/testtool"
+	"github.com/connbeat/connbeat/internal/testkit"
 )
 
 // topPeers starts a listener on 127.0.0.1 and a client holding three
@@ -40,7 +40,7 @@ type tmuxSession struct {
 
 func startTmux(t *testing.T) *tmuxSession {
 	t.Helper()
-	m := &tmuxSession{t: t, bin: testtool.Require(t, "tmux", "tmux"), socket: fmt.Sprintf("connbeat-test-%d", os.Getpid())}
+	m := &tmuxSession{t: t, bin: testkit.RequireTool(t, "tmux"), socket: fmt.Sprintf("connbeat-test-%d", os.Getpid())}
 	m.run("-f", "/dev/null", "new-session", "-d", "-s", "top", "-x", "80", "-y", "24", "env", "PS1=$ ", "TERM=screen", "sh")
 	t.Cleanup(func() { _ = exec.Command(m.bin, "-L", m.socket, "kill-server").Run() })
 	return m
