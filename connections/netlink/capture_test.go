@@ -202,7 +202,7 @@ func capture() (frames [][]byte, decoded, fromProcFS []model.Socket, err error) 
 	defer c.close()
 	dec := decoder{wantInfo: true}
 	for _, fam := range []uint8{familyINET, familyINET6} {
-		seq, err := c.send(&request{Family: fam, Protocol: protoTCP, Ext: 1 << (attrInfo - 1), States: allStates})
+		seq, err := c.send(&request{Family: fam, Protocol: protoTCP, Ext: 1 << (attrInfo - 1), States: allStates}, flagDump)
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -48,10 +48,11 @@ func dial() (*conn, error) {
 
 func (c *conn) close() error { return unix.Close(c.fd) }
 
-// send writes a dump request and returns its sequence number.
-func (c *conn) send(r *request) (uint32, error) {
+// send writes a request (flags flagDump for a dump, 0 for one socket) and
+// returns its sequence number.
+func (c *conn) send(r *request, flags uint16) (uint32, error) {
 	c.seq++
-	h := header{Len: uint32(headerLen + r.wireLen()), Type: r.msgType(), Flags: flagRequest | flagDump, Seq: c.seq}
+	h := header{Len: uint32(headerLen + r.wireLen()), Type: r.msgType(), Flags: flagRequest | flags, Seq: c.seq}
 	c.req = r.marshal(h.marshal(c.req[:0]))
 	for {
 		// An unconnected netlink socket writes to the kernel (port 0).

@@ -32,20 +32,12 @@ func (d *decoder) reset(dst []model.Socket) {
 // every length before reading, so arbitrary bytes give an error, never a
 // panic.
 func (d *decoder) feed(buf []byte, seq uint32) (done bool, err error) {
-	var h header
 	for len(buf) > 0 {
-		if err := h.unmarshal(buf); err != nil {
+		h, body, rest, err := nextMessage(buf)
+		if err != nil {
 			return false, err
 		}
-		if h.Len < headerLen || int(h.Len) > len(buf) {
-			return false, fmt.Errorf("nlmsghdr length %d with %d bytes left: %w", h.Len, len(buf), errTruncated)
-		}
-		body := buf[headerLen:h.Len]
-		if a := align4(int(h.Len)); a < len(buf) {
-			buf = buf[a:]
-		} else {
-			buf = nil
-		}
+		buf = rest
 		if h.Seq != seq {
 			continue
 		}
@@ -76,6 +68,22 @@ func (d *decoder) feed(buf []byte, seq uint32) (done bool, err error) {
 		}
 	}
 	return false, nil
+}
+
+// nextMessage splits the first netlink message off buf, checking its
+// length first.
+func nextMessage(buf []byte) (h header, body, rest []byte, err error) {
+	if err := h.unmarshal(buf); err != nil {
+		return h, nil, nil, err
+	}
+	if h.Len < headerLen || int(h.Len) > len(buf) {
+		return h, nil, nil, fmt.Errorf("nlmsghdr length %d with %d bytes left: %w", h.Len, len(buf), errTruncated)
+	}
+	body = buf[headerLen:h.Len]
+	if a := align4(int(h.Len)); a < len(buf) {
+		rest = buf[a:]
+	}
+	return h, body, rest, nil
 }
 
 // add decodes one inet_diag_msg and its attributes.

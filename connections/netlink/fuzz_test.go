@@ -100,3 +100,23 @@ func FuzzTCPInfo(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFeedOne feeds arbitrary bytes to the decoder of an exact lookup's
+// answer: it must never panic and yields at most one socket.
+func FuzzFeedOne(f *testing.F) {
+	f.Add(appendMsg(nil, msgTypeDiag, 0, 0, diagBody(v6msg(1, "::1", 1, "::1", 2), nil)))
+	f.Add(appendMsg(nil, msgTypeError, 0, 0, doneBody(-2)))
+	f.Add(appendMsg(nil, msgTypeError, 0, 0, doneBody(0)))
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		var h header
+		seq := uint32(0)
+		if h.unmarshal(buf) == nil {
+			seq = h.Seq
+		}
+		var d decoder
+		answered, err := d.feedOne(buf, seq)
+		if len(d.sockets) > 1 || (len(d.sockets) == 1 && (!answered || err != nil)) {
+			t.Fatalf("%d sockets, answered %v, err %v", len(d.sockets), answered, err)
+		}
+	})
+}
