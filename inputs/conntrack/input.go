@@ -198,6 +198,7 @@ func (in *Input) Run(ctx context.Context, emit func(*model.Flow)) error {
 			return nil
 		}
 		buf, err := in.sock.recv(true, time.Now().Add(housekeepEvery))
+		idle := errors.Is(err, errTimeout)
 		in.batch = in.batch[:0]
 		for {
 			switch {
@@ -219,6 +220,12 @@ func (in *Input) Run(ctx context.Context, emit func(*model.Flow)) error {
 			}
 		}
 		drained := errors.Is(err, errTimeout)
+		if idle && in.m.enobufs.Get() > 0 {
+			// Idle after a loss: the kernel reports ENOBUFS once per
+			// overrun, but counts every message it drops until the queue
+			// empties, some of them after the last count was read.
+			in.readDrops()
+		}
 		in.process(ctx, emit)
 		if drained && in.needResync && ctx.Err() == nil {
 			in.resync(ctx, emit)
@@ -263,6 +270,16 @@ func (in *Input) process(ctx context.Context, emit func(*model.Flow)) {
 	for i := range in.batch {
 		f := &in.batch[i]
 		in.m.count(f.Event)
+		if f.Event == model.FlowNew {
+			if e := in.table.get(f); e != nil && e.dumped {
+				// Reported by the re-sync that raced with its creation.
+				e.dumped = false
+				in.table.touch(e, in.gen)
+				in.m.superseded.Inc()
+				f.Event = 0
+				continue
+			}
+		}
 		if f.Event != model.FlowNew {
 			if e := in.table.get(f); e != nil && e.joined {
 				e.copyJoin(f)
@@ -284,6 +301,9 @@ func (in *Input) process(ctx context.Context, emit func(*model.Flow)) {
 	}
 	for i := range in.batch {
 		f := &in.batch[i]
+		if f.Event == 0 {
+			continue // not reported again
+		}
 		e := in.table.get(f)
 		switch f.Event {
 		case model.FlowNew:
@@ -373,7 +393,9 @@ func (in *Input) resync(ctx context.Context, emit func(*model.Flow)) {
 		}
 		for i := range in.batch {
 			f := &in.batch[i]
-			in.table.put(f, gen).setJoin(f)
+			e := in.table.put(f, gen)
+			e.setJoin(f)
+			e.dumped = true
 			if f.Process != nil {
 				in.m.joined.Inc()
 			}

@@ -188,3 +188,24 @@ func TestSetupSysctls(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessSkipsNewAfterResync: an entry created while a re-sync dump
+// ran is reported by the dump; the kernel's NEW of it, read afterwards,
+// is not reported again, but its DESTROY is.
+func TestProcessSkipsNewAfterResync(t *testing.T) {
+	j := &fakeJoiner{}
+	in := testInput(j, 100)
+	f := flow(model.FlowNew, 5, 1005)
+	f.Resync = true
+	e := in.table.put(&f, 1)
+	e.setJoin(&f)
+	e.dumped = true
+
+	out := feed(in, flow(model.FlowNew, 5, 1005), flow(model.FlowNew, 6, 1006))
+	require.Len(t, out, 1)
+	assert.Equal(t, uint32(6), out[0].ID)
+	out = feed(in, flow(model.FlowDestroy, 5, 1005))
+	require.Len(t, out, 1)
+	assert.Equal(t, model.FlowDestroy, out[0].Event)
+	assert.Equal(t, uint64(2), in.m.events[model.FlowNew].Get(), "both NEWs counted as received")
+}

@@ -360,3 +360,49 @@ func TestKernelRefusesUnicast(t *testing.T) {
 }
 
 func nopLogger() *logp.Logger { return logp.NewNopLogger() }
+
+// TestKernelOverrunWhileReading creates and deletes entries as fast as the
+// test can while the input reads into a tiny buffer: overruns come one
+// after another, and re-sync dumps race with new entries. Every entry
+// still gets exactly one NEW and one DESTROY, and the accounting holds:
+// each made-up event stands for a dropped one, but for the kernel's NEWs
+// of entries a dump reported first (superseded, not reported again).
+func TestKernelOverrunWhileReading(t *testing.T) {
+	in, c, reg := kernelInput(t, Options{
+		Events:        []model.FlowEvent{model.FlowNew, model.FlowDestroy},
+		ReceiveBuffer: 4096,
+	})
+	var got collector
+	stop := run(t, in, &got)
+	defer stop()
+	flows := testFlows(3000)
+	createAll(t, c, flows)
+	waitFor(t, &got, "a NEW for every entry", func(f []model.Flow) bool { return count(f, model.FlowNew) >= len(flows) })
+	deleteAll(t, c, flows)
+	all := waitFor(t, &got, "a DESTROY for every entry", func(f []model.Flow) bool { return count(f, model.FlowDestroy) >= len(flows) })
+
+	seen := map[string]int{}
+	for _, f := range all {
+		seen[f.Event.String()+" "+key(f.Original)]++
+	}
+	for _, f := range flows {
+		for _, ev := range []string{"NEW", "DESTROY"} {
+			assert.Equal(t, 1, seen[ev+" "+ctKey(&f)], "%s of %s", ev, ctKey(&f))
+		}
+	}
+	var m map[string]int64
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		// The drop count is read again once the input is idle.
+		m = snapshot(reg)
+		madeUp := m["conntrack.resync.new"] + m["conntrack.resync.destroy"] - m["conntrack.resync.superseded"]
+		if m["conntrack.lost"] == madeUp || time.Now().After(deadline) {
+			assert.Equal(t, madeUp, m["conntrack.lost"])
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.Positive(t, m["conntrack.enobufs"])
+	t.Logf("overruns %d, lost %d, made up %d NEW (%d superseded) and %d DESTROY", m["conntrack.enobufs"], m["conntrack.lost"],
+		m["conntrack.resync.new"], m["conntrack.resync.superseded"], m["conntrack.resync.destroy"])
+}

@@ -13,7 +13,11 @@ type metrics struct {
 	enobufs, lost            *monitoring.Uint
 	resyncs                  *monitoring.Uint
 	resyncNew, resyncDestroy *monitoring.Uint
-	decodeErrors, joined     *monitoring.Uint
+	// superseded counts the kernel's NEWs read after a re-sync had
+	// reported their entry (created while the dump ran): not reported
+	// again, so resync.new - superseded events stand for lost ones.
+	superseded           *monitoring.Uint
+	decodeErrors, joined *monitoring.Uint
 	// Gauges: entries remembered now, and forgotten to stay in bounds.
 	tracked, evicted *monitoring.Int
 }
@@ -35,6 +39,7 @@ func newMetrics(reg *monitoring.Registry) metrics {
 		resyncs:       monitoring.NewUint(reg, "resyncs"),
 		resyncNew:     monitoring.NewUint(reg, "resync.new"),
 		resyncDestroy: monitoring.NewUint(reg, "resync.destroy"),
+		superseded:    monitoring.NewUint(reg, "resync.superseded"),
 		decodeErrors:  monitoring.NewUint(reg, "decode_errors"),
 		joined:        monitoring.NewUint(reg, "joined"),
 		tracked:       monitoring.NewInt(reg, "tracked"),

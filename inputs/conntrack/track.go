@@ -12,6 +12,10 @@ type entry struct {
 	// joined says the join ran; an entry found by a dump is joined only
 	// when an event of it comes.
 	joined bool
+	// dumped says a re-sync reported the entry as NEW: the kernel's own
+	// NEW may still be queued (the entry was created while the dump ran)
+	// and is then not reported again.
+	dumped bool
 	// seen is the re-sync generation that last found the entry open: set
 	// at NEW, and by each dump that lists it.
 	seen       uint64
