@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/testcerts"
 	"github.com/mdlayher/netlink"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -301,5 +304,208 @@ func TestConntrackOverrun(t *testing.T) {
 	require.NoError(t, c.Create(next))
 	e := a.WaitFor("the NEW after the overruns", classicFlow("NEW", 19999))
 	assert.Nil(t, e.Get("connbeat.conntrack.resync"))
+	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
+}
+
+// needDocker skips the test when no Docker Engine answers (in CI, where
+// the machines run one, it fails instead).
+func needDocker(t *testing.T) {
+	t.Helper()
+	needTool(t, "docker", "docker.io")
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no Docker Engine answers (CI machines run one): %v: %s", err, out)
+		}
+		t.Skipf("no Docker Engine answers: %v: %s", err, out)
+	}
+}
+
+// hostAddr returns an IPv4 address of this host that is not loopback, one
+// of a physical interface if there is one, else the Docker bridge's.
+func hostAddr(t *testing.T) string {
+	t.Helper()
+	ifaces, err := net.Interfaces()
+	require.NoError(t, err)
+	var bridge string
+	for _, iface := range ifaces {
+		addrs, err := iface.Addrs()
+		require.NoError(t, err)
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || ipn.IP.To4() == nil || ipn.IP.IsLoopback() {
+				continue
+			}
+			if strings.HasPrefix(iface.Name, "docker") || strings.HasPrefix(iface.Name, "br-") || strings.HasPrefix(iface.Name, "veth") {
+				bridge = ipn.IP.String()
+				continue
+			}
+			return ipn.IP.String()
+		}
+	}
+	require.NotEmpty(t, bridge, "no IPv4 address but loopback on this host")
+	return bridge
+}
+
+// docker runs the docker CLI and returns its trimmed output.
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	require.NoError(t, err, "docker %v: %s", args, out)
+	return strings.TrimSpace(string(out))
+}
+
+// TestConntrackDocker publishes a container's port with `docker run -p`
+// (the image built FROM scratch around a static cbpeer, as no registry is
+// reachable) and connects to it from the host: Docker's DNAT rule makes
+// the flow's reply tuple name the container's address and port while the
+// original tuple has the host's address and published port, and the
+// client on the host is joined to the flow.
+func TestConntrackDocker(t *testing.T) {
+	needRoot(t, "conntrack events (CAP_NET_ADMIN) in the host's namespace")
+	needDocker(t)
+	name := strings.ToLower(uniqueName(t, "connbeat-test"))
+	ctx := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(ctx, "cbpeer"), "./testdata/peer")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "static cbpeer: %s", out)
+	require.NoError(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\nCOPY cbpeer /cbpeer\nENTRYPOINT [\"/cbpeer\"]\n"), 0o644))
+	image := name + ":test"
+	docker(t, "build", "-q", "-t", image, ctx)
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
+
+	const send, recv = 300, 700
+	hostPort := freePort(t)
+	docker(t, "run", "-d", "--name", name, "-p", fmt.Sprintf("%d:8080", hostPort), image,
+		"serve", "tcp", "0.0.0.0:8080", strconv.Itoa(send), strconv.Itoa(recv))
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
+	containerIP := docker(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name)
+	require.NotEmpty(t, containerIP)
+	eventually(t, nil, 30*time.Second, "the container's server ready", func() bool {
+		return strings.Contains(docker(t, "logs", name), "ready")
+	})
+
+	// The host's namespace has Docker's NAT rules, so conntrack tracks
+	// the host's traffic; the test changes no host setting.
+	a := RunAgent(t, AgentOptions{Connbeat: "  poll_interval: 1h\n  aggregation: 1h\n  conntrack:\n    enabled: true\n    set_sysctls: false\n"})
+	waitLog(t, a, "conntrack: listening to")
+	host := hostAddr(t)
+	client := startExchange(t, bins.peer, "exchange", "tcp", fmt.Sprintf("%s:%d", host, hostPort), strconv.Itoa(send), strconv.Itoa(recv))
+	sport := addrPort(t, client.Local)
+
+	n := a.WaitFor("NEW of the connection to the published port", classicFlow("NEW", sport))
+	assert.Equal(t, host, n.Str("Original.Layer3.Dst"), "the address the client connected to")
+	assert.Equal(t, float64(hostPort), n.Get("Original.Layer4.Dport"), "the published port")
+	assert.Equal(t, containerIP, n.Str("Reply.Layer3.Src"), "Docker's DNAT: the container's address")
+	assert.Equal(t, 8080.0, n.Get("Reply.Layer4.Sport"), "the container's port")
+	assert.Equal(t, "outbound", n.Str("connbeat.direction"))
+	assert.Equal(t, client.PID(), n.Get("local_process.pid"))
+	client.Close(t)
+	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
+}
+
+// unitCapabilities reads the capabilities the packaged unit grants
+// (AmbientCapabilities=) in setpriv's spelling: "+sys_ptrace,+dac_read_search".
+func unitCapabilities(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../packaging/connbeat.service")
+	require.NoError(t, err)
+	var caps []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "AmbientCapabilities="); ok {
+			for _, c := range strings.Fields(v) {
+				caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+			}
+		}
+	}
+	require.NotEmpty(t, caps)
+	return caps
+}
+
+// TestConntrackCapability runs the agent as nobody with exactly the
+// packaged unit's capabilities: with the conntrack input enabled it does
+// not start, and says CAP_NET_ADMIN is missing; with the drop-in of
+// docs/packaging.md (CAP_NET_ADMIN added) it starts, turns the counters
+// on in its namespace, and joins a root process's flow.
+func TestConntrackCapability(t *testing.T) {
+	ns := newCTNetns(t)
+	needTool(t, "setpriv", "util-linux")
+	caps := unitCapabilities(t)
+	ns.restoreSysctl(t, "net.netfilter.nf_conntrack_acct")
+	ns.restoreSysctl(t, "net.netfilter.nf_conntrack_timestamp")
+	srv := startCmdPeer(t, ns.cmd(bins.peer, "serve", "tcp", "127.0.0.1:0", "10", "10"))
+
+	asNobody := func(caps []string) *Agent {
+		dir := writeConfig(t, AgentOptions{
+			Connbeat:   "  poll_interval: 1h\n  aggregation: 1h\n  conntrack:\n    enabled: true\n",
+			Credential: nobody,
+		})
+		list := strings.Join(caps, ",")
+		return runAgentCmd(t, dir, ns.cmd("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+			"--inh-caps", list, "--ambient-caps", list, "--bounding-set", "-all,"+list,
+			bins.connbeat, "-e", "-c", dir+"/connbeat.yml", "--strict.perms=false"))
+	}
+
+	a := asNobody(caps)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent kept running without CAP_NET_ADMIN")
+	}
+	assert.NotZero(t, a.cmd.ProcessState.ExitCode())
+	assert.Contains(t, a.Stderr(), "subscribing to conntrack events needs CAP_NET_ADMIN: operation not permitted (connbeat.conntrack.enabled is true)")
+
+	a = asNobody(append(caps, "+net_admin"))
+	waitLog(t, a, "conntrack: listening to")
+	assert.Contains(t, a.Stderr(), "conntrack: net.netfilter.nf_conntrack_acct: 0 -> 1", "CAP_NET_ADMIN lets it set its namespace's sysctls")
+	client := startExchange(t, ns.cmd(bins.peer, "exchange", "tcp", srv.Addr, "10", "10")...)
+	n := a.WaitFor("NEW of root's connection", classicFlow("NEW", addrPort(t, client.Local)))
+	assert.Equal(t, client.PID(), n.Get("local_process.pid"), "the unit's capabilities join other users' processes")
+	assert.Equal(t, "root", n.Str("local_process.user"))
+	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
+}
+
+// TestConntrackAMQPRouting ships conntrack events to RabbitMQ as the
+// conntrack event collector did (exchange conntrack, direct, TLS with a
+// client certificate), routed by type with routing_key conntrack.%{[Type]}:
+// an entry created and deleted through ctnetlink lands as NEW in the queue
+// bound to conntrack.NEW and as DESTROY in the one bound to
+// conntrack.DESTROY, with one id.
+func TestConntrackAMQPRouting(t *testing.T) {
+	needRoot(t, "conntrack events and entries (CAP_NET_ADMIN) in the host's namespace")
+	certs, err := testcerts.Write(t.TempDir())
+	require.NoError(t, err)
+	b := startRabbit(t, &certs)
+	newQ := bindQueueTo(t, b, "conntrack", "direct", "ct_new", "conntrack.NEW")
+	destroyQ := bindQueueTo(t, b, "conntrack", "direct", "ct_destroy", "conntrack.DESTROY")
+
+	// One flow of the host's: the others are dropped before the output.
+	const sport = 45678
+	a := outputAgent(t, "  poll_interval: 1h\n  aggregation: 1h\n  conntrack:\n    enabled: true\n    set_sysctls: false",
+		amqpOutput(b.TLSURL(), fmt.Sprintf("  exchange: conntrack\n  exchange_type: direct\n  routing_key: \"conntrack.%%{[Type]}\"\n"+
+			"  ssl.certificate_authorities: [%q]\n  ssl.certificate: %q\n  ssl.key: %q\n", certs.CA, certs.ClientCert, certs.ClientKey)),
+		"queue.mem.flush.min_events: 1",
+		fmt.Sprintf("processors:\n  - drop_event.when.not.equals.Original.Layer4.Sport: %d\n", sport))
+	waitLog(t, a, "conntrack: listening to")
+
+	c, err := ct.Dial(nil)
+	require.NoError(t, err)
+	defer c.Close()
+	f := ct.NewFlow(unix.IPPROTO_TCP, 0, netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("203.0.113.7"), sport, 443, 60, 0)
+	require.NoError(t, c.Create(f))
+	t.Cleanup(func() { _ = c.Delete(f) })
+	eventually(t, a, 60*time.Second, "the NEW in the conntrack.NEW queue", func() bool { return len(newQ.read()) > 0 })
+	require.NoError(t, c.Delete(f))
+	eventually(t, a, 60*time.Second, "the DESTROY in the conntrack.DESTROY queue", func() bool { return len(destroyQ.read()) > 0 })
+
+	n, d := newQ.read(), destroyQ.read()
+	require.Len(t, n, 1)
+	require.Len(t, d, 1)
+	assert.Equal(t, "NEW", n[0].Str("Type"))
+	assert.Equal(t, "DESTROY", d[0].Str("Type"))
+	assert.Equal(t, n[0].Get("Id"), d[0].Get("Id"))
+	assert.Equal(t, "198.51.100.7", n[0].Str("Original.Layer3.Src"))
+	assert.Equal(t, "forwarded", n[0].Str("connbeat.direction"))
+	assert.Equal(t, []string{"conntrack.NEW"}, newQ.keys)
 	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
 }
