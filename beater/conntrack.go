@@ -45,6 +45,7 @@ func (bt *Beater) startConntrack(ctx context.Context, b *beat.Beat, metrics *mon
 	in, err := conntrack.Open(conntrack.Options{
 		Events:        cfg.Conntrack.FlowEvents(),
 		ReceiveBuffer: int(cfg.Conntrack.ReceiveBuffer),
+		QueueSize:     int(cfg.Conntrack.QueueSize),
 		TrackFlows:    cfg.Conntrack.TrackFlows,
 		SetSysctls:    cfg.Conntrack.SetSysctls,
 		Join:          join,
@@ -55,7 +56,15 @@ func (bt *Beater) startConntrack(ctx context.Context, b *beat.Beat, metrics *mon
 		join.Close()
 		return nil, fmt.Errorf("%w (connbeat.conntrack.enabled is true)", err)
 	}
-	client, err := b.Publisher.ConnectWith(beat.ClientConfig{PublishMode: beat.GuaranteedSend, WaitClose: shutdownWait})
+	// The events hold only the types libbeat's normalization would give
+	// them (strings, numbers, UTC times, mapstr.M): skipping its deep copy
+	// of every event is a sixth of the agent's CPU per flow.
+	normalize := false
+	client, err := b.Publisher.ConnectWith(beat.ClientConfig{
+		PublishMode: beat.GuaranteedSend,
+		WaitClose:   shutdownWait,
+		Processing:  beat.ProcessingConfig{EventNormalization: &normalize},
+	})
 	if err != nil {
 		in.Close()
 		join.Close()

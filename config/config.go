@@ -65,6 +65,10 @@ type Conntrack struct {
 	// ReceiveBuffer is the netlink socket's receive buffer: what absorbs
 	// a burst of events while connbeat is busy.
 	ReceiveBuffer cfgtype.ByteSize `config:"receive_buffer"`
+	// QueueSize bounds the events read from the socket and not yet
+	// published: what absorbs a burst while the join or the output is
+	// slow, at about a third of the kernel's cost per event.
+	QueueSize cfgtype.ByteSize `config:"queue_size"`
 	// TrackFlows bounds the open entries remembered, for the process join
 	// of their DESTROY and for re-syncs after a loss.
 	TrackFlows int `config:"track_flows"`
@@ -84,6 +88,8 @@ const (
 const (
 	minReceiveBuffer = 4 << 10
 	maxReceiveBuffer = 1 << 30
+	minQueueSize     = 1 << 20
+	maxQueueSize     = 4 << 30
 	maxTrackFlows    = 1 << 24
 )
 
@@ -109,6 +115,7 @@ func Default() Config {
 		Conntrack: Conntrack{
 			Events:        []string{ConntrackNew, ConntrackDestroy},
 			ReceiveBuffer: 8 << 20,
+			QueueSize:     64 << 20,
 			TrackFlows:    65536,
 			SetSysctls:    true,
 		},
@@ -219,6 +226,9 @@ func (c *Conntrack) validate() error {
 	}
 	if c.ReceiveBuffer < minReceiveBuffer || c.ReceiveBuffer > maxReceiveBuffer {
 		errs = append(errs, fmt.Errorf("connbeat.conntrack.receive_buffer must be between 4KiB and 1GiB, got %d bytes", c.ReceiveBuffer))
+	}
+	if c.QueueSize < minQueueSize || c.QueueSize > maxQueueSize {
+		errs = append(errs, fmt.Errorf("connbeat.conntrack.queue_size must be between 1MiB and 4GiB, got %d bytes", c.QueueSize))
 	}
 	if c.TrackFlows < 1 || c.TrackFlows > maxTrackFlows {
 		errs = append(errs, fmt.Errorf("connbeat.conntrack.track_flows must be between 1 and %d, got %d", maxTrackFlows, c.TrackFlows))

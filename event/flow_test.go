@@ -172,3 +172,16 @@ func mustGetOr(m mapstr.M, key string) interface{} {
 	v, _ := m.GetValue(key)
 	return v
 }
+
+func BenchmarkBuildFlow(b *testing.B) {
+	for _, format := range Formats() {
+		b.Run(format, func(b *testing.B) {
+			bl := NewBuilder(format, host)
+			f := dnatDestroy()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = bl.BuildFlow(f, ts)
+			}
+		})
+	}
+}

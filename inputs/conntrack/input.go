@@ -14,7 +14,6 @@ import (
 
 	"github.com/elastic/elastic-agent-libs/logp"
 	"github.com/elastic/elastic-agent-libs/monitoring"
-	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/model"
 )
@@ -32,6 +31,9 @@ type Options struct {
 	Events []model.FlowEvent
 	// ReceiveBuffer is the socket's receive buffer in bytes.
 	ReceiveBuffer int
+	// QueueSize bounds the bytes of events read from the socket and not
+	// yet processed.
+	QueueSize int
 	// TrackFlows bounds how many open entries are remembered.
 	TrackFlows int
 	// SetSysctls turns on nf_conntrack_acct, _timestamp and _events where
@@ -51,6 +53,9 @@ type Options struct {
 	netlinkStats string
 	lossLogEvery time.Duration
 }
+
+// DefaultQueueSize is QueueSize when the options leave it out.
+const DefaultQueueSize = 64 << 20
 
 const (
 	// maxBatch bounds the messages read before a batch is joined and
@@ -75,6 +80,12 @@ type Input struct {
 	gen        uint64 // re-sync generation, bumped by each dump
 	needResync bool
 	sweepGen   uint64 // > 0: tracked entries not seen since are gone
+	// sweepAfter is the last hand-over of the queue before the dump
+	// ended: the sweep waits for a drained chunk handed over after it,
+	// so that the DESTROYs of entries deleted while the dump ran are
+	// read first.
+	sweepAfter uint64
+	queue      *reader
 	dropsBase  uint64 // Drops of the socket when it opened
 
 	lossLogged   time.Time
@@ -107,6 +118,9 @@ func Open(opts Options) (*Input, error) {
 	}
 	if opts.TrackFlows <= 0 {
 		return nil, errors.New("conntrack input: TrackFlows must be positive")
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
 	}
 	groups := groupsFor(opts.Events)
 	if len(groups) == 0 {
@@ -189,37 +203,41 @@ func (in *Input) dump(fn func(f *model.Flow)) (int, error) {
 
 // Run reads events until ctx ends or the socket fails, and calls emit for
 // each flow in the kernel's order, with re-synced flows where events were
-// lost. The flow passed to emit is valid during the call only.
+// lost. The flow passed to emit is valid during the call only. One
+// goroutine reads the socket into a bounded queue (QueueSize), this one
+// decodes, joins and emits, so that a slow join or output makes the queue
+// grow rather than the kernel drop events.
 func (in *Input) Run(ctx context.Context, emit func(*model.Flow)) error {
-	stop := context.AfterFunc(ctx, func() { _ = in.sock.f.SetReadDeadline(time.Now()) })
-	defer stop()
+	r := newReader(in.sock, in.opts.QueueSize)
+	in.queue = r
+	readerCtx, stopReader := context.WithCancel(ctx)
+	defer stopReader()
+	go r.run(readerCtx)
 	for {
-		if err := ctx.Err(); err != nil {
+		c, ok := <-r.full
+		if !ok {
+			if r.err != nil {
+				return fmt.Errorf("conntrack input: receiving events: %w", r.err)
+			}
 			return nil
 		}
-		buf, err := in.sock.recv(true, time.Now().Add(housekeepEvery))
-		idle := errors.Is(err, errTimeout)
 		in.batch = in.batch[:0]
-		for {
-			switch {
-			case errors.Is(err, errTimeout):
-			case errors.Is(err, unix.ENOBUFS):
-				in.overrun()
-			case err != nil:
-				return fmt.Errorf("conntrack input: receiving events: %w", err)
+		idle := len(c.b) == 0 && c.drained
+		drained, seq := in.take(r, c)
+		// Whatever else is queued joins the batch: the join's costs are
+		// per batch.
+	more:
+		for len(in.batch) < maxBatch {
+			select {
+			case c, ok = <-r.full:
+				if !ok {
+					break more
+				}
+				drained, seq = in.take(r, c)
 			default:
-				in.decode(buf)
-			}
-			if err != nil || len(in.batch) >= maxBatch {
-				break
-			}
-			// Drain what is queued into the same batch.
-			buf, err = in.sock.recv(false, time.Time{})
-			if errors.Is(err, unix.EAGAIN) {
-				err = errTimeout
+				break more
 			}
 		}
-		drained := errors.Is(err, errTimeout)
 		if idle && in.m.enobufs.Get() > 0 {
 			// Idle after a loss: the kernel reports ENOBUFS once per
 			// overrun, but counts every message it drops until the queue
@@ -229,11 +247,27 @@ func (in *Input) Run(ctx context.Context, emit func(*model.Flow)) error {
 		in.process(ctx, emit)
 		if drained && in.needResync && ctx.Err() == nil {
 			in.resync(ctx, emit)
-		} else if drained && in.sweepGen > 0 {
+		} else if drained && in.sweepGen > 0 && seq > in.sweepAfter {
 			in.sweep(ctx, emit)
 		}
 		in.logLoss()
 	}
+}
+
+// take decodes a chunk's datagrams into the batch, counts its overrun
+// marks, gives the chunk back and reports whether it was handed over
+// with the socket empty, and its hand-over number.
+func (in *Input) take(r *reader, c *chunk) (drained bool, seq uint64) {
+	c.records(func(buf []byte) {
+		if buf == nil {
+			in.overrun()
+			return
+		}
+		in.decode(buf)
+	})
+	drained, seq = c.drained, c.seq
+	r.recycle(c)
+	return drained, seq
 }
 
 // decode appends the flows of one datagram to the batch.
@@ -427,6 +461,9 @@ func (in *Input) resync(ctx context.Context, emit func(*model.Flow)) {
 		return
 	}
 	in.sweepGen = gen
+	if in.queue != nil {
+		in.sweepAfter = in.queue.handed.Load()
+	}
 	in.readDrops()
 	in.log.Infof("conntrack: re-synced from a dump of %d entries in %s", listed, time.Since(start).Round(time.Millisecond))
 }

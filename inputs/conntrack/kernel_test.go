@@ -92,6 +92,13 @@ func (c *collector) emit(f *model.Flow) {
 	c.mu.Unlock()
 }
 
+// reset forgets what was collected.
+func (c *collector) reset() {
+	c.mu.Lock()
+	c.flows = nil
+	c.mu.Unlock()
+}
+
 func (c *collector) all() []model.Flow {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -281,7 +288,7 @@ func TestKernelOverrunResync(t *testing.T) {
 
 	// Nothing reads while they are deleted.
 	deleteAll(t, c, flows)
-	got = collector{}
+	got.reset()
 	stop = run(t, in, &got)
 	all = waitFor(t, &got, "a DESTROY for every entry", func(f []model.Flow) bool { return count(f, model.FlowDestroy) >= len(flows) })
 	destroys := map[string]int{}
@@ -303,7 +310,7 @@ func TestKernelOverrunResync(t *testing.T) {
 	assert.Zero(t, m["conntrack.tracked"])
 
 	// Recovered: the next entry's NEW is the kernel's, at once.
-	got = collector{}
+	got.reset()
 	next := testFlows(1)
 	next[0].TupleOrig.Proto.SourcePort, next[0].TupleReply.Proto.DestinationPort = 9999, 9999
 	createAll(t, c, next)
