@@ -1,6 +1,7 @@
 package event
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,22 +99,22 @@ func ecsFlow(f *model.Flow) mapstr.M {
 		}
 	}
 	addRelated(o.Dst.String())
-	if r.Dst != o.Src || (hasPorts && r.DstPort != o.SrcPort) {
-		nat := mapstr.M{"ip": r.Dst.String()}
-		if hasPorts {
-			nat["port"] = r.DstPort
+	// An end is translated when the reply tuple names it otherwise: the
+	// reply goes to the source's translated address and comes from the
+	// destination's.
+	translate := func(end mapstr.M, orig, seen netip.Addr, origPort, seenPort uint16) {
+		if seen == orig && (!hasPorts || seenPort == origPort) {
+			return
 		}
-		source["nat"] = nat
-		addRelated(r.Dst.String())
-	}
-	if r.Src != o.Dst || (hasPorts && r.SrcPort != o.DstPort) {
-		nat := mapstr.M{"ip": r.Src.String()}
+		nat := mapstr.M{"ip": seen.String()}
 		if hasPorts {
-			nat["port"] = r.SrcPort
+			nat["port"] = seenPort
 		}
-		destination["nat"] = nat
-		addRelated(r.Src.String())
+		end["nat"] = nat
+		addRelated(seen.String())
 	}
+	translate(source, o.Src, r.Dst, o.SrcPort, r.DstPort)
+	translate(destination, o.Dst, r.Src, o.DstPort, r.SrcPort)
 
 	netType := "ipv4"
 	if o.Src.Is6() {

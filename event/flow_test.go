@@ -34,6 +34,16 @@ func dnatDestroy() *model.Flow {
 	}
 }
 
+// classicDir is one direction of a classic conntrack event, with the
+// types the builder gives each field.
+func classicDir(l3 int, l3name, src, dst string, l4 uint8, l4name string, sport, dport uint16, packets, bytes uint64) mapstr.M {
+	return mapstr.M{
+		"Layer3":  mapstr.M{"Protonum": l3, "Protoname": l3name, "Src": src, "Dst": dst},
+		"Layer4":  mapstr.M{"Protonum": l4, "Protoname": l4name, "Sport": sport, "Dport": dport},
+		"Counter": mapstr.M{"Packets": packets, "Bytes": bytes},
+	}
+}
+
 // TestClassicFlow is the conntrack event collector's JSON, field for
 // field, with connbeat's kind, direction and the local process added.
 func TestClassicFlow(t *testing.T) {
@@ -43,16 +53,8 @@ func TestClassicFlow(t *testing.T) {
 		"Timestamp": ts.Unix(),
 		"Type":      "DESTROY",
 		"Id":        uint32(3735928559),
-		"Original": mapstr.M{
-			"Layer3":  mapstr.M{"Protonum": 2, "Protoname": "ipv4", "Src": "192.0.2.2", "Dst": "192.0.2.2"},
-			"Layer4":  mapstr.M{"Protonum": uint8(6), "Protoname": "tcp", "Sport": uint16(40000), "Dport": uint16(8080)},
-			"Counter": mapstr.M{"Packets": uint64(6), "Bytes": uint64(1368)},
-		},
-		"Reply": mapstr.M{
-			"Layer3":  mapstr.M{"Protonum": 2, "Protoname": "ipv4", "Src": "172.17.0.2", "Dst": "192.0.2.2"},
-			"Layer4":  mapstr.M{"Protonum": uint8(6), "Protoname": "tcp", "Sport": uint16(80), "Dport": uint16(40000)},
-			"Counter": mapstr.M{"Packets": uint64(4), "Bytes": uint64(524)},
-		},
+		"Original":  classicDir(2, "ipv4", "192.0.2.2", "192.0.2.2", 6, "tcp", 40000, 8080, 6, 1368),
+		"Reply":     classicDir(2, "ipv4", "172.17.0.2", "192.0.2.2", 6, "tcp", 80, 40000, 4, 524),
 		"UNREPLIED": false,
 		"ASSURED":   true,
 		"local_process": mapstr.M{
@@ -81,16 +83,8 @@ func TestClassicFlowNew(t *testing.T) {
 		"Timestamp": ts.Unix(),
 		"Type":      "NEW",
 		"Id":        uint32(7),
-		"Original": mapstr.M{
-			"Layer3":  mapstr.M{"Protonum": 10, "Protoname": "ipv6", "Src": "2001:db8::1", "Dst": "2001:db8::2"},
-			"Layer4":  mapstr.M{"Protonum": uint8(17), "Protoname": "udp", "Sport": uint16(5353), "Dport": uint16(53)},
-			"Counter": mapstr.M{"Packets": uint64(0), "Bytes": uint64(0)},
-		},
-		"Reply": mapstr.M{
-			"Layer3":  mapstr.M{"Protonum": 10, "Protoname": "ipv6", "Src": "2001:db8::2", "Dst": "2001:db8::1"},
-			"Layer4":  mapstr.M{"Protonum": uint8(17), "Protoname": "udp", "Sport": uint16(53), "Dport": uint16(5353)},
-			"Counter": mapstr.M{"Packets": uint64(0), "Bytes": uint64(0)},
-		},
+		"Original":  classicDir(10, "ipv6", "2001:db8::1", "2001:db8::2", 17, "udp", 5353, 53, 0, 0),
+		"Reply":     classicDir(10, "ipv6", "2001:db8::2", "2001:db8::1", 17, "udp", 53, 5353, 0, 0),
 		"UNREPLIED": true,
 		"ASSURED":   false,
 		"connbeat":  mapstr.M{"kind": "conntrack", "direction": "forwarded", "conntrack": mapstr.M{"resync": true, "zone": uint16(3)}},

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/sockettest"
+
 	"github.com/elastic/elastic-agent-libs/monitoring"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,6 +37,14 @@ func flowOf(proto uint8, src, dst netip.AddrPort) *model.Flow {
 	}
 }
 
+// tcpPair listens on host and connects to it once, without accepting.
+func tcpPair(t *testing.T, network, host string) (net.Listener, net.Conn) {
+	t.Helper()
+	lb := sockettest.New(t)
+	ln := lb.Listen(network, net.JoinHostPort(host, "0"))
+	return ln, lb.Dial(ln, host)
+}
+
 func newJoiner(t *testing.T, processes bool) (*Joiner, *monitoring.Registry) {
 	t.Helper()
 	reg := monitoring.NewRegistry()
@@ -57,18 +67,8 @@ func TestKernelJoin(t *testing.T) {
 	me := int32(os.Getpid())
 	remote := netip.MustParseAddrPort("198.51.100.1:4444") // not local
 
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	require.NoError(t, err)
-	defer c.Close()
-	ln6, err := net.Listen("tcp6", "[::1]:0")
-	require.NoError(t, err)
-	defer ln6.Close()
-	c6, err := net.Dial("tcp6", ln6.Addr().String())
-	require.NoError(t, err)
-	defer c6.Close()
+	ln, c := tcpPair(t, "tcp4", "127.0.0.1")
+	ln6, c6 := tcpPair(t, "tcp6", "::1")
 	usrv, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer usrv.Close()
@@ -131,12 +131,7 @@ func TestKernelJoin(t *testing.T) {
 // has no inode; the listener's owner is the process.
 func TestKernelJoinQueued(t *testing.T) {
 	j, _ := newJoiner(t, true)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	require.NoError(t, err)
-	defer c.Close()
+	ln, c := tcpPair(t, "tcp4", "127.0.0.1")
 	f := flowOf(6, addrPort(c.LocalAddr()), addrPort(ln.Addr()))
 	f.Direction = model.Inbound // as if the client were elsewhere
 	s, ok := j.localSocket(f)
@@ -148,12 +143,7 @@ func TestKernelJoinQueued(t *testing.T) {
 // a new socket's flow goes without a process rather than wait.
 func TestKernelJoinBudget(t *testing.T) {
 	j, reg := newJoiner(t, true)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	require.NoError(t, err)
-	defer c.Close()
+	ln, c := tcpPair(t, "tcp4", "127.0.0.1")
 
 	j.lastRefresh, j.refreshGap = time.Now(), time.Hour
 	f := flowOf(6, addrPort(c.LocalAddr()), addrPort(ln.Addr()))

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -218,15 +217,10 @@ func (n *ctNetns) ctConn(t *testing.T) *ct.Conn {
 // unix socket (the agent's namespace has no route to the test's).
 func unixStats(t *testing.T, path string) Event {
 	t.Helper()
-	client := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", path)
 	}}}
-	resp, err := client.Get("http://agent/stats")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var st Event
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
-	return st
+	return getStats(t, client, "http://agent/stats")
 }
 
 // TestConntrackOverrun gives the agent a 4 KiB receive buffer and creates

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/connbeat/connbeat/internal/frames"
 	"github.com/connbeat/connbeat/model"
 )
 
@@ -11,7 +12,7 @@ import (
 // captured real dump: it must never panic, and whatever it returns must be
 // sockets the kernel could have sent.
 func FuzzFeed(f *testing.F) {
-	for _, frame := range readFrames(f, fixtureDump) {
+	for _, frame := range frames.Read(f, fixtureDump) {
 		f.Add(frame, true)
 	}
 	info := &model.TCPInfo{RTTMicros: 1, BytesAcked: 2}

@@ -1,7 +1,6 @@
 package netlink
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -109,29 +108,22 @@ func (l *Lookup) ask(r *request) (model.Socket, bool, error) {
 // feedOne decodes the answer to the exact request numbered seq. answered
 // is false when buf holds only messages of other requests.
 func (d *decoder) feedOne(buf []byte, seq uint32) (answered bool, err error) {
-	for len(buf) > 0 {
-		h, body, rest, err := nextMessage(buf)
-		if err != nil {
-			return false, err
-		}
-		buf = rest
-		if h.Seq != seq {
-			continue
-		}
+	return eachAnswer(buf, seq, func(h header, body []byte) (bool, error) {
 		switch h.Type {
 		case msgTypeError:
-			if len(body) < 4 {
-				return false, fmt.Errorf("nlmsgerr: %d of 4 bytes: %w", len(body), errTruncated)
+			errno, err := nlmsgerr(body)
+			if err != nil {
+				return false, err
 			}
-			if code := int32(binary.NativeEndian.Uint32(body)); code < 0 {
-				return true, unix.Errno(-code)
+			if errno != 0 {
+				return true, errno
 			}
 			return true, nil
 		case msgTypeDiag:
 			return true, d.addAny(body)
 		}
-	}
-	return false, nil
+		return false, nil
+	})
 }
 
 // addAny decodes one inet_diag_msg of any protocol: unlike a TCP dump's,

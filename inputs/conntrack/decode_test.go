@@ -1,7 +1,6 @@
 package conntrack
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/connbeat/connbeat/internal/frames"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -31,21 +32,6 @@ const (
 	fixtureGolden = "testdata/events.golden.json"
 )
 
-func readFrames(t testing.TB, path string) [][]byte {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
-	var frames [][]byte
-	for len(raw) > 0 {
-		require.GreaterOrEqual(t, len(raw), 4)
-		n := int(binary.NativeEndian.Uint32(raw))
-		require.GreaterOrEqual(t, len(raw)-4, n)
-		frames = append(frames, raw[4:4+n])
-		raw = raw[4+n:]
-	}
-	return frames
-}
-
 // decodeAll decodes datagrams as the input does.
 func decodeAll(frames [][]byte) ([]model.Flow, error) {
 	in := &Input{m: newMetrics(nil), log: nopLogger()}
@@ -62,7 +48,7 @@ func decodeAll(frames [][]byte) ([]model.Flow, error) {
 // TestDecodeFixture decodes the captured events to what the golden file
 // says, field for field.
 func TestDecodeFixture(t *testing.T) {
-	flows, err := decodeAll(readFrames(t, fixtureEvents))
+	flows, err := decodeAll(frames.Read(t, fixtureEvents))
 	require.NoError(t, err)
 	// What the fixture must show for the tests above to mean anything.
 	protos := map[string]bool{}
@@ -102,7 +88,7 @@ func TestDecodeFixture(t *testing.T) {
 // framing is connbeat's, the attributes ti-mo/conntrack's): it must never
 // panic, and a flow it returns has both tuples.
 func FuzzDecode(f *testing.F) {
-	for _, frame := range readFrames(f, fixtureEvents) {
+	for _, frame := range frames.Read(f, fixtureEvents) {
 		f.Add(frame)
 	}
 	f.Add([]byte{})
@@ -126,7 +112,7 @@ func FuzzDecode(f *testing.F) {
 // FuzzSplitMessages: the splitter never reads past a length and never
 // yields more messages than headers fit.
 func FuzzSplitMessages(f *testing.F) {
-	for _, frame := range readFrames(f, fixtureEvents)[:3] {
+	for _, frame := range frames.Read(f, fixtureEvents)[:3] {
 		f.Add(frame)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -222,26 +208,21 @@ func TestCaptureFixture(t *testing.T) {
 	c.Close()
 	time.Sleep(200 * time.Millisecond)
 
-	var frames [][]byte
+	var captured [][]byte
 	for {
 		b, err := s.recv(false, time.Time{})
 		if errors.Is(err, unix.EAGAIN) {
 			break
 		}
 		require.NoError(t, err)
-		frames = append(frames, append([]byte(nil), b...))
+		captured = append(captured, append([]byte(nil), b...))
 	}
-	flows, err := decodeAll(frames)
+	flows, err := decodeAll(captured)
 	require.NoError(t, err)
-	var file []byte
-	for _, f := range frames {
-		file = binary.NativeEndian.AppendUint32(file, uint32(len(f)))
-		file = append(file, f...)
-	}
 	require.NoError(t, os.MkdirAll("testdata", 0o755))
-	require.NoError(t, os.WriteFile(fixtureEvents, file, 0o644))
+	require.NoError(t, frames.Write(fixtureEvents, captured))
 	js, err := json.MarshalIndent(flows, "", "  ")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(fixtureGolden, append(js, '\n'), 0o644))
-	t.Logf("captured %d datagrams, %d flows", len(frames), len(flows))
+	t.Logf("captured %d datagrams, %d flows", len(captured), len(flows))
 }
