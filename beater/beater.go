@@ -52,16 +52,18 @@ func New(b *beat.Beat, raw *conf.C) (beat.Beater, error) {
 	return bt, nil
 }
 
-// Run polls until Stop is called.
-func (bt *Beater) Run(b *beat.Beat) error {
+// Run polls until Stop is called, or until the conntrack input fails,
+// whose error it then returns.
+func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 	metrics := b.Monitoring.StatsRegistry().GetOrCreateRegistry("connbeat")
+	host := event.Host{
+		Hostname: b.Info.Hostname,
+		Name:     b.Info.Name,
+		LocalIPs: localIPs(),
+	}
 	p, err := pipeline.New(pipeline.Options{
-		Config: bt.cfg,
-		Host: event.Host{
-			Hostname: b.Info.Hostname,
-			Name:     b.Info.Name,
-			LocalIPs: localIPs(),
-		},
+		Config:  bt.cfg,
+		Host:    host,
 		Logger:  bt.logger,
 		Metrics: metrics,
 	})
@@ -69,6 +71,20 @@ func (bt *Beater) Run(b *beat.Beat) error {
 		return err
 	}
 	defer p.Close()
+
+	if bt.cfg.Conntrack.Enabled {
+		ct, err := bt.startConntrack(bt.ctx, b, metrics, host)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			bt.Stop()
+			<-ct.done
+			if runErr == nil {
+				runErr = ct.err
+			}
+		}()
+	}
 
 	client, err := b.Publisher.ConnectWith(beat.ClientConfig{
 		// Queued events are sent again until the output takes them,

@@ -10,11 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/elastic/beats/v7/libbeat/common/cfgtype"
 	conf "github.com/elastic/elastic-agent-libs/config"
 
 	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/event"
 	"github.com/connbeat/connbeat/internal/confkeys"
+	"github.com/connbeat/connbeat/model"
+	"github.com/connbeat/connbeat/procs"
 )
 
 // Config is the `connbeat:` section.
@@ -49,7 +52,46 @@ type Config struct {
 	// QueueFullPolicy says what the poller does when libbeat's queue is
 	// full because the output is down: drop (count and log) or block.
 	QueueFullPolicy string `config:"queue_full"`
+	// Conntrack configures the conntrack input.
+	Conntrack Conntrack `config:"conntrack"`
 }
+
+// Conntrack is the `connbeat.conntrack:` section: the input of the
+// kernel's connection tracking events.
+type Conntrack struct {
+	Enabled bool `config:"enabled"`
+	// Events are the event types to subscribe to: new, update, destroy.
+	Events []string `config:"events"`
+	// ReceiveBuffer is the netlink socket's receive buffer: what absorbs
+	// a burst of events while connbeat is busy.
+	ReceiveBuffer cfgtype.ByteSize `config:"receive_buffer"`
+	// QueueSize bounds the events read from the socket and not yet
+	// published: what absorbs a burst while the join or the output is
+	// slow, at about a third of the kernel's cost per event.
+	QueueSize cfgtype.ByteSize `config:"queue_size"`
+	// TrackFlows bounds the open entries remembered, for the process join
+	// of their DESTROY and for re-syncs after a loss.
+	TrackFlows int `config:"track_flows"`
+	// SetSysctls turns on nf_conntrack_acct, nf_conntrack_timestamp and
+	// nf_conntrack_events where they are 0 and connbeat may.
+	SetSysctls bool `config:"set_sysctls"`
+}
+
+// Conntrack event type names.
+const (
+	ConntrackNew     = "new"
+	ConntrackUpdate  = "update"
+	ConntrackDestroy = "destroy"
+)
+
+// Bounds of the conntrack options.
+const (
+	minReceiveBuffer = 4 << 10
+	maxReceiveBuffer = 1 << 30
+	minQueueSize     = 1 << 20
+	maxQueueSize     = 4 << 30
+	maxTrackFlows    = 1 << 24
+)
 
 // Queue-full policies.
 const (
@@ -70,6 +112,13 @@ func Default() Config {
 		RedactCmdline:          true,
 		EnableLocalConnections: true,
 		QueueFullPolicy:        QueueFullDrop,
+		Conntrack: Conntrack{
+			Events:        []string{ConntrackNew, ConntrackDestroy},
+			ReceiveBuffer: 8 << 20,
+			QueueSize:     64 << 20,
+			TrackFlows:    65536,
+			SetSysctls:    true,
+		},
 	}
 }
 
@@ -85,7 +134,43 @@ func Load(section *conf.C) (Config, error) {
 	// Report every problem at once: an operator fixing a typo should not
 	// discover the next error only on the next start.
 	// Unpack runs Validate.
-	return c, confkeys.Unpack(section, "connbeat", &c)
+	err := confkeys.Unpack(section, "connbeat", &c)
+	if section.HasField("conntrack") {
+		if sub, cerr := section.Child("conntrack", -1); cerr == nil {
+			err = errors.Join(err, confkeys.Check(sub, "connbeat.conntrack", confkeys.Of(Conntrack{})))
+			// Unpacking an empty list keeps the default one.
+			if n, cerr := sub.CountField("events"); sub.HasField("events") && (cerr != nil || n == 0) {
+				err = errors.Join(err, errNoEvents)
+			}
+		}
+	}
+	return c, err
+}
+
+// ProcessMetadata says which process details the process joins read.
+func (c *Config) ProcessMetadata() procs.MetadataOptions {
+	return procs.MetadataOptions{
+		Cmdline:          c.ExposeCmdline,
+		RedactCmdline:    c.RedactCmdline,
+		Environ:          c.ExposeEnviron,
+		EnvironAllowlist: c.EnvironAllowlist,
+	}
+}
+
+// FlowEvents returns the configured conntrack event types.
+func (c *Conntrack) FlowEvents() []model.FlowEvent {
+	var out []model.FlowEvent
+	for _, e := range c.Events {
+		switch e {
+		case ConntrackNew:
+			out = append(out, model.FlowNew)
+		case ConntrackUpdate:
+			out = append(out, model.FlowUpdate)
+		case ConntrackDestroy:
+			out = append(out, model.FlowDestroy)
+		}
+	}
+	return out
 }
 
 // Keys returns the option names of the connbeat section.
@@ -118,6 +203,35 @@ func (c *Config) Validate() error {
 	}
 	if c.ExposeEnviron && len(c.EnvironAllowlist) == 0 {
 		errs = append(errs, errors.New("connbeat.expose_environ is on but connbeat.environ_allowlist is empty: list the variables to ship (environments hold secrets, so none are shipped by default)"))
+	}
+	errs = append(errs, c.Conntrack.validate())
+	return errors.Join(errs...)
+}
+
+var errNoEvents = errors.New("connbeat.conntrack.events must name at least one of new, update, destroy")
+
+func (c *Conntrack) validate() error {
+	var errs []error
+	if len(c.Events) == 0 {
+		errs = append(errs, errNoEvents)
+	}
+	seen := map[string]bool{}
+	for i, e := range c.Events {
+		if e != ConntrackNew && e != ConntrackUpdate && e != ConntrackDestroy {
+			errs = append(errs, fmt.Errorf("connbeat.conntrack.events.%d must be one of new, update, destroy, got %q", i, e))
+		} else if seen[e] {
+			errs = append(errs, fmt.Errorf("connbeat.conntrack.events.%d: %q is listed twice", i, e))
+		}
+		seen[e] = true
+	}
+	if c.ReceiveBuffer < minReceiveBuffer || c.ReceiveBuffer > maxReceiveBuffer {
+		errs = append(errs, fmt.Errorf("connbeat.conntrack.receive_buffer must be between 4KiB and 1GiB, got %d bytes", c.ReceiveBuffer))
+	}
+	if c.QueueSize < minQueueSize || c.QueueSize > maxQueueSize {
+		errs = append(errs, fmt.Errorf("connbeat.conntrack.queue_size must be between 1MiB and 4GiB, got %d bytes", c.QueueSize))
+	}
+	if c.TrackFlows < 1 || c.TrackFlows > maxTrackFlows {
+		errs = append(errs, fmt.Errorf("connbeat.conntrack.track_flows must be between 1 and %d, got %d", maxTrackFlows, c.TrackFlows))
 	}
 	return errors.Join(errs...)
 }

@@ -79,6 +79,14 @@ func TestLoadRejects(t *testing.T) {
 		{"not a duration", "poll_interval: often", []string{"poll_interval"}},
 		{"several errors at once", "poll_interval: 0s\nevent_format: x", []string{"poll_interval must be positive", "event_format must be one of"}},
 		{"unknown key and a bad value", "colour: red\nqueue_full: x", []string{"unknown option connbeat.colour", "connbeat.queue_full must be one of"}},
+		{"conntrack unknown key", "conntrack: {enabled: true, buffer: 1MiB}", []string{"unknown option connbeat.conntrack.buffer", "known options: enabled, events, queue_size, receive_buffer, set_sysctls, track_flows"}},
+		{"conntrack bad event", "conntrack.events: [new, close]", []string{`connbeat.conntrack.events.1 must be one of new, update, destroy, got "close"`}},
+		{"conntrack event twice", "conntrack.events: [new, new]", []string{`connbeat.conntrack.events.1: "new" is listed twice`}},
+		{"conntrack no events", "conntrack.events: []", []string{"connbeat.conntrack.events must name at least one"}},
+		{"conntrack tiny buffer", "conntrack.receive_buffer: 1KiB", []string{"connbeat.conntrack.receive_buffer must be between 4KiB and 1GiB, got 1024 bytes"}},
+		{"conntrack not a size", "conntrack.receive_buffer: lots", []string{"receive_buffer"}},
+		{"conntrack small queue", "conntrack.queue_size: 64KiB", []string{"connbeat.conntrack.queue_size must be between 1MiB and 4GiB, got 65536 bytes"}},
+		{"conntrack no tracking", "conntrack.track_flows: 0", []string{"connbeat.conntrack.track_flows must be between 1 and 16777216, got 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := load(t, tc.yaml)
@@ -97,5 +105,25 @@ func TestKeysMatchesStructTags(t *testing.T) {
 		"environ_allowlist", "enable_local_connections", "queue_full"} {
 		assert.True(t, keys[k], k)
 	}
-	assert.Len(t, keys, 13)
+	assert.True(t, keys["conntrack"])
+	assert.Len(t, keys, 14)
+}
+
+func TestLoadConntrack(t *testing.T) {
+	c, err := load(t, "{}")
+	require.NoError(t, err)
+	assert.Equal(t, Conntrack{Events: []string{"new", "destroy"}, ReceiveBuffer: 8 << 20, QueueSize: 64 << 20, TrackFlows: 65536, SetSysctls: true}, c.Conntrack,
+		"off by default; NEW and DESTROY, as the conntrack event collector")
+
+	c, err = load(t, `
+conntrack:
+  enabled: true
+  events: [new, update, destroy]
+  receive_buffer: 32MiB
+  queue_size: 128MiB
+  track_flows: 1000
+  set_sysctls: false
+`)
+	require.NoError(t, err)
+	assert.Equal(t, Conntrack{Enabled: true, Events: []string{"new", "update", "destroy"}, ReceiveBuffer: 32 << 20, QueueSize: 128 << 20, TrackFlows: 1000}, c.Conntrack)
 }

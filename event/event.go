@@ -1,5 +1,6 @@
-// Package event turns dedup reports into libbeat events, in the classic
-// shape of the original connbeat or with Elastic Common Schema fields.
+// Package event turns dedup reports and conntrack flows into libbeat
+// events, in the classic shape (the original connbeat's; for flows, the
+// conntrack event collector's) or with Elastic Common Schema fields.
 package event
 
 import (
@@ -84,25 +85,30 @@ func (b *Builder) classicFields(r *model.Report) mapstr.M {
 		f["remote_port"] = s.RemotePort
 	}
 	if p := r.Process; p != nil {
-		lp := mapstr.M{
-			"pid":        p.PID,
-			"ppid":       p.PPID,
-			"name":       p.Name,
-			"binary":     p.Binary,
-			"start_time": p.StartTime.UTC(),
-			"uid":        p.UID,
-		}
-		putNonEmpty(lp, "exe", p.Executable)
-		putNonEmpty(lp, "user", p.User)
-		if len(p.Args) > 0 {
-			lp["cmdline"] = strings.Join(p.Args, " ")
-		}
-		if len(p.Environ) > 0 {
-			lp["environ"] = environ(p.Environ)
-		}
-		f["local_process"] = lp
+		f["local_process"] = classicProcess(p)
 	}
 	return f
+}
+
+// classicProcess is the classic format's local_process object.
+func classicProcess(p *model.Process) mapstr.M {
+	lp := mapstr.M{
+		"pid":        p.PID,
+		"ppid":       p.PPID,
+		"name":       p.Name,
+		"binary":     p.Binary,
+		"start_time": p.StartTime.UTC(),
+		"uid":        p.UID,
+	}
+	putNonEmpty(lp, "exe", p.Executable)
+	putNonEmpty(lp, "user", p.User)
+	if len(p.Args) > 0 {
+		lp["cmdline"] = strings.Join(p.Args, " ")
+	}
+	if len(p.Environ) > 0 {
+		lp["environ"] = environ(p.Environ)
+	}
+	return lp
 }
 
 func (b *Builder) ecsFields(r *model.Report) mapstr.M {
@@ -139,27 +145,32 @@ func (b *Builder) ecsFields(r *model.Report) mapstr.M {
 		f["host"] = mapstr.M{"ip": b.host.LocalIPs}
 	}
 	if p := r.Process; p != nil {
-		proc := mapstr.M{
-			"pid":    p.PID,
-			"parent": mapstr.M{"pid": p.PPID},
-			"name":   p.Binary,
-			"start":  p.StartTime.UTC(),
-		}
-		putNonEmpty(proc, "executable", p.Executable)
-		if len(p.Args) > 0 {
-			proc["args"] = p.Args
-			proc["args_count"] = len(p.Args)
-			proc["command_line"] = strings.Join(p.Args, " ")
-		}
-		if len(p.Environ) > 0 {
-			proc["env_vars"] = environ(p.Environ)
-		}
-		f["process"] = proc
-		user := mapstr.M{"id": strconv.FormatUint(uint64(p.UID), 10)}
-		putNonEmpty(user, "name", p.User)
-		f["user"] = user
+		putECSProcess(f, p)
 	}
 	return f
+}
+
+// putECSProcess sets the ECS process and user objects.
+func putECSProcess(f mapstr.M, p *model.Process) {
+	proc := mapstr.M{
+		"pid":    p.PID,
+		"parent": mapstr.M{"pid": p.PPID},
+		"name":   p.Binary,
+		"start":  p.StartTime.UTC(),
+	}
+	putNonEmpty(proc, "executable", p.Executable)
+	if len(p.Args) > 0 {
+		proc["args"] = p.Args
+		proc["args_count"] = len(p.Args)
+		proc["command_line"] = strings.Join(p.Args, " ")
+	}
+	if len(p.Environ) > 0 {
+		proc["env_vars"] = environ(p.Environ)
+	}
+	f["process"] = proc
+	user := mapstr.M{"id": strconv.FormatUint(uint64(p.UID), 10)}
+	putNonEmpty(user, "name", p.User)
+	f["user"] = user
 }
 
 func tcpInfo(i *model.TCPInfo) mapstr.M {

@@ -13,10 +13,10 @@ func TestNames(t *testing.T) {
 		[]string{TCP.String(), UDP.String(), Transport(7).String()})
 	assert.Equal(t, []string{"established", "listen", "new_syn_recv", "unknown(0)", "unknown(13)"},
 		[]string{StateEstablished.String(), StateListen.String(), StateNewSynRecv.String(), State(0).String(), State(13).String()})
-	assert.Equal(t, []string{"listener", "connection", "unknown"},
-		[]string{Listener.String(), Connection.String(), Kind(0).String()})
-	assert.Equal(t, []string{"listening", "inbound", "outbound", "unknown"},
-		[]string{Listening.String(), Inbound.String(), Outbound.String(), Direction(9).String()})
+	assert.Equal(t, []string{"listener", "connection", "conntrack", "unknown"},
+		[]string{Listener.String(), Connection.String(), Conntrack.String(), Kind(0).String()})
+	assert.Equal(t, []string{"listening", "inbound", "outbound", "forwarded", "unknown"},
+		[]string{Listening.String(), Inbound.String(), Outbound.String(), Forwarded.String(), Direction(9).String()})
 }
 
 func TestStateValid(t *testing.T) {
@@ -32,4 +32,11 @@ func TestUnavailable(t *testing.T) {
 	assert.ErrorIs(t, err, cause)
 	assert.EqualError(t, err, "opening: socket source bpf unavailable: operation not permitted")
 	assert.False(t, IsUnavailable(cause))
+}
+
+func TestFlowNames(t *testing.T) {
+	assert.Equal(t, []string{"NEW", "UPDATE", "DESTROY", "UNKNOWN(0)"},
+		[]string{FlowNew.String(), FlowUpdate.String(), FlowDestroy.String(), FlowEvent(0).String()})
+	assert.Equal(t, []string{"icmp", "tcp", "udp", "icmpv6", "sctp", "unknown"},
+		[]string{ProtoName(1), ProtoName(6), ProtoName(17), ProtoName(58), ProtoName(132), ProtoName(200)})
 }

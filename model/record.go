@@ -7,6 +7,8 @@ type Kind uint8
 const (
 	Listener Kind = iota + 1
 	Connection
+	// Conntrack is a flow reported by the conntrack input.
+	Conntrack
 )
 
 func (k Kind) String() string {
@@ -15,6 +17,8 @@ func (k Kind) String() string {
 		return "listener"
 	case Connection:
 		return "connection"
+	case Conntrack:
+		return "conntrack"
 	}
 	return "unknown"
 }
@@ -27,6 +31,9 @@ const (
 	Listening Direction = iota + 1
 	Inbound
 	Outbound
+	// Forwarded is a conntrack flow neither of whose ends is local: the
+	// host routes or translates it.
+	Forwarded
 )
 
 func (d Direction) String() string {
@@ -37,6 +44,8 @@ func (d Direction) String() string {
 		return "inbound"
 	case Outbound:
 		return "outbound"
+	case Forwarded:
+		return "forwarded"
 	}
 	return "unknown"
 }

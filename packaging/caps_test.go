@@ -2,13 +2,17 @@ package packaging
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	ct "github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/connections/bpfiter"
 	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
@@ -146,4 +150,59 @@ func writeAgentConfig(t *testing.T, content string) string {
 	path := filepath.Join(dir, "connbeat.yml")
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
 	return path
+}
+
+// testConntrackDropIn runs the installed connbeat as the connbeat user with
+// the conntrack input enabled: with the installed unit's capabilities it
+// does not start and names CAP_NET_ADMIN; with docs/packaging.md's drop-in
+// (CAP_NET_ADMIN added to both sets) it reports an entry created through
+// ctnetlink.
+func testConntrackDropIn(t *testing.T) {
+	unit := parseUnit(t, unitPath)
+	ambient := setprivCaps(unit.capabilities("AmbientCapabilities"))
+	bounding := setprivCaps(unit.capabilities("CapabilityBoundingSet"))
+	cfg := writeAgentConfig(t, strings.Replace(agentConfig, "connbeat:\n",
+		"connbeat:\n  conntrack:\n    enabled: true\n    set_sysctls: false\n", 1))
+	asService := func(ambient, bounding string) *agent {
+		a := startAgent(t, "/", "setpriv", "--reuid", "connbeat", "--regid", "connbeat", "--init-groups",
+			"--no-new-privs", "--bounding-set", "-all"+prefixComma(bounding),
+			"--inh-caps", ambient, "--ambient-caps", ambient, "/usr/bin/connbeat", "-c", cfg)
+		a.logDir = "/var/log/connbeat"
+		return a
+	}
+
+	a := asService(ambient, bounding)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("connbeat kept running with the conntrack input and without CAP_NET_ADMIN")
+	}
+	assert.Error(t, a.waitErr)
+	assert.Contains(t, a.stderrText(), "subscribing to conntrack events needs CAP_NET_ADMIN")
+
+	a = asService(ambient+",+net_admin", bounding+",+net_admin")
+	c, err := ct.Dial(nil)
+	require.NoError(t, err)
+	defer c.Close()
+	const sport = 45679
+	f := ct.NewFlow(unix.IPPROTO_UDP, 0, netip.MustParseAddr("198.51.100.9"), netip.MustParseAddr("203.0.113.9"), sport, 53, 30, 0)
+	// Created until the agent is listening: a NEW before that is not seen.
+	var ev map[string]any
+	deadline := time.Now().Add(eventDeadline)
+	for ev == nil && time.Now().Before(deadline) {
+		_ = c.Delete(f)
+		require.NoError(t, c.Create(f))
+		time.Sleep(500 * time.Millisecond)
+		a.mu.Lock()
+		for _, e := range a.events {
+			if field(e, "Type") == "NEW" && number(e, "Original.Layer4.Sport") == sport {
+				ev = e
+			}
+		}
+		a.mu.Unlock()
+	}
+	require.NoError(t, c.Delete(f))
+	require.NotNil(t, ev, "no NEW of the entry; stderr:\n%s", a.stderrText())
+	assert.Equal(t, "forwarded", field(ev, "connbeat.direction"))
+	a.stop(t)
 }

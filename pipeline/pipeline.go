@@ -91,15 +91,7 @@ func New(opts Options) (*Pipeline, error) {
 		metrics:  newMetrics(opts.Metrics),
 	}
 	if cfg.ExposeProcessInfo {
-		p.resolver, err = procs.New(procs.Options{
-			Root: cfg.ProcPath,
-			Metadata: procs.MetadataOptions{
-				Cmdline:          cfg.ExposeCmdline,
-				RedactCmdline:    cfg.RedactCmdline,
-				Environ:          cfg.ExposeEnviron,
-				EnvironAllowlist: cfg.EnvironAllowlist,
-			},
-		})
+		p.resolver, err = procs.New(procs.Options{Root: cfg.ProcPath, Metadata: cfg.ProcessMetadata()})
 		if err != nil {
 			src.Close()
 			return nil, fmt.Errorf("process join: %w", err)

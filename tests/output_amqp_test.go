@@ -54,14 +54,21 @@ type amqpQueue struct {
 
 func bindQueue(t *testing.T, b *rabbit.Broker, name, key string) *amqpQueue {
 	t.Helper()
+	// The same arguments as the output's default declaration: a durable
+	// topic exchange named connbeat.
+	return bindQueueTo(t, b, "connbeat", "topic", name, key)
+}
+
+// bindQueueTo declares a durable exchange of the given type and binds a
+// durable queue to it with key.
+func bindQueueTo(t *testing.T, b *rabbit.Broker, exchange, kind, name, key string) *amqpQueue {
+	t.Helper()
 	q := &amqpQueue{t: t, b: b, name: name}
 	require.NoError(t, q.open())
-	// The same arguments as the output's declaration: a durable topic
-	// exchange named connbeat.
-	require.NoError(t, q.ch.ExchangeDeclare("connbeat", "topic", true, false, false, false, nil))
+	require.NoError(t, q.ch.ExchangeDeclare(exchange, kind, true, false, false, false, nil))
 	_, err := q.ch.QueueDeclare(name, true, false, false, false, nil)
 	require.NoError(t, err)
-	require.NoError(t, q.ch.QueueBind(name, key, "connbeat", false, nil))
+	require.NoError(t, q.ch.QueueBind(name, key, exchange, false, nil))
 	t.Cleanup(func() { q.close() })
 	return q
 }

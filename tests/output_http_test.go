@@ -86,7 +86,13 @@ func (s *httpSink) events() []Event {
 // stats reads libbeat's monitoring counters.
 func stats(t *testing.T, port int) Event {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats", port))
+	return getStats(t, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/stats", port))
+}
+
+// getStats reads libbeat's GET /stats at url through client.
+func getStats(t *testing.T, client *http.Client, url string) Event {
+	t.Helper()
+	resp, err := client.Get(url)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var ev Event

@@ -2,13 +2,14 @@ package netlink
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/connbeat/connbeat/internal/testkit/frames"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -56,33 +57,17 @@ func toGolden(sockets []model.Socket) []goldenSocket {
 	return out
 }
 
-// readFrames splits a fixture file into its datagrams.
-func readFrames(t testing.TB, path string) [][]byte {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
-	var frames [][]byte
-	for len(raw) > 0 {
-		require.GreaterOrEqual(t, len(raw), 4)
-		n := int(binary.NativeEndian.Uint32(raw))
-		require.GreaterOrEqual(t, len(raw)-4, n)
-		frames = append(frames, raw[4:4+n])
-		raw = raw[4+n:]
-	}
-	return frames
-}
-
 // TestCaptureFixture regenerates the fixture when CONNBEAT_CAPTURE=1 (as
 // root): CONNBEAT_CAPTURE=1 go test -run TestCaptureFixture ./connections/netlink/
 func TestCaptureFixture(t *testing.T) {
 	if os.Getenv("CONNBEAT_CAPTURE") != "1" {
 		t.Skip("set CONNBEAT_CAPTURE=1 to capture testdata/dump.bin again")
 	}
-	var frames [][]byte
+	var captured [][]byte
 	var decoded []model.Socket
 	var procfs []model.Socket
 	err := <-sockettest.InNewNetns(func() (err error) {
-		frames, decoded, procfs, err = capture()
+		captured, decoded, procfs, err = capture()
 		return err
 	})
 	require.NoError(t, err)
@@ -95,22 +80,17 @@ func TestCaptureFixture(t *testing.T) {
 	}
 	require.Equal(t, procfs, withoutInfo, "netlink and procfs disagree at capture time")
 
-	var file []byte
-	for _, f := range frames {
-		file = binary.NativeEndian.AppendUint32(file, uint32(len(f)))
-		file = append(file, f...)
-	}
 	require.NoError(t, os.MkdirAll(filepath.Dir(fixtureDump), 0o755))
-	require.NoError(t, os.WriteFile(fixtureDump, file, 0o644))
+	require.NoError(t, frames.Write(fixtureDump, captured))
 	js, err := json.MarshalIndent(toGolden(decoded), "", "  ")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(fixtureGolden, append(js, '\n'), 0o644))
-	t.Logf("captured %d datagrams, %d sockets", len(frames), len(decoded))
+	t.Logf("captured %d datagrams, %d sockets", len(captured), len(decoded))
 }
 
 // capture makes the fixture's sockets in the calling thread's (private)
 // network namespace and dumps them.
-func capture() (frames [][]byte, decoded, fromProcFS []model.Socket, err error) {
+func capture() (captured [][]byte, decoded, fromProcFS []model.Socket, err error) {
 	var holder []int
 	defer func() {
 		for _, fd := range holder {
@@ -202,7 +182,7 @@ func capture() (frames [][]byte, decoded, fromProcFS []model.Socket, err error) 
 	defer c.close()
 	dec := decoder{wantInfo: true}
 	for _, fam := range []uint8{familyINET, familyINET6} {
-		seq, err := c.send(&request{Family: fam, Protocol: protoTCP, Ext: 1 << (attrInfo - 1), States: allStates})
+		seq, err := c.send(&request{Family: fam, Protocol: protoTCP, Ext: 1 << (attrInfo - 1), States: allStates}, flagDump)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -211,7 +191,7 @@ func capture() (frames [][]byte, decoded, fromProcFS []model.Socket, err error) 
 			if err != nil {
 				return nil, nil, nil, err
 			}
-			frames = append(frames, append([]byte(nil), buf...))
+			captured = append(captured, append([]byte(nil), buf...))
 			if done, err = dec.feed(buf, seq); err != nil {
 				return nil, nil, nil, err
 			}
@@ -222,5 +202,5 @@ func capture() (frames [][]byte, decoded, fromProcFS []model.Socket, err error) 
 		return nil, nil, nil, err
 	}
 	fromProcFS, err = pf.Sockets(context.Background(), nil)
-	return frames, dec.sockets, fromProcFS, err
+	return captured, dec.sockets, fromProcFS, err
 }

@@ -48,10 +48,11 @@ func dial() (*conn, error) {
 
 func (c *conn) close() error { return unix.Close(c.fd) }
 
-// send writes a dump request and returns its sequence number.
-func (c *conn) send(r *request) (uint32, error) {
+// send writes a request (flags flagDump for a dump, 0 for one socket) and
+// returns its sequence number.
+func (c *conn) send(r *request, flags uint16) (uint32, error) {
 	c.seq++
-	c.req = r.appendDatagram(c.req[:0], c.seq)
+	c.req = r.appendDatagram(c.req[:0], c.seq, flags)
 	for {
 		// An unconnected netlink socket writes to the kernel (port 0).
 		n, err := unix.Write(c.fd, c.req)

@@ -32,23 +32,7 @@ func (d *decoder) reset(dst []model.Socket) {
 // every length before reading, so arbitrary bytes give an error, never a
 // panic.
 func (d *decoder) feed(buf []byte, seq uint32) (done bool, err error) {
-	var h header
-	for len(buf) > 0 {
-		if err := h.unmarshal(buf); err != nil {
-			return false, err
-		}
-		if h.Len < headerLen || int(h.Len) > len(buf) {
-			return false, fmt.Errorf("nlmsghdr length %d with %d bytes left: %w", h.Len, len(buf), errTruncated)
-		}
-		body := buf[headerLen:h.Len]
-		if a := align4(int(h.Len)); a < len(buf) {
-			buf = buf[a:]
-		} else {
-			buf = nil
-		}
-		if h.Seq != seq {
-			continue
-		}
+	return eachAnswer(buf, seq, func(h header, body []byte) (bool, error) {
 		if h.Flags&flagDumpIntr != 0 {
 			d.intr = true
 		}
@@ -62,11 +46,12 @@ func (d *decoder) feed(buf []byte, seq uint32) (done bool, err error) {
 			}
 			return true, nil
 		case msgTypeError:
-			if len(body) < 4 {
-				return false, fmt.Errorf("nlmsgerr: %d of 4 bytes: %w", len(body), errTruncated)
+			errno, err := nlmsgerr(body)
+			if err != nil {
+				return false, err
 			}
-			if code := int32(binary.NativeEndian.Uint32(body)); code < 0 {
-				return true, fmt.Errorf("kernel refused the dump: %w", unix.Errno(-code))
+			if errno != 0 {
+				return true, fmt.Errorf("kernel refused the dump: %w", errno)
 			}
 			// A zero code is an acknowledgement; dumps do not ask for one.
 		case msgTypeDiag, msgTypeTCPDiag:
@@ -74,8 +59,56 @@ func (d *decoder) feed(buf []byte, seq uint32) (done bool, err error) {
 				return false, err
 			}
 		}
+		return false, nil
+	})
+}
+
+// eachAnswer calls fn for each message of buf that answers the request
+// numbered seq (others are left over from an abandoned request), until fn
+// says stop or fails, and returns what fn returned last.
+func eachAnswer(buf []byte, seq uint32, fn func(h header, body []byte) (stop bool, err error)) (bool, error) {
+	for len(buf) > 0 {
+		h, body, rest, err := nextMessage(buf)
+		if err != nil {
+			return false, err
+		}
+		buf = rest
+		if h.Seq != seq {
+			continue
+		}
+		if stop, err := fn(h, body); stop || err != nil {
+			return stop, err
+		}
 	}
 	return false, nil
+}
+
+// nlmsgerr reads the error code of an NLMSG_ERROR payload: 0 for an
+// acknowledgement.
+func nlmsgerr(body []byte) (unix.Errno, error) {
+	if len(body) < 4 {
+		return 0, fmt.Errorf("nlmsgerr: %d of 4 bytes: %w", len(body), errTruncated)
+	}
+	if code := int32(binary.NativeEndian.Uint32(body)); code < 0 {
+		return unix.Errno(-code), nil
+	}
+	return 0, nil
+}
+
+// nextMessage splits the first netlink message off buf, checking its
+// length first.
+func nextMessage(buf []byte) (h header, body, rest []byte, err error) {
+	if err := h.unmarshal(buf); err != nil {
+		return h, nil, nil, err
+	}
+	if h.Len < headerLen || int(h.Len) > len(buf) {
+		return h, nil, nil, fmt.Errorf("nlmsghdr length %d with %d bytes left: %w", h.Len, len(buf), errTruncated)
+	}
+	body = buf[headerLen:h.Len]
+	if a := align4(int(h.Len)); a < len(buf) {
+		rest = buf[a:]
+	}
+	return h, body, rest, nil
 }
 
 // add decodes one inet_diag_msg and its attributes.

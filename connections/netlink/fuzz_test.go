@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/connbeat/connbeat/internal/testkit/frames"
 	"github.com/connbeat/connbeat/model"
 )
 
@@ -11,7 +12,7 @@ import (
 // captured real dump: it must never panic, and whatever it returns must be
 // sockets the kernel could have sent.
 func FuzzFeed(f *testing.F) {
-	for _, frame := range readFrames(f, fixtureDump) {
+	for _, frame := range frames.Read(f, fixtureDump) {
 		f.Add(frame, true)
 	}
 	info := &model.TCPInfo{RTTMicros: 1, BytesAcked: 2}
@@ -97,6 +98,26 @@ func FuzzTCPInfo(f *testing.F) {
 		var again model.TCPInfo
 		if err := decodeTCPInfo(encodeTCPInfo(nil, &got), &again); err != nil || again != got {
 			t.Fatalf("round trip: %+v -> %+v (%v)", got, again, err)
+		}
+	})
+}
+
+// FuzzFeedOne feeds arbitrary bytes to the decoder of an exact lookup's
+// answer: it must never panic and yields at most one socket.
+func FuzzFeedOne(f *testing.F) {
+	f.Add(appendMsg(nil, msgTypeDiag, 0, 0, diagBody(v6msg(1, "::1", 1, "::1", 2), nil)))
+	f.Add(appendMsg(nil, msgTypeError, 0, 0, doneBody(-2)))
+	f.Add(appendMsg(nil, msgTypeError, 0, 0, doneBody(0)))
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		var h header
+		seq := uint32(0)
+		if h.unmarshal(buf) == nil {
+			seq = h.Seq
+		}
+		var d decoder
+		answered, err := d.feedOne(buf, seq)
+		if len(d.sockets) > 1 || (len(d.sockets) == 1 && (!answered || err != nil)) {
+			t.Fatalf("%d sockets, answered %v, err %v", len(d.sockets), answered, err)
 		}
 	})
 }

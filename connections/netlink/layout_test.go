@@ -135,7 +135,7 @@ func TestRequestBytesAsKernelLayout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, tt.req.appendDatagram(nil, 5))
+			assert.Equal(t, tt.want, tt.req.appendDatagram(nil, 5, flagDump))
 		})
 	}
 }

@@ -158,7 +158,7 @@ func (s *Source) dump(ctx context.Context, r *request) error {
 }
 
 func (s *Source) run(ctx context.Context, r *request) (done bool, err error) {
-	seq, err := s.conn.send(r)
+	seq, err := s.conn.send(r, flagDump)
 	if err != nil {
 		return false, err
 	}

@@ -143,8 +143,8 @@ func (r *request) wireLen() int {
 
 // appendDatagram appends the whole dump request as it is sent: the
 // netlink header, then the request.
-func (r *request) appendDatagram(b []byte, seq uint32) []byte {
-	h := header{Len: uint32(headerLen + r.wireLen()), Type: r.msgType(), Flags: flagRequest | flagDump, Seq: seq}
+func (r *request) appendDatagram(b []byte, seq uint32, flags uint16) []byte {
+	h := header{Len: uint32(headerLen + r.wireLen()), Type: r.msgType(), Flags: flagRequest | flags, Seq: seq}
 	return r.marshal(h.marshal(b))
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/connbeat/connbeat/internal/testkit/frames"
 	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
@@ -236,14 +237,14 @@ func TestTCPInfoOlderKernel(t *testing.T) {
 // TestFixture decodes a dump captured from a real kernel and compares it
 // with what was decoded and checked against procfs at capture time.
 func TestFixture(t *testing.T) {
-	frames := readFrames(t, fixtureDump)
+	datagrams := frames.Read(t, fixtureDump)
 	d := decoder{wantInfo: true}
 	d.reset(nil)
 	// The fixture holds the IPv4 dump then the IPv6 dump, each ended by
 	// NLMSG_DONE; the sequence numbers are whatever the capture used.
 	var h header
 	dumps := 0
-	for _, f := range frames {
+	for _, f := range datagrams {
 		require.NoError(t, h.unmarshal(f))
 		done, err := d.feed(f, h.Seq)
 		require.NoError(t, err)

@@ -5,6 +5,10 @@
 //	cbpeer listen ADDR              listen, accept and hold every connection
 //	cbpeer connect ADDR [SRC] [N]   open N connections (from source ip SRC) and hold them
 //	cbpeer flash ADDR               connect, then exit at once
+//	cbpeer serve tcp|udp ADDR N M   answer each client's first N bytes (a
+//	                                datagram, for udp) with M bytes
+//	cbpeer exchange tcp|udp ADDR N M  send N bytes, read M, then hold the
+//	                                socket until stdin ends, and exit
 //
 // It prints one line when its sockets are ready: "ready ADDR" with the
 // listening or local address.
@@ -12,6 +16,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -44,6 +49,22 @@ func run(args []string) error {
 			}
 			held = append(held, c)
 		}
+	case "serve", "exchange":
+		if len(args) < 5 {
+			return fmt.Errorf("usage: cbpeer %s tcp|udp ADDR N M", args[0])
+		}
+		n, err := strconv.Atoi(args[3])
+		if err != nil {
+			return err
+		}
+		m, err := strconv.Atoi(args[4])
+		if err != nil {
+			return err
+		}
+		if args[0] == "serve" {
+			return serve(args[1], args[2], n, m)
+		}
+		return exchange(args[1], args[2], n, m)
 	case "connect", "flash":
 		d := net.Dialer{Timeout: 10 * time.Second}
 		if len(args) > 2 && args[2] != "" {
@@ -75,4 +96,78 @@ func run(args []string) error {
 		}
 	}
 	return fmt.Errorf("unknown mode %q", args[0])
+}
+
+// serve answers every client's first n bytes with m bytes: the conntrack
+// tests know each direction's payload.
+func serve(network, addr string, n, m int) error {
+	if network == "udp" {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		fmt.Println("ready", pc.LocalAddr())
+		buf := make([]byte, 65536)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return err
+			}
+			if _, err := pc.WriteTo(make([]byte, m), from); err != nil {
+				return err
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready", ln.Addr())
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			if _, err := io.ReadFull(c, make([]byte, n)); err != nil {
+				return
+			}
+			if _, err := c.Write(make([]byte, m)); err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, c) // until the client closes
+		}()
+	}
+}
+
+// exchange sends n bytes, reads m, says so, and holds the socket until its
+// stdin ends: the test decides when the flow closes and the process goes.
+func exchange(network, addr string, n, m int) error {
+	c, err := net.DialTimeout(network, addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write(make([]byte, n)); err != nil {
+		return err
+	}
+	if network == "udp" {
+		buf := make([]byte, 65536)
+		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			return err
+		}
+		got, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		if got != m {
+			return fmt.Errorf("read a datagram of %d bytes, want %d", got, m)
+		}
+	} else if _, err := io.ReadFull(c, make([]byte, m)); err != nil {
+		return err
+	}
+	fmt.Println("ready", c.LocalAddr())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
 }

@@ -1,0 +1,96 @@
+package event
+
+import (
+	"net/netip"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/elastic/beats/v7/libbeat/mapping"
+	"github.com/elastic/elastic-agent-libs/mapstr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/model"
+)
+
+// leaves lists the dotted paths of m's values that are not objects.
+func leaves(prefix string, m mapstr.M, out map[string]bool) {
+	for k, v := range m {
+		path := k
+		if prefix != "" {
+			path = prefix + "." + k
+		}
+		if sub, ok := v.(mapstr.M); ok {
+			leaves(path, sub, out)
+			continue
+		}
+		out[path] = true
+	}
+}
+
+// TestFieldsDeclared builds every kind of event with every optional field
+// set and checks that fields.yml, which `connbeat export template` turns
+// into the index template, declares each field.
+func TestFieldsDeclared(t *testing.T) {
+	fields, err := mapping.LoadFieldsYaml("../fields.yml")
+	require.NoError(t, err)
+	declared := map[string]bool{}
+	var objects []string
+	for _, k := range fields.GetKeys() {
+		declared[k] = true
+		if f := fields.GetField(k); f != nil && f.Type == "object" {
+			objects = append(objects, k+".")
+		}
+	}
+	// Fields of dotted names (parent.pid) are not found by GetField.
+	objects = append(objects, "local_process.environ.", "process.env_vars.")
+
+	var events []mapstr.M
+	for _, format := range Formats() {
+		b := NewBuilder(format, host)
+		for _, r := range []*model.Report{
+			report(model.Listener, model.Listening, "10.0.0.1", 22, "0.0.0.0", 0, proc),
+			report(model.Connection, model.Inbound, "10.0.0.1", 22, "10.0.0.9", 40000, proc),
+			report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, proc),
+		} {
+			r.Owners = 3
+			r.Socket.Info = &model.TCPInfo{RTTMicros: 1}
+			events = append(events, b.Build(r, ts).Fields)
+		}
+		flows := []*model.Flow{dnatDestroy()}
+		snat := dnatDestroy()
+		snat.Reply = tuple(6, "192.0.2.2", 8080, "198.51.100.1", 61000)
+		snat.Zone, snat.Mark, snat.Resync = 1, 2, true
+		flows = append(flows, snat, &model.Flow{
+			Event:    model.FlowNew,
+			Original: model.Tuple{Src: netip.MustParseAddr("::1"), Dst: netip.MustParseAddr("::1"), Proto: 58, ICMPType: 128},
+			Reply:    model.Tuple{Src: netip.MustParseAddr("::1"), Dst: netip.MustParseAddr("::1"), Proto: 58, ICMPType: 129},
+		})
+		for _, f := range flows {
+			events = append(events, b.BuildFlow(f, ts).Fields)
+		}
+	}
+	seen := map[string]bool{}
+	for _, e := range events {
+		leaves("", e, seen)
+	}
+	var missing []string
+	for path := range seen {
+		if declared[path] {
+			continue
+		}
+		inObject := false
+		for _, o := range objects {
+			inObject = inObject || strings.HasPrefix(path, o)
+		}
+		if !inObject {
+			missing = append(missing, path)
+		}
+	}
+	sort.Strings(missing)
+	assert.Empty(t, missing, "fields events carry that fields.yml does not declare")
+	for _, want := range []string{"Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type"} {
+		assert.True(t, seen[want], "the events above carry %s", want)
+	}
+}
