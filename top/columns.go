@@ -18,6 +18,9 @@ type column struct {
 	number bool
 	cell   func(*Row) string
 	cmp    func(a, b *Row) int
+	// minWidth, when set, is how narrow the full-screen view may make
+	// the column to fit the screen, cutting its text with fit.
+	minWidth int
 	// needed, when set, says whether the full-screen view shows the
 	// column for these rows: it has no room for one that says the same
 	// on every row. The plain table and JSON always have it.
@@ -25,12 +28,12 @@ type column struct {
 }
 
 var (
-	colProcess = column{name: "process", title: "PROCESS",
+	colProcess = column{name: "process", title: "PROCESS", minWidth: 12,
 		cell: func(r *Row) string { return r.Process.String() },
 		cmp: func(a, b *Row) int {
 			return cmp.Or(strings.Compare(a.Process.Name, b.Process.Name), cmp.Compare(a.Process.PID, b.Process.PID))
 		}}
-	colWhere = column{name: "ns", title: "NS",
+	colWhere = column{name: "ns", title: "NS", minWidth: 4,
 		cell: (*Row).Where,
 		cmp: func(a, b *Row) int {
 			return cmp.Or(strings.Compare(a.Container, b.Container), cmp.Compare(a.NetNS, b.NetNS))
@@ -90,6 +93,22 @@ func sortColumn(name string) (*column, error) {
 		}
 	}
 	return nil, fmt.Errorf("unknown sort column %q (one of %s)", name, strings.Join(SortNames(), ", "))
+}
+
+// fit returns the row's text in the column cut to width runes with an
+// ellipsis; a process keeps its pid, cutting its name.
+func (c *column) fit(r *Row, width int) string {
+	text := []rune(c.cell(r))
+	if len(text) <= width {
+		return string(text)
+	}
+	if c == &colProcess && r.Process.PID != 0 {
+		pid := fmt.Sprintf("[%d]", r.Process.PID)
+		if name := []rune(r.Process.Name); width-len(pid)-1 >= 1 {
+			return string(name[:min(len(name), width-len(pid)-1)]) + "…" + pid
+		}
+	}
+	return string(text[:width-1]) + "…"
 }
 
 // shown returns the columns the full-screen view shows for rows.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
@@ -184,6 +185,8 @@ func (u *screenUI) render() {
 // fill replaces a pane's rows, keeping the selected line where it was.
 func fill(t *tview.Table, cols []*column, rows []Row, sortBy *column) {
 	selected, _ := t.GetSelection()
+	_, _, width, _ := t.GetInnerRect()
+	limits := fitWidths(cols, rows, width)
 	t.Clear()
 	for i, c := range cols {
 		title := c.title
@@ -194,14 +197,52 @@ func fill(t *tview.Table, cols []*column, rows []Row, sortBy *column) {
 	}
 	for r := range rows {
 		for i, c := range cols {
-			cell := tview.NewTableCell(tview.Escape(c.cell(&rows[r]))).SetMaxWidth(maxWidth(c))
+			text := c.cell(&rows[r])
+			if limits[i] > 0 {
+				text = c.fit(&rows[r], limits[i])
+			}
+			cell := tview.NewTableCell(tview.Escape(text))
 			if c.number {
 				cell.SetAlign(tview.AlignRight)
 			}
 			t.SetCell(r+1, i, cell)
 		}
 	}
+	// From the top, not where tview's tracking of a short table's end
+	// would leave it, then down to the selected line.
+	t.ScrollToBeginning()
 	t.Select(max(1, min(selected, len(rows))), 0)
+}
+
+// fitWidths returns the width each column may take for the rows to fit
+// width (0: as wide as it needs), narrowing the columns that can be
+// narrowed, in order, no further than their minWidth. Addresses and
+// numbers are never cut. A width under 40 is tview's before the first
+// draw: nothing is narrowed then.
+func fitWidths(cols []*column, rows []Row, width int) []int {
+	limits := make([]int, len(cols))
+	if width < 40 {
+		return limits
+	}
+	natural := make([]int, len(cols))
+	over := len(cols) - 1 - width // one space between columns
+	for i, c := range cols {
+		natural[i] = utf8.RuneCountInString(c.title)
+		for r := range rows {
+			natural[i] = max(natural[i], utf8.RuneCountInString(c.cell(&rows[r])))
+		}
+		over += natural[i]
+	}
+	for i, c := range cols {
+		if over <= 0 {
+			break
+		}
+		if cut := min(over, natural[i]-c.minWidth); c.minWidth > 0 && cut > 0 {
+			limits[i] = natural[i] - cut
+			over -= cut
+		}
+	}
+	return limits
 }
 
 func headerCell(title string, c *column) *tview.TableCell {
@@ -210,18 +251,6 @@ func headerCell(title string, c *column) *tview.TableCell {
 		cell.SetAlign(tview.AlignRight)
 	}
 	return cell
-}
-
-// maxWidth keeps the free-text columns from pushing the numbers off an
-// 80-column screen; addresses are never cut.
-func maxWidth(c *column) int {
-	switch c {
-	case &colProcess:
-		return 20
-	case &colWhere:
-		return 12
-	}
-	return 0
 }
 
 // run shows src until the user quits or ctx ends.

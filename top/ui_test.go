@@ -2,6 +2,7 @@ package top
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -142,4 +143,40 @@ func TestScreenEndsWithContext(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the view outlived its context")
 	}
+}
+
+// growingSource has nothing on its first poll and ten listeners after.
+type growingSource struct{ polls int }
+
+func (g *growingSource) Records(context.Context) ([]model.Record, error) {
+	g.polls++
+	if g.polls == 1 {
+		return nil, nil
+	}
+	var rs []model.Record
+	for i := range 10 {
+		rs = append(rs, model.Record{Kind: model.Listener, Direction: model.Listening,
+			Socket:  model.Socket{LocalIP: lo1, LocalPort: uint16(9000 + i), State: model.StateListen, Inode: uint64(i + 1)},
+			Process: &model.Process{PID: int32(100 + i), Name: fmt.Sprintf("svc%d", i)}})
+	}
+	return rs, nil
+}
+func (g *growingSource) Name() string { return "fake" }
+func (g *growingSource) Close() error { return nil }
+
+// TestScreenListsFromTop: a pane that was empty shows its first rows once
+// they come, not its last (tview follows the end of a short table).
+func TestScreenListsFromTop(t *testing.T) {
+	screen := tcell.NewSimulationScreen("UTF-8")
+	view, err := NewView("", "process", false)
+	require.NoError(t, err)
+	u := newScreenUI(screen, view, 20*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.run(ctx, &growingSource{}) }()
+	defer func() { cancel(); <-done }()
+	lines := waitScreen(t, screen, "ten listeners", "listeners 10/10")
+	all := strings.Join(lines, "\n")
+	assert.Contains(t, all, "svc0[100]", "the first listener is on screen")
+	assert.NotContains(t, all, "svc9[109]", "the pane is too short for the last")
 }

@@ -101,3 +101,22 @@ func TestShownColumns(t *testing.T) {
 	assert.Contains(t, shown(edgeColumns, rows), &colTransport)
 	assert.Equal(t, "udp", colTransport.cell(&rows[1]))
 }
+
+// TestFitWidths: a screen too narrow for the rows narrows PROCESS, then
+// NS, never the addresses or numbers; a narrowed process keeps its pid.
+func TestFitWidths(t *testing.T) {
+	rows := []Row{{Process: Process{PID: 1234567, Name: "packaging.test"}, Container: "a-long-container-name",
+		Local: Endpoint{lo1, 8080}, Remote: Endpoint{IP: lo2}, Sockets: 1, Direction: model.Inbound}}
+	cols := []*column{&colProcess, &colWhere, &colDir, &colLocal, &colRemote, &colSockets}
+	// natural: 23 + 21 + 3 + 14 + 9 + 4, and 5 spaces: 79
+	assert.Equal(t, []int{0, 0, 0, 0, 0, 0}, fitWidths(cols, rows, 79))
+	assert.Equal(t, []int{21, 0, 0, 0, 0, 0}, fitWidths(cols, rows, 77))
+	assert.Equal(t, []int{12, 19, 0, 0, 0, 0}, fitWidths(cols, rows, 66))
+	assert.Equal(t, []int{12, 4, 0, 0, 0, 0}, fitWidths(cols, rows, 45), "as narrow as they go; the rest scrolls")
+	assert.Equal(t, []int{0, 0, 0, 0, 0, 0}, fitWidths(cols, rows, 15), "before the first draw")
+
+	assert.Equal(t, "packagin…[1234567]", colProcess.fit(&rows[0], 18))
+	assert.Equal(t, "p…[1234567]", colProcess.fit(&rows[0], 11))
+	assert.Equal(t, "a-l…", colWhere.fit(&rows[0], 4))
+	assert.Equal(t, "packaging.test[1234567]", colProcess.fit(&rows[0], 30))
+}
