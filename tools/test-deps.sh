@@ -2,8 +2,10 @@
 # Installs the Debian packages connbeat's tests use: the servers they start
 # (redis-server, rabbitmq-server, nginx), the tools they compare against or
 # drive (kcat, python3-zmq, conntrack, nftables, wrk, rpm, setcap,
-# systemd-analyze), and clang for `make check-generate`. Nothing is started:
-# each test starts its own instance on its own port. `make test` runs this
+# systemd-analyze), the Docker Engine the conntrack test publishes a port
+# with (docker.io; the project's machines run it already, and apt starts it
+# where systemd runs), and clang for `make check-generate`. Nothing else is
+# started: each test starts its own instance on its own port. `make test` runs this
 # first, so a newcomer's run and CI's are the same; it does nothing when
 # every package is already there.
 set -euo pipefail
@@ -11,7 +13,7 @@ set -euo pipefail
 packages=(
   ca-certificates make git iproute2 procps passwd
   redis-server rabbitmq-server kcat python3 python3-zmq
-  nginx wrk nftables conntrack rpm libcap2-bin systemd
+  nginx wrk nftables conntrack rpm libcap2-bin systemd docker.io
   clang llvm libbpf-dev
 )
 
