@@ -83,7 +83,7 @@ screenshots: build
 
 # Go benchmark functions of the parsers, the join, classify and dedup, so a
 # regression shows in isolation.
-.PHONY: bench-go bench-overhead
+.PHONY: bench-go bench-overhead bench-conntrack
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
@@ -91,6 +91,16 @@ bench-go:
 # without connbeat polling every second, interleaved pairs (PAIRS, DURATION).
 bench-overhead: build
 	tools/bench-overhead.sh ./$(BINARY)
+
+# The conntrack input (root, Debian's conntrack tool): entries created and
+# deleted through ctnetlink, no packets, at 10,000, 20,000 and 40,000
+# events a second and as fast as the machine allows, while the built agent
+# writes them to a file and `conntrack -E` prints them; one table row per
+# rate. BENCH_CONNTRACK_FLAGS adds flags (-h lists them).
+BENCH_CONNTRACK_FLAGS ?=
+bench-conntrack: build
+	$(GO) build -o build/connbeat-bench-conntrack ./tools/benchconntrack
+	./build/connbeat-bench-conntrack -agent ./$(BINARY) $(BENCH_CONNTRACK_FLAGS)
 
 # Packages: connbeat_<version>_<arch>.deb, connbeat-<version>.<arch>.rpm and
 # connbeat-<version>-linux-<arch>.tar.gz in dist/, for amd64 and arm64, built

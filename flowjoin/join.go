@@ -20,11 +20,14 @@ import (
 
 const (
 	// minRefreshGap is the least time between two reads of the process
-	// table: events wait at most this long for their join.
+	// table.
 	minRefreshGap = 100 * time.Millisecond
-	// refreshShare bounds the share of a core refreshes take: after a
-	// refresh that took d, the next waits refreshShare*d. Flows whose
-	// socket is new to the resolver meanwhile go without a process.
+	// maxRefreshGap bounds how long a batch of flows waits for the next
+	// read: the reader goroutine of the input queues events meanwhile.
+	maxRefreshGap = 2 * time.Second
+	// refreshShare bounds the share of time refreshes take: after a
+	// refresh that took d, the next waits refreshShare*d (within the gaps
+	// above), so that a host with many processes costs latency, not CPU.
 	refreshShare = 10
 )
 
@@ -193,15 +196,11 @@ func (j *Joiner) find(proto uint8, local, remote netip.AddrPort) (model.Socket, 
 	return s, ok
 }
 
-// refresh reads the process table again if the budget allows, waiting up
-// to minRefreshGap for it; it reports whether it did.
+// refresh reads the process table again once the gap after the last read
+// has passed; it reports whether it did.
 func (j *Joiner) refresh(ctx context.Context) bool {
-	wait := j.refreshGap - time.Since(j.lastRefresh)
-	if wait > minRefreshGap {
-		j.m.refreshesSkipped.Inc()
-		return false
-	}
-	if wait > 0 {
+	if wait := j.refreshGap - time.Since(j.lastRefresh); wait > 0 {
+		j.m.refreshWaits.Inc()
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -214,7 +213,7 @@ func (j *Joiner) refresh(ctx context.Context) bool {
 	_, err := j.resolver.Refresh(ctx, j.sockets)
 	cost := time.Since(start)
 	j.lastRefresh = time.Now()
-	j.refreshGap = max(minRefreshGap, refreshShare*cost)
+	j.refreshGap = min(maxRefreshGap, max(minRefreshGap, refreshShare*cost))
 	j.m.refreshes.Inc()
 	if err != nil {
 		j.log.Debugf("conntrack: reading the process table: %v", err)

@@ -139,20 +139,26 @@ func TestKernelJoinQueued(t *testing.T) {
 	assert.Equal(t, model.StateListen, s.State)
 }
 
-// TestKernelJoinBudget: while a refresh would exceed its share of a core,
-// a new socket's flow goes without a process rather than wait.
+// TestKernelJoinBudget: a batch whose socket is new waits for the gap
+// after the last read of the process table, then reads it: the flow gets
+// its process a little later, never at a cost of more than a share of the
+// time.
 func TestKernelJoinBudget(t *testing.T) {
 	j, reg := newJoiner(t, true)
-	ln, c := tcpPair(t, "tcp4", "127.0.0.1")
-
-	j.lastRefresh, j.refreshGap = time.Now(), time.Hour
-	f := flowOf(6, addrPort(c.LocalAddr()), addrPort(ln.Addr()))
+	_, c := tcpPair(t, "tcp4", "127.0.0.1")
+	const gap = 300 * time.Millisecond
+	j.lastRefresh, j.refreshGap = time.Now(), gap
+	f := flowOf(6, addrPort(c.LocalAddr()), addrPort(c.RemoteAddr()))
+	start := time.Now()
 	j.Join(context.Background(), []*model.Flow{f})
-	assert.Equal(t, model.Outbound, f.Direction)
-	assert.Nil(t, f.Process)
+	assert.GreaterOrEqual(t, time.Since(start), gap-10*time.Millisecond, "waited for the gap")
+	require.NotNil(t, f.Process)
+	assert.Equal(t, int32(os.Getpid()), f.Process.PID)
 	m := counters(reg)
-	assert.Equal(t, int64(1), m["conntrack.join.refreshes_skipped"])
-	assert.Equal(t, int64(1), m["conntrack.join.unowned"])
+	assert.Equal(t, int64(1), m["conntrack.join.refresh_waits"])
+	assert.Equal(t, int64(1), m["conntrack.join.refreshes"])
+	assert.LessOrEqual(t, j.refreshGap, maxRefreshGap)
+	assert.GreaterOrEqual(t, j.refreshGap, minRefreshGap)
 }
 
 // TestJoinWithoutProcesses sets directions only.

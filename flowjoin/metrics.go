@@ -5,11 +5,12 @@ import "github.com/elastic/elastic-agent-libs/monitoring"
 // metrics count the join's work, under conntrack.join in libbeat's
 // monitoring registry.
 type metrics struct {
-	lookups, lookupErrors       *monitoring.Uint
-	refreshes, refreshesSkipped *monitoring.Uint
+	lookups, lookupErrors *monitoring.Uint
+	// refreshWaits counts batches that waited for the gap after the last
+	// read of the process table.
+	refreshes, refreshWaits *monitoring.Uint
 	// unowned counts local sockets whose process was not found (gone
-	// before the refresh, another user's without the capabilities, or a
-	// refresh skipped to stay within its budget).
+	// before the refresh, or another user's without the capabilities).
 	unowned *monitoring.Uint
 }
 
@@ -19,10 +20,10 @@ func newMetrics(reg *monitoring.Registry) metrics {
 	}
 	reg = reg.GetOrCreateRegistry("conntrack").GetOrCreateRegistry("join")
 	return metrics{
-		lookups:          monitoring.NewUint(reg, "lookups"),
-		lookupErrors:     monitoring.NewUint(reg, "lookup_errors"),
-		refreshes:        monitoring.NewUint(reg, "refreshes"),
-		refreshesSkipped: monitoring.NewUint(reg, "refreshes_skipped"),
-		unowned:          monitoring.NewUint(reg, "unowned"),
+		lookups:      monitoring.NewUint(reg, "lookups"),
+		lookupErrors: monitoring.NewUint(reg, "lookup_errors"),
+		refreshes:    monitoring.NewUint(reg, "refreshes"),
+		refreshWaits: monitoring.NewUint(reg, "refresh_waits"),
+		unowned:      monitoring.NewUint(reg, "unowned"),
 	}
 }

@@ -105,6 +105,13 @@ func TestExportTemplateHasFields(t *testing.T) {
 		"process.properties.args.type":                        "keyword",
 		"network.properties.community_id.type":                "keyword",
 		"network.properties.direction.type":                   "keyword",
+		// The conntrack input's, the classic ones through a YAML anchor.
+		"Reply.properties.Layer3.properties.Src.type":       "ip",
+		"Original.properties.Counter.properties.Bytes.type": "long",
+		"UNREPLIED.type": "boolean",
+		"destination.properties.nat.properties.ip.type":        "ip",
+		"event.properties.duration.type":                       "long",
+		"connbeat.properties.conntrack.properties.resync.type": "boolean",
 	} {
 		assert.Equal(t, typ, p.Str(path), path)
 	}

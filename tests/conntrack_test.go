@@ -55,13 +55,13 @@ func classicFlow(typ string, sport float64) func(Event) bool {
 }
 
 // checkHeaders checks a direction's counter against the payload sent that
-// way: every packet adds its IP and TCP headers, 40 to 80 bytes.
+// way: every packet adds its IP and TCP headers, 40 to 80 bytes, and on a
+// loaded machine TCP may send some of the payload twice.
 func checkHeaders(t *testing.T, e Event, dir string, payload float64) {
 	t.Helper()
 	packets, bytes := e.num(t, dir+".Counter.Packets"), e.num(t, dir+".Counter.Bytes")
-	headers := bytes - payload
-	assert.GreaterOrEqual(t, headers, 40*packets, "%s: %v bytes in %v packets for %v bytes of payload", dir, bytes, packets, payload)
-	assert.LessOrEqual(t, headers, 80*packets, "%s: %v bytes in %v packets for %v bytes of payload", dir, bytes, packets, payload)
+	assert.GreaterOrEqual(t, bytes-payload, 40*packets, "%s: %v bytes in %v packets for %v bytes of payload", dir, bytes, packets, payload)
+	assert.LessOrEqual(t, bytes-payload, payload+80*packets, "%s: %v bytes in %v packets for %v bytes of payload", dir, bytes, packets, payload)
 }
 
 // TestConntrackLoopback runs the agent with the conntrack input in a

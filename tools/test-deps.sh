@@ -3,8 +3,10 @@
 # (redis-server, rabbitmq-server, nginx), the tools they compare against or
 # drive (kcat, python3-zmq, conntrack, nftables, wrk, rpm, setcap,
 # systemd-analyze, tmux for `connbeat top`, Graphviz's dot for `connbeat
-# map`), and clang for `make check-generate`. Nothing is started:
-# each test starts its own instance on its own port. `make test` runs this
+# map`), the Docker Engine the conntrack test publishes a port with
+# (docker.io; the project's machines run it already, and apt starts it
+# where systemd runs), and clang for `make check-generate`. Nothing else is
+# started: each test starts its own instance on its own port. `make test` runs this
 # first, so a newcomer's run and CI's are the same; it does nothing when
 # every package is already there.
 set -euo pipefail
@@ -12,7 +14,7 @@ set -euo pipefail
 packages=(
   ca-certificates make git iproute2 procps passwd
   redis-server rabbitmq-server kcat python3 python3-zmq
-  nginx wrk nftables conntrack rpm libcap2-bin systemd
+  nginx wrk nftables conntrack rpm libcap2-bin systemd docker.io
   clang llvm libbpf-dev
   tmux graphviz
 )

@@ -52,22 +52,39 @@ func newReader(s *socket, queueBytes int) *reader {
 	return &reader{sock: s, full: make(chan *chunk, n), free: make(chan *chunk, n+2)}
 }
 
+// offerEvery is how often the reader offers a chunk again that the
+// processing side had no room for, while the socket stays empty.
+const offerEvery = 5 * time.Millisecond
+
 // run reads until ctx ends or the socket fails, then closes r.full.
+//
+// When the socket is empty the chunk at hand is offered to the processing
+// side at once, so that events are not held back while it waits; when it
+// is still busy with earlier chunks the reader goes on filling the same
+// chunk, so that the queue's room goes to events rather than to chunks
+// holding a few each.
 func (r *reader) run(ctx context.Context) {
 	defer close(r.full)
 	stop := context.AfterFunc(ctx, func() { _ = r.sock.f.SetReadDeadline(time.Now()) })
 	defer stop()
 	for ctx.Err() == nil {
-		wait := r.cur == nil || len(r.cur.b) == 0
-		buf, err := r.sock.recv(wait, time.Now().Add(housekeepEvery))
-		switch {
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, errTimeout):
-			// Nothing queued: hand over what there is, marked drained;
-			// an empty chunk after a timeout lets the processing side
-			// look at its timers.
-			if !r.handOver(ctx, true) {
-				return
+		buf, err := r.sock.recv(false, time.Time{})
+		if errors.Is(err, unix.EAGAIN) {
+			// Empty: all the kernel queued so far is in hand.
+			r.offer()
+			wait := housekeepEvery
+			if r.cur != nil && len(r.cur.b) > 0 {
+				wait = offerEvery
 			}
+			buf, err = r.sock.recv(true, time.Now().Add(wait))
+			if errors.Is(err, errTimeout) {
+				// Still empty. An empty chunk lets the processing side
+				// look at its timers.
+				r.offer()
+				continue
+			}
+		}
+		switch {
 		case errors.Is(err, unix.ENOBUFS):
 			r.append(nil)
 		case err != nil:
@@ -81,6 +98,24 @@ func (r *reader) run(ctx context.Context) {
 		}
 	}
 	r.handOver(ctx, false)
+}
+
+// offer hands the chunk at hand (an empty one if none), marked drained, to
+// the processing side if it has room; else the reader keeps filling it.
+// Call it only when the socket was just found empty.
+func (r *reader) offer() {
+	if r.cur == nil {
+		r.cur = r.get(0)
+	}
+	r.cur.drained = true
+	r.cur.seq = r.handed.Load() + 1
+	select {
+	case r.full <- r.cur:
+		r.handed.Add(1)
+		r.cur = nil
+	default:
+		r.cur.drained = false
+	}
 }
 
 // append queues one datagram (nil: an overrun mark), handing the chunk
@@ -106,9 +141,10 @@ func (r *reader) handOver(ctx context.Context, drained bool) bool {
 	}
 	r.cur = nil
 	c.drained = drained
-	c.seq = r.handed.Add(1)
+	c.seq = r.handed.Load() + 1
 	select {
 	case r.full <- c:
+		r.handed.Add(1)
 		return true
 	case <-ctx.Done():
 		return false

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,7 +20,7 @@ import (
 type agent struct {
 	cmd            *exec.Cmd
 	dir            string
-	mon            int
+	mon            *http.Client     // to the monitoring endpoint's unix socket
 	read           map[string]int64 // bytes of each output file counted so far
 	seen, resynced int
 }
@@ -28,12 +29,10 @@ type agent struct {
 // output, polls practically off, a queue large enough for a burst and
 // queue_full: block, so that what connbeat cannot take in time shows as
 // kernel drops on its socket (counted) rather than as events dropped in
-// its own queue.
-func startAgent(bin, dir string) (*agent, error) {
-	mon, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+// its own queue. It runs in the namespace netns; its monitoring endpoint
+// is a unix socket, which the namespace does not hide.
+func startAgent(bin, dir, netns string) (*agent, error) {
+	sock := filepath.Join(dir, "mon.sock")
 	cfg := fmt.Sprintf(`connbeat:
   poll_interval: 1h
   aggregation: 1h
@@ -51,12 +50,11 @@ queue.mem:
   flush.min_events: 2048
   flush.timeout: 100ms
 http.enabled: true
-http.host: 127.0.0.1
-http.port: %[2]d
+http.host: unix://%[2]s
 path.home: %[1]s
 logging.level: warning
 logging.to_files: false
-`, dir, mon)
+`, dir, sock)
 	path := filepath.Join(dir, "connbeat.yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -65,11 +63,15 @@ logging.to_files: false
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-e", "-c", path, "--strict.perms=false")
+	// ip execs connbeat: the pid is connbeat's.
+	cmd := exec.Command("ip", "netns", "exec", netns, bin, "-e", "-c", path, "--strict.perms=false")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
+	mon := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
 	a := &agent{cmd: cmd, dir: dir, mon: mon, read: map[string]int64{}}
 	// Up once its monitoring endpoint answers.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -132,7 +134,7 @@ type agentStats struct{ lost, dropped int }
 
 // stats reads the conntrack counters from the monitoring endpoint.
 func (a *agent) stats() (agentStats, error) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats", a.mon))
+	resp, err := a.mon.Get("http://agent/stats")
 	if err != nil {
 		return agentStats{}, err
 	}
@@ -151,13 +153,4 @@ func (a *agent) stats() (agentStats, error) {
 		return agentStats{}, err
 	}
 	return agentStats{lost: st.Connbeat.Conntrack.Lost, dropped: st.Connbeat.Conntrack.Events.Dropped}, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

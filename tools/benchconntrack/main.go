@@ -4,6 +4,8 @@
 // input on, writes events to a file and `conntrack -E` prints them, and
 // prints one table row per rate: events generated, written by connbeat,
 // printed by conntrack -E, lost, and connbeat's CPU per 100,000 events.
+// All of it runs in a network namespace of its own, so that the host's
+// other traffic is neither counted nor competes for the sockets' buffers.
 // Run as root.
 package main
 
@@ -19,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +42,7 @@ type flags struct {
 	settle     time.Duration
 	conntrak   string
 	generators int
+	netns      string // the namespace's name, set by main
 }
 
 func main() {
@@ -47,11 +51,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-conntrack: run as root (ctnetlink and conntrack events need CAP_NET_ADMIN)")
 		os.Exit(1)
 	}
+	f.netns = fmt.Sprintf("connbeat-bench-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", f.netns).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench-conntrack: ip netns add: %v: %s\n", err, out)
+		os.Exit(1)
+	}
+	defer exec.Command("ip", "netns", "del", f.netns).Run()
 	var rows []row
 	for _, rate := range f.rates {
 		r, err := runRate(f, rate)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench-conntrack: rate %s: %v\n", rateName(rate), err)
+			_ = exec.Command("ip", "netns", "del", f.netns).Run()
 			os.Exit(1)
 		}
 		rows = append(rows, r)
@@ -122,7 +133,7 @@ func runRate(f flags, rate int) (row, error) {
 	}
 	defer os.RemoveAll(dir)
 
-	a, err := startAgent(f.agent, dir)
+	a, err := startAgent(f.agent, dir, f.netns)
 	if err != nil {
 		return r, err
 	}
@@ -140,7 +151,7 @@ func runRate(f flags, rate int) (row, error) {
 	defer ctErr.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ctE := exec.CommandContext(ctx, f.conntrak, "-E", "-e", "NEW,DESTROY")
+	ctE := exec.CommandContext(ctx, "ip", "netns", "exec", f.netns, f.conntrak, "-E", "-e", "NEW,DESTROY")
 	ctE.Stdout, ctE.Stderr = ctOut, ctErr
 	if err := ctE.Start(); err != nil {
 		return r, fmt.Errorf("starting conntrack -E: %w", err)
@@ -234,7 +245,12 @@ func generate(f flags, rate int) (int, error) {
 
 // generateShare handles the entries i with i % f.generators == g.
 func generateShare(f flags, rate, g int, start time.Time) (int, error) {
-	c, err := ct.Dial(nil)
+	ns, err := os.Open("/var/run/netns/" + f.netns)
+	if err != nil {
+		return 0, err
+	}
+	c, err := ct.Dial(&netlink.Config{NetNS: int(ns.Fd())})
+	ns.Close()
 	if err != nil {
 		return 0, fmt.Errorf("ctnetlink: %w", err)
 	}
