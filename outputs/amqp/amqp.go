@@ -1,10 +1,10 @@
-// Package amqpout is connbeat's `amqp` output: it publishes each event as
+// Package amqp is connbeat's `amqp` output: it publishes each event as
 // one persistent JSON message to an exchange of an AMQP 0-9-1 broker
 // (RabbitMQ), with a routing key formatted from the event, and ACKs a
 // batch to libbeat only once the broker confirmed every message of it
 // (publisher confirms). Unconfirmed events are sent again after a
 // reconnect with backoff: delivery is at least once.
-package amqpout
+package amqp
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package amqpout
+package amqp
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/elastic/beats/v7/libbeat/outputs/outil"
 	"github.com/elastic/beats/v7/libbeat/publisher"
 	"github.com/elastic/elastic-agent-libs/logp"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
 // client publishes batches to the first broker of hosts that answers.
@@ -95,7 +95,7 @@ func (c *client) breakSession(s *session) {
 
 type pending struct {
 	event   publisher.Event
-	confirm *amqp.DeferredConfirmation
+	confirm *amqp091.DeferredConfirmation
 }
 
 // Publish sends every event of the batch as one message and waits for the
@@ -119,10 +119,10 @@ func (c *client) Publish(ctx context.Context, batch publisher.Batch) error {
 		unsent      []publisher.Event
 		dropped     int
 		sendErr     error
-		deliveryMod = amqp.Transient
+		deliveryMod = amqp091.Transient
 	)
 	if c.cfg.Persistent {
-		deliveryMod = amqp.Persistent
+		deliveryMod = amqp091.Persistent
 	}
 	for i := range events {
 		ev := &events[i]
@@ -138,7 +138,7 @@ func (c *client) Publish(ctx context.Context, batch publisher.Batch) error {
 		}
 		// amqp091 copies body into its frames before returning, so the
 		// codec's buffer may be reused for the next event.
-		dc, err := s.ch.PublishWithDeferredConfirmWithContext(ctx, c.cfg.Exchange, key, false, false, amqp.Publishing{
+		dc, err := s.ch.PublishWithDeferredConfirmWithContext(ctx, c.cfg.Exchange, key, false, false, amqp091.Publishing{
 			ContentType:  "application/json",
 			DeliveryMode: deliveryMod,
 			Timestamp:    ev.Content.Timestamp,

@@ -1,4 +1,4 @@
-package amqpout
+package amqp
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package amqpout
+package amqp
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 	"github.com/elastic/elastic-agent-libs/config"
 	"github.com/elastic/elastic-agent-libs/logp"
 	"github.com/elastic/elastic-agent-libs/mapstr"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/connbeat/connbeat/internal/outputtest"
@@ -107,14 +107,14 @@ func event(id int, kind, direction string) beat.Event {
 // an exchange.
 type consumer struct {
 	t     *testing.T
-	conn  *amqp.Connection
-	ch    *amqp.Channel
+	conn  *amqp091.Connection
+	ch    *amqp091.Channel
 	queue string
 }
 
 // newConsumer declares the exchange and an empty durable queue bound to
 // it with keys.
-func newConsumer(t *testing.T, exchange, queue string, args amqp.Table, keys ...string) *consumer {
+func newConsumer(t *testing.T, exchange, queue string, args amqp091.Table, keys ...string) *consumer {
 	t.Helper()
 	c := openQueue(t, queue)
 	require.NoError(t, c.ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil))
@@ -132,7 +132,7 @@ func newConsumer(t *testing.T, exchange, queue string, args amqp.Table, keys ...
 func openQueue(t *testing.T, queue string) *consumer {
 	t.Helper()
 	b := broker(t)
-	conn, err := amqp.Dial(fmt.Sprintf("amqp://%s:%s@127.0.0.1:%d/", testUser, testPass, b.Port))
+	conn, err := amqp091.Dial(fmt.Sprintf("amqp://%s:%s@127.0.0.1:%d/", testUser, testPass, b.Port))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	ch, err := conn.Channel()
@@ -141,9 +141,9 @@ func openQueue(t *testing.T, queue string) *consumer {
 }
 
 // drain returns every message in the queue now.
-func (c *consumer) drain() []amqp.Delivery {
+func (c *consumer) drain() []amqp091.Delivery {
 	c.t.Helper()
-	var out []amqp.Delivery
+	var out []amqp091.Delivery
 	for {
 		d, ok, err := c.ch.Get(c.queue, true)
 		require.NoError(c.t, err)

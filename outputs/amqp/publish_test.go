@@ -1,4 +1,4 @@
-package amqpout
+package amqp
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/elastic/beats/v7/libbeat/outputs/outest"
 	libtesting "github.com/elastic/elastic-agent-libs/testing"
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -32,12 +32,12 @@ func TestPublishRoutesAndConfirms(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, outest.BatchACK, sig.Tag)
 
-	var got []amqp.Delivery
+	var got []amqp091.Delivery
 	require.Eventually(t, func() bool { got = append(got, q.drain()...); return len(got) >= 3 }, 30*time.Second, 50*time.Millisecond)
 	keys := map[int]string{}
 	for _, d := range got {
 		assert.Equal(t, "application/json", d.ContentType)
-		assert.Equal(t, amqp.Persistent, d.DeliveryMode)
+		assert.Equal(t, amqp091.Persistent, d.DeliveryMode)
 		assert.Equal(t, "connbeat", d.Exchange)
 		assert.Equal(t, "connbeat", d.AppId)
 		assert.Equal(t, time.Unix(1700000000, 0).UTC(), d.Timestamp.UTC())
@@ -71,19 +71,19 @@ routing_keys:
 	sig, err := publish(t, c, event(1, "listener", "listening"), event(2, "connection", "inbound"))
 	require.NoError(t, err)
 	require.Equal(t, outest.BatchACK, sig.Tag)
-	var got []amqp.Delivery
+	var got []amqp091.Delivery
 	require.Eventually(t, func() bool { got = append(got, q.drain()...); return len(got) >= 2 }, 30*time.Second, 50*time.Millisecond)
 	keys := []string{got[0].RoutingKey, got[1].RoutingKey}
 	sort.Strings(keys)
 	assert.Equal(t, []string{"listeners", "other.2"}, keys)
-	assert.Equal(t, amqp.Transient, got[0].DeliveryMode)
+	assert.Equal(t, amqp091.Transient, got[0].DeliveryMode)
 }
 
 // TestNackedEventsRetried: a queue that rejects publishes beyond two
 // messages makes the broker nack the rest; only the nacked events are
 // handed back for retry, and sent again once there is room.
 func TestNackedEventsRetried(t *testing.T) {
-	q := newConsumer(t, "cb-nack", "tiny", amqp.Table{"x-max-length": int32(2), "x-overflow": "reject-publish"}, "#")
+	q := newConsumer(t, "cb-nack", "tiny", amqp091.Table{"x-max-length": int32(2), "x-overflow": "reject-publish"}, "#")
 	c, obs := connected(t, "exchange: cb-nack")
 	sig, err := publish(t, c, event(1, "listener", "listening"), event(2, "listener", "listening"),
 		event(3, "listener", "listening"), event(4, "listener", "listening"))
@@ -140,7 +140,7 @@ func TestUnconfirmedNotAcked(t *testing.T) {
 	sig, err = publish(t, c, event(1, "listener", "listening"), event(2, "listener", "listening"))
 	require.NoError(t, err)
 	assert.Equal(t, outest.BatchACK, sig.Tag)
-	var got []amqp.Delivery
+	var got []amqp091.Delivery
 	require.Eventually(t, func() bool { got = append(got, q.drain()...); return len(got) >= 2 }, 30*time.Second, 50*time.Millisecond)
 	assert.LessOrEqual(t, len(got), 4, "at most the two retried events twice")
 }
@@ -267,7 +267,7 @@ func TestTLS(t *testing.T) {
 	sig, err := publish(t, c, event(7, "listener", "listening"))
 	require.NoError(t, err)
 	assert.Equal(t, outest.BatchACK, sig.Tag)
-	var got []amqp.Delivery
+	var got []amqp091.Delivery
 	require.Eventually(t, func() bool { got = append(got, q.drain()...); return len(got) >= 1 }, 30*time.Second, 50*time.Millisecond)
 	assert.Contains(t, string(got[0].Body), `"id":7`)
 

@@ -1,4 +1,4 @@
-package amqpout
+package amqp
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
 // closeGrace bounds the polite connection.close at Close; after it the
@@ -22,15 +22,15 @@ const closeGrace = time.Second
 // session is one AMQP connection with one channel in confirm mode.
 type session struct {
 	host string // redacted URL, for logs
-	conn *amqp.Connection
-	ch   *amqp.Channel
+	conn *amqp091.Connection
+	ch   *amqp091.Channel
 
 	mu       sync.Mutex
 	raw      net.Conn // the socket under conn, closed as a last resort
 	tlsState tls.ConnectionState
 	once     sync.Once
 	done     chan struct{} // closed by close(): ends waits on confirms
-	lost     chan *amqp.Error
+	lost     chan *amqp091.Error
 }
 
 // dialer opens sessions with the output's settings.
@@ -57,11 +57,11 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 			tlsCfg.ServerName = u.Hostname()
 		}
 	}
-	cfg := amqp.Config{
+	cfg := amqp091.Config{
 		Heartbeat: d.cfg.Heartbeat,
 		Locale:    "en_US",
 		Vhost:     d.cfg.VHost,
-		Properties: amqp.Table{
+		Properties: amqp091.Table{
 			"product":         "connbeat",
 			"connection_name": "connbeat",
 		},
@@ -100,7 +100,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 		},
 	}
 	if d.cfg.Username != "" {
-		cfg.SASL = []amqp.Authentication{&amqp.PlainAuth{Username: d.cfg.Username, Password: d.cfg.Password}}
+		cfg.SASL = []amqp091.Authentication{&amqp091.PlainAuth{Username: d.cfg.Username, Password: d.cfg.Password}}
 	}
 	// amqp091 would wrap the connection in TLS again for amqps://; the
 	// Dial above already did, so it is given amqp:// with the port made
@@ -112,7 +112,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 			plain.Host = net.JoinHostPort(u.Hostname(), "5671")
 		}
 	}
-	conn, err := amqp.DialConfig(plain.String(), cfg)
+	conn, err := amqp091.DialConfig(plain.String(), cfg)
 	if err != nil {
 		cause := s.ioError()
 		s.closeRaw()
@@ -125,7 +125,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 		return nil, fmt.Errorf("connecting to %s: %w", s.host, explain(err))
 	}
 	s.conn = conn
-	s.lost = conn.NotifyClose(make(chan *amqp.Error, 1))
+	s.lost = conn.NotifyClose(make(chan *amqp091.Error, 1))
 	if s.ch, err = conn.Channel(); err != nil {
 		s.close()
 		return nil, fmt.Errorf("opening a channel on %s: %w", s.host, err)
@@ -143,7 +143,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 
 // exchange declares the exchange, or checks that it exists when the
 // output must not declare it.
-func (d *dialer) exchange(ch *amqp.Channel) error {
+func (d *dialer) exchange(ch *amqp091.Channel) error {
 	c := d.cfg
 	if c.Exchange == "" {
 		return nil // the default exchange always exists
@@ -155,8 +155,8 @@ func (d *dialer) exchange(ch *amqp.Channel) error {
 		return nil
 	}
 	if err := ch.ExchangeDeclarePassive(c.Exchange, c.ExchangeType, c.ExchangeDurable, false, false, false, nil); err != nil {
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		var ae *amqp091.Error
+		if errors.As(err, &ae) && ae.Code == amqp091.NotFound {
 			return fmt.Errorf("exchange %q does not exist (declare it, or set output.amqp.exchange_declare: true): %w", c.Exchange, err)
 		}
 		return fmt.Errorf("checking exchange %q: %w", c.Exchange, err)
@@ -196,8 +196,8 @@ func (s *session) closeRaw() {
 
 // explain adds what an operator needs to the errors amqp091 words tersely.
 func explain(err error) error {
-	var ae *amqp.Error
-	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+	var ae *amqp091.Error
+	if errors.As(err, &ae) && ae.Code == amqp091.AccessRefused {
 		return fmt.Errorf("%w (check output.amqp.username/password and the user's permissions on the vhost)", err)
 	}
 	var ue *url.Error

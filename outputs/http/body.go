@@ -1,4 +1,4 @@
-package httpout
+package http
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package httpout
+package http
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	nethttp "net/http"
 	"sync"
 	"time"
 
@@ -33,7 +33,7 @@ type client struct {
 	now      func() time.Time
 
 	mu     sync.Mutex
-	http   *http.Client
+	http   *nethttp.Client
 	ctx    context.Context // cancelled by Close: ends requests and waits
 	cancel context.CancelFunc
 }
@@ -83,7 +83,7 @@ func (c *client) Close() error {
 	return nil
 }
 
-func (c *client) state() (*http.Client, context.Context) {
+func (c *client) state() (*nethttp.Client, context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.http, c.ctx
@@ -140,7 +140,7 @@ func (c *client) Publish(_ context.Context, batch publisher.Batch) error {
 		c.observer.AckedEvents(n)
 		return nil
 	case retryable:
-		if status == http.StatusTooManyRequests {
+		if status == nethttp.StatusTooManyRequests {
 			c.observer.ErrTooMany(n)
 		} else {
 			c.observer.RetryableErrors(n)
@@ -162,12 +162,12 @@ func (c *client) Publish(_ context.Context, batch publisher.Batch) error {
 		batch.Retry()
 		if status/100 == 3 {
 			return fmt.Errorf("%s answered %d %s to %q, a redirect that would turn the POST into a GET and lose the batch; set hosts to the new URL. The batch of %d events will be sent again",
-				c.url, status, http.StatusText(status), header.Get("Location"), n)
+				c.url, status, nethttp.StatusText(status), header.Get("Location"), n)
 		}
-		return fmt.Errorf("%s answered %d %s; the batch of %d events will be sent again", c.url, status, http.StatusText(status), n)
+		return fmt.Errorf("%s answered %d %s; the batch of %d events will be sent again", c.url, status, nethttp.StatusText(status), n)
 	default:
 		c.log.Errorf("%s rejected a batch of %d events with %d %s; dropping that batch (fix the endpoint or the config). Response body: %q",
-			c.url, n, status, http.StatusText(status), snippet)
+			c.url, n, status, nethttp.StatusText(status), snippet)
 		c.observer.PermanentErrors(n)
 		batch.Drop()
 		return nil
@@ -176,8 +176,8 @@ func (c *client) Publish(_ context.Context, batch publisher.Batch) error {
 
 // send POSTs body and returns the status, headers and the start of the
 // response body.
-func (c *client) send(ctx context.Context, hc *http.Client, body []byte) (int, http.Header, string, error) {
-	req, err := http.NewRequestWithContext(ctx, c.cfg.Method, c.url, bytes.NewReader(body))
+func (c *client) send(ctx context.Context, hc *nethttp.Client, body []byte) (int, nethttp.Header, string, error) {
+	req, err := nethttp.NewRequestWithContext(ctx, c.cfg.Method, c.url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, "", err
 	}
@@ -196,7 +196,7 @@ func (c *client) send(ctx context.Context, hc *http.Client, body []byte) (int, h
 	return resp.StatusCode, resp.Header, string(snippet), nil
 }
 
-func (c *client) setHeaders(req *http.Request) {
+func (c *client) setHeaders(req *nethttp.Request) {
 	for k, v := range c.cfg.Headers {
 		req.Header.Set(k, v)
 	}
@@ -222,12 +222,12 @@ const maxRedirects = 5
 // body (307, 308). Go follows 301, 302 and 303 by sending a GET without
 // the body; the endpoint's 200 to that GET would ACK a batch that never
 // arrived, so such a redirect is returned as the response instead.
-func keepMethod(req *http.Request, via []*http.Request) error {
+func keepMethod(req *nethttp.Request, via []*nethttp.Request) error {
 	if len(via) >= maxRedirects {
 		return fmt.Errorf("stopped after %d redirects", maxRedirects)
 	}
 	if req.Method != via[0].Method {
-		return http.ErrUseLastResponse
+		return nethttp.ErrUseLastResponse
 	}
 	return nil
 }

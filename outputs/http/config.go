@@ -1,13 +1,13 @@
-// Package httpout is connbeat's `http` output: it POSTs batches of events
+// Package http is connbeat's `http` output: it POSTs batches of events
 // to one or more URLs and acknowledges a batch only once a server accepted
 // it (2xx). Connection errors, 408, 429 and 5xx are retried with backoff,
 // honouring Retry-After; any other 4xx drops that batch with one error log.
-package httpout
+package http
 
 import (
 	"errors"
 	"fmt"
-	"net/http"
+	nethttp "net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -55,7 +55,7 @@ func defaultConfig() httpConfig {
 		Format:           FormatJSONArray,
 		Compression:      "none",
 		CompressionLevel: 5,
-		Method:           http.MethodPost,
+		Method:           nethttp.MethodPost,
 		BatchSize:        1600,
 		Backoff:          backoff.Default(),
 		MaxRetryAfter:    5 * time.Minute,
@@ -92,7 +92,7 @@ func (c *httpConfig) Validate() error {
 	if c.CompressionLevel < 1 || c.CompressionLevel > 9 {
 		errs = append(errs, fmt.Errorf("output.http.compression_level must be 1..9, got %d", c.CompressionLevel))
 	}
-	if c.Method != http.MethodPost && c.Method != http.MethodPut {
+	if c.Method != nethttp.MethodPost && c.Method != nethttp.MethodPut {
 		errs = append(errs, fmt.Errorf("output.http.method must be POST or PUT, got %q", c.Method))
 	}
 	if c.BearerToken != "" && (c.Username != "" || c.Password != "") {

@@ -1,4 +1,4 @@
-package httpout
+package http
 
 import (
 	"bufio"
@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
+	nethttp "net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -35,25 +35,25 @@ type receiver struct {
 	mu     sync.Mutex
 	reqs   int
 	got    []map[string]interface{} // events of accepted requests
-	script func(n int, r *http.Request) (int, http.Header)
-	auth   func(r *http.Request) bool
+	script func(n int, r *nethttp.Request) (int, nethttp.Header)
+	auth   func(r *nethttp.Request) bool
 }
 
-func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (rc *receiver) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	rc.mu.Lock()
 	rc.reqs++
 	n := rc.reqs
 	rc.mu.Unlock()
 	if rc.auth != nil && !rc.auth(r) {
-		http.Error(w, "bad credentials", http.StatusUnauthorized)
+		nethttp.Error(w, "bad credentials", nethttp.StatusUnauthorized)
 		return
 	}
 	events, err := decodeBody(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		nethttp.Error(w, err.Error(), nethttp.StatusBadRequest)
 		return
 	}
-	status, hdr := http.StatusOK, http.Header(nil)
+	status, hdr := nethttp.StatusOK, nethttp.Header(nil)
 	if rc.script != nil {
 		status, hdr = rc.script(n, r)
 	}
@@ -75,7 +75,7 @@ func (rc *receiver) events() []map[string]interface{} {
 	return append([]map[string]interface{}(nil), rc.got...)
 }
 
-func decodeBody(r *http.Request) ([]map[string]interface{}, error) {
+func decodeBody(r *nethttp.Request) ([]map[string]interface{}, error) {
 	var body io.Reader = r.Body
 	if r.Header.Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(r.Body)

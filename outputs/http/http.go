@@ -1,9 +1,9 @@
-package httpout
+package http
 
 import (
 	"context"
 	"fmt"
-	"net/http"
+	nethttp "net/http"
 
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/beats/v7/libbeat/outputs"
@@ -62,9 +62,9 @@ func (c *client) Test(d testing.Driver) {
 		status, _, snippet, err := c.send(ctx, hc, body)
 		d.Fatal("talk to server", err)
 		if classify(status) != accepted {
-			d.Fatal("response", fmt.Errorf("%w: %d %s: %q", errRejected, status, http.StatusText(status), snippet))
+			d.Fatal("response", fmt.Errorf("%w: %d %s: %q", errRejected, status, nethttp.StatusText(status), snippet))
 			return
 		}
-		d.Info("response", fmt.Sprintf("%d %s", status, http.StatusText(status)))
+		d.Info("response", fmt.Sprintf("%d %s", status, nethttp.StatusText(status)))
 	})
 }

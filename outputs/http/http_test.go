@@ -1,10 +1,10 @@
-package httpout
+package http
 
 import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"net/http"
+	nethttp "net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -95,14 +95,14 @@ func FuzzRetryAfter(f *testing.F) {
 // The batch is retried each time, never ACKed before the 200, and every
 // event arrives exactly once.
 func TestRetriesUntilAccepted(t *testing.T) {
-	rc := &receiver{t: t, script: func(n int, _ *http.Request) (int, http.Header) {
+	rc := &receiver{t: t, script: func(n int, _ *nethttp.Request) (int, nethttp.Header) {
 		switch {
 		case n <= 2:
-			return http.StatusServiceUnavailable, nil
+			return nethttp.StatusServiceUnavailable, nil
 		case n == 3:
-			return http.StatusTooManyRequests, http.Header{"Retry-After": {"1"}}
+			return nethttp.StatusTooManyRequests, nethttp.Header{"Retry-After": {"1"}}
 		}
-		return http.StatusOK, nil
+		return nethttp.StatusOK, nil
 	}}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
@@ -121,11 +121,11 @@ func TestRetriesUntilAccepted(t *testing.T) {
 
 // TestRejectedBatchDropped: a 400 drops that batch only, with one error.
 func TestRejectedBatchDropped(t *testing.T) {
-	rc := &receiver{t: t, script: func(_ int, r *http.Request) (int, http.Header) {
+	rc := &receiver{t: t, script: func(_ int, r *nethttp.Request) (int, nethttp.Header) {
 		if r.Header.Get("X-Poison") != "" {
-			return http.StatusBadRequest, nil
+			return nethttp.StatusBadRequest, nil
 		}
-		return http.StatusAccepted, nil
+		return nethttp.StatusAccepted, nil
 	}}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
@@ -177,7 +177,7 @@ func TestBodies(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	rc := &receiver{t: t, auth: func(r *http.Request) bool {
+	rc := &receiver{t: t, auth: func(r *nethttp.Request) bool {
 		if u, p, ok := r.BasicAuth(); ok {
 			return u == "connbeat" && p == "s3cret"
 		}
@@ -223,8 +223,8 @@ func TestTLS(t *testing.T) {
 }
 
 func TestCloseEndsRetryAfterWait(t *testing.T) {
-	rc := &receiver{t: t, script: func(int, *http.Request) (int, http.Header) {
-		return http.StatusServiceUnavailable, http.Header{"Retry-After": {"3600"}}
+	rc := &receiver{t: t, script: func(int, *nethttp.Request) (int, nethttp.Header) {
+		return nethttp.StatusServiceUnavailable, nethttp.Header{"Retry-After": {"3600"}}
 	}}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
@@ -242,14 +242,14 @@ func TestCloseEndsRetryAfterWait(t *testing.T) {
 // the error names the new location.
 func TestRedirects(t *testing.T) {
 	rc := &receiver{t: t}
-	mux := http.NewServeMux()
+	mux := nethttp.NewServeMux()
 	mux.Handle("POST /events", rc)
-	mux.HandleFunc("GET /events", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusOK) // what a GET after a 302 would see
+	mux.HandleFunc("GET /events", func(w nethttp.ResponseWriter, _ *nethttp.Request) {
+		w.WriteHeader(nethttp.StatusOK) // what a GET after a 302 would see
 	})
 	for _, code := range []int{301, 302, 303, 307, 308} {
-		mux.HandleFunc(fmt.Sprintf("/moved%d", code), func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, "/events", code)
+		mux.HandleFunc(fmt.Sprintf("/moved%d", code), func(w nethttp.ResponseWriter, r *nethttp.Request) {
+			nethttp.Redirect(w, r, "/events", code)
 		})
 	}
 	srv := httptest.NewServer(mux)

@@ -1,7 +1,7 @@
-package httpout
+package http
 
 import (
-	"net/http"
+	nethttp "net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +21,7 @@ func classify(status int) verdict {
 	case status >= 200 && status < 300:
 		return accepted
 	case status >= 300 && status < 400, // a redirect not followed: nothing was delivered
-		status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
+		status == nethttp.StatusRequestTimeout, status == nethttp.StatusTooManyRequests, status >= 500:
 		return retryable
 	}
 	return rejected
@@ -44,7 +44,7 @@ func retryAfter(h string, now time.Time, max time.Duration) time.Duration {
 			return max
 		}
 		d = time.Duration(secs) * time.Second
-	} else if t, err := http.ParseTime(h); err == nil {
+	} else if t, err := nethttp.ParseTime(h); err == nil {
 		d = t.Sub(now)
 	}
 	if d <= 0 {
