@@ -49,7 +49,20 @@ type Config struct {
 	// QueueFullPolicy says what the poller does when libbeat's queue is
 	// full because the output is down: drop (count and log) or block.
 	QueueFullPolicy string `config:"queue_full"`
+	// ShutdownTimeout is how long a stop waits for the events already
+	// published to be acknowledged by the output before libbeat closes it.
+	ShutdownTimeout time.Duration `config:"shutdown_timeout"`
 }
+
+// Bounds on the timing options.
+const (
+	// MinPollInterval keeps a typo (1ms, a bare number) from turning the
+	// agent into a busy loop reading every socket of the host.
+	MinPollInterval = 100 * time.Millisecond
+	// MaxShutdownTimeout keeps a stop within systemd's default
+	// TimeoutStopSec (90 s) with room for the output's own close.
+	MaxShutdownTimeout = time.Minute
+)
 
 // Queue-full policies.
 const (
@@ -70,6 +83,7 @@ func Default() Config {
 		RedactCmdline:          true,
 		EnableLocalConnections: true,
 		QueueFullPolicy:        QueueFullDrop,
+		ShutdownTimeout:        10 * time.Second,
 	}
 }
 
@@ -94,13 +108,16 @@ func Keys() map[string]bool { return confkeys.Of(Config{}) }
 // Validate checks values; it is also called by Unpack.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.PollInterval <= 0 {
-		errs = append(errs, fmt.Errorf("connbeat.poll_interval must be positive, got %s", c.PollInterval))
+	if c.PollInterval < MinPollInterval {
+		errs = append(errs, fmt.Errorf("connbeat.poll_interval must be at least %s, got %s", MinPollInterval, c.PollInterval))
 	}
 	if c.Aggregation <= 0 {
 		errs = append(errs, fmt.Errorf("connbeat.aggregation must be positive, got %s", c.Aggregation))
 	} else if c.PollInterval > 0 && c.Aggregation < c.PollInterval {
 		errs = append(errs, fmt.Errorf("connbeat.aggregation (%s) must not be shorter than connbeat.poll_interval (%s)", c.Aggregation, c.PollInterval))
+	}
+	if c.ShutdownTimeout < 0 || c.ShutdownTimeout > MaxShutdownTimeout {
+		errs = append(errs, fmt.Errorf("connbeat.shutdown_timeout must be 0s .. %s, got %s", MaxShutdownTimeout, c.ShutdownTimeout))
 	}
 	errs = append(errs, oneOf("socket_source", c.SocketSource, connections.Names()...))
 	errs = append(errs, oneOf("event_format", c.EventFormat, event.Formats()...))

@@ -80,11 +80,11 @@ func TestUnprivileged(t *testing.T) {
 }
 
 // TestProcessChurn keeps hundreds of short-lived processes that connect and
-// exit coming while the agent polls every 50 ms: nothing fails, nothing
+// exit coming while the agent polls every 100 ms (the minimum): nothing fails, nothing
 // crashes, and the agent still exits cleanly.
 func TestProcessChurn(t *testing.T) {
 	ln := StartPeer(t, nil, "listen", "127.0.0.1:0")
-	a := RunAgent(t, AgentOptions{Connbeat: "  poll_interval: 50ms\n  aggregation: 1s", Extra: debugPolls})
+	a := RunAgent(t, AgentOptions{Connbeat: "  poll_interval: 100ms\n  aggregation: 1s", Extra: debugPolls})
 	waitPolls(t, a, 1)
 
 	var wg sync.WaitGroup
