@@ -58,7 +58,7 @@ func TestShippedConfigs(t *testing.T) {
 func TestBadConfigRefused(t *testing.T) {
 	for _, tc := range []struct{ name, section, want string }{
 		{"unknown key", "  poll_intervall: 1s", "unknown option connbeat.poll_intervall"},
-		{"zero interval", "  poll_interval: 0s", "connbeat.poll_interval must be positive"},
+		{"zero interval", "  poll_interval: 0s", "connbeat.poll_interval must be at least 100ms"},
 		{"aggregation below interval", "  poll_interval: 10s\n  aggregation: 2s", "connbeat.aggregation (2s) must not be shorter than connbeat.poll_interval (10s)"},
 		{"allowlist entry", "  expose_environ: true\n  environ_allowlist: [\"A B\"]", `connbeat.environ_allowlist.0: "A B" is not an environment variable name`},
 		{"format", "  event_format: json", "connbeat.event_format must be one of classic, ecs"},
