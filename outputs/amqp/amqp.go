@@ -13,6 +13,7 @@ import (
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/beats/v7/libbeat/outputs"
 	"github.com/elastic/beats/v7/libbeat/outputs/codec"
+
 	// The codecs output.amqp.codec may name.
 	_ "github.com/elastic/beats/v7/libbeat/outputs/codec/format"
 	_ "github.com/elastic/beats/v7/libbeat/outputs/codec/json"
@@ -71,11 +72,7 @@ func newClient(info beat.Info, observer outputs.Observer, cfg *config.C, log *lo
 	if err != nil {
 		return nil, nil, fmt.Errorf("output.amqp.ssl: %w", err)
 	}
-	d := &dialer{cfg: &c}
-	if tlsCfg != nil {
-		// The server name is set per host at dial time.
-		d.tls = tlsCfg.BuildModuleClientConfig("", tlscommon.WithLogger(log))
-	}
+	d := &dialer{cfg: &c, tls: tlsCfg, log: log}
 	return &client{
 		log:      log,
 		cfg:      &c,

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/transport/tlscommon"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
@@ -36,7 +38,20 @@ type session struct {
 // dialer opens sessions with the output's settings.
 type dialer struct {
 	cfg *amqpConfig
-	tls *tls.Config // nil: Go's defaults for amqps://
+	tls *tlscommon.TLSConfig // nil: Go's defaults for amqps://
+	log *logp.Logger
+}
+
+// tlsConfig is the TLS client configuration for host. libbeat's
+// verification (verification_mode full, the default) checks the
+// certificate against the host name it was built with: it must be built
+// per host, or the host name check is skipped and any certificate of a
+// trusted CA passes.
+func (d *dialer) tlsConfig(host string) *tls.Config {
+	if d.tls == nil {
+		return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	}
+	return d.tls.BuildModuleClientConfig(host, tlscommon.WithLogger(d.log))
 }
 
 // dial connects to host, opens a channel, turns on publisher confirms and
@@ -49,13 +64,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 	s := &session{host: u.Redacted(), done: make(chan struct{})}
 	var tlsCfg *tls.Config
 	if u.Scheme == "amqps" {
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
-		if d.tls != nil {
-			tlsCfg = d.tls.Clone()
-		}
-		if tlsCfg.ServerName == "" {
-			tlsCfg.ServerName = u.Hostname()
-		}
+		tlsCfg = d.tlsConfig(u.Hostname())
 	}
 	cfg := amqp091.Config{
 		Heartbeat: d.cfg.Heartbeat,
