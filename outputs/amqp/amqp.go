@@ -3,7 +3,9 @@
 // (RabbitMQ), with a routing key formatted from the event, and ACKs a
 // batch to libbeat only once the broker confirmed every message of it
 // (publisher confirms). Unconfirmed events are sent again after a
-// reconnect with backoff: delivery is at least once.
+// reconnect with backoff: delivery is at least once. Messages are
+// published with mandatory set, so one no queue is bound for is returned
+// and counted (dropped or retried), never counted as delivered.
 package amqp
 
 import (

@@ -33,6 +33,12 @@ type session struct {
 	once     sync.Once
 	done     chan struct{} // closed by close(): ends waits on confirms
 	lost     chan *amqp091.Error
+	// returns carries the messages the broker returned as unroutable
+	// (published with mandatory). RabbitMQ sends the return before the
+	// confirm, and amqp091 hands both over from one goroutine, so a
+	// message's return is in this channel by the time its confirm is done.
+	// It holds a batch's worth: amqp091 blocks while it is full.
+	returns chan amqp091.Return
 }
 
 // dialer opens sessions with the output's settings.
@@ -139,6 +145,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 		s.close()
 		return nil, fmt.Errorf("opening a channel on %s: %w", s.host, err)
 	}
+	s.returns = s.ch.NotifyReturn(make(chan amqp091.Return, d.cfg.BulkMaxSize+1))
 	if err := s.ch.Confirm(false); err != nil {
 		s.close()
 		return nil, fmt.Errorf("turning on publisher confirms on %s: %w", s.host, err)
