@@ -40,6 +40,9 @@ type Config struct {
 	ExposeCmdline bool `config:"expose_cmdline"`
 	// RedactCmdline masks credential-looking arguments in command lines.
 	RedactCmdline bool `config:"redact_cmdline"`
+	// MaxCmdlineBytes bounds a command line in an event; the arguments past
+	// it are left out and the event says so (connbeat.truncated_fields).
+	MaxCmdlineBytes int `config:"max_cmdline_bytes"`
 	// ExposeEnviron ships the environment variables in EnvironAllowlist.
 	ExposeEnviron bool `config:"expose_environ"`
 	// EnvironAllowlist names the variables shipped when ExposeEnviron is on.
@@ -59,6 +62,9 @@ const (
 	// MinPollInterval keeps a typo (1ms, a bare number) from turning the
 	// agent into a busy loop reading every socket of the host.
 	MinPollInterval = 100 * time.Millisecond
+	// MinCmdlineBytes and MaxCmdlineBytes bound max_cmdline_bytes.
+	MinCmdlineBytes = 256
+	MaxCmdlineBytes = 1 << 20
 	// MaxShutdownTimeout keeps a stop within systemd's default
 	// TimeoutStopSec (90 s) with room for the output's own close.
 	MaxShutdownTimeout = time.Minute
@@ -81,6 +87,7 @@ func Default() Config {
 		ExposeProcessInfo:      true,
 		ExposeCmdline:          true,
 		RedactCmdline:          true,
+		MaxCmdlineBytes:        8 << 10,
 		EnableLocalConnections: true,
 		QueueFullPolicy:        QueueFullDrop,
 		ShutdownTimeout:        10 * time.Second,
@@ -115,6 +122,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("connbeat.aggregation must be positive, got %s", c.Aggregation))
 	} else if c.PollInterval > 0 && c.Aggregation < c.PollInterval {
 		errs = append(errs, fmt.Errorf("connbeat.aggregation (%s) must not be shorter than connbeat.poll_interval (%s)", c.Aggregation, c.PollInterval))
+	}
+	if c.MaxCmdlineBytes < MinCmdlineBytes || c.MaxCmdlineBytes > MaxCmdlineBytes {
+		errs = append(errs, fmt.Errorf("connbeat.max_cmdline_bytes must be %d .. %d, got %d", MinCmdlineBytes, MaxCmdlineBytes, c.MaxCmdlineBytes))
 	}
 	if c.ShutdownTimeout < 0 || c.ShutdownTimeout > MaxShutdownTimeout {
 		errs = append(errs, fmt.Errorf("connbeat.shutdown_timeout must be 0s .. %s, got %s", MaxShutdownTimeout, c.ShutdownTimeout))

@@ -70,6 +70,7 @@ func TestLoadRejects(t *testing.T) {
 		{"interval below the minimum", "poll_interval: 1ms", []string{"connbeat.poll_interval must be at least 100ms, got 1ms"}},
 		{"negative shutdown timeout", "shutdown_timeout: -1s", []string{"connbeat.shutdown_timeout must be 0s .. 1m0s, got -1s"}},
 		{"long shutdown timeout", "shutdown_timeout: 5m", []string{"connbeat.shutdown_timeout must be 0s .. 1m0s, got 5m0s"}},
+		{"tiny cmdline bound", "max_cmdline_bytes: 10", []string{"connbeat.max_cmdline_bytes must be 256 .. 1048576, got 10"}},
 		{"zero aggregation", "aggregation: 0s", []string{"connbeat.aggregation must be positive"}},
 		{"aggregation below interval", "poll_interval: 10s\naggregation: 5s", []string{"connbeat.aggregation (5s) must not be shorter than connbeat.poll_interval (10s)"}},
 		{"bad format", "event_format: xml", []string{`connbeat.event_format must be one of classic, ecs, got "xml"`}},
@@ -99,8 +100,8 @@ func TestKeysMatchesStructTags(t *testing.T) {
 	keys := Keys()
 	for _, k := range []string{"poll_interval", "aggregation", "socket_source", "tcp_info", "event_format",
 		"proc_path", "expose_process_info", "expose_cmdline", "redact_cmdline", "expose_environ",
-		"environ_allowlist", "enable_local_connections", "queue_full", "shutdown_timeout"} {
+		"environ_allowlist", "enable_local_connections", "queue_full", "shutdown_timeout", "max_cmdline_bytes"} {
 		assert.True(t, keys[k], k)
 	}
-	assert.Len(t, keys, 14)
+	assert.Len(t, keys, 15)
 }

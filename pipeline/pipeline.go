@@ -96,6 +96,7 @@ func New(opts Options) (*Pipeline, error) {
 			Metadata: procs.MetadataOptions{
 				Cmdline:          cfg.ExposeCmdline,
 				RedactCmdline:    cfg.RedactCmdline,
+				MaxCmdlineBytes:  cfg.MaxCmdlineBytes,
 				Environ:          cfg.ExposeEnviron,
 				EnvironAllowlist: cfg.EnvironAllowlist,
 			},
@@ -157,6 +158,13 @@ func (p *Pipeline) poll(ctx context.Context, now time.Time, publish func(beat.Ev
 	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
 	p.reports = p.dedup.Filter(p.records, now, p.reports[:0])
 	stats.Reports = len(p.reports)
+	if p.resolver != nil {
+		// A process may have exec'd another program since its details
+		// were read: what is sent says what runs now.
+		for i := range p.reports {
+			p.reports[i].Process = p.resolver.Current(p.reports[i].Process)
+		}
+	}
 	for i := range p.reports {
 		if ctx.Err() != nil {
 			return stats, ctx.Err()

@@ -105,6 +105,9 @@ func TestExportTemplateHasFields(t *testing.T) {
 		"process.properties.args.type":                        "keyword",
 		"network.properties.community_id.type":                "keyword",
 		"network.properties.direction.type":                   "keyword",
+		"process.properties.executable_deleted.type":          "boolean",
+		"local_process.properties.exe_deleted.type":           "boolean",
+		"connbeat.properties.truncated_fields.type":           "keyword",
 	} {
 		assert.Equal(t, typ, p.Str(path), path)
 	}
