@@ -8,21 +8,21 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/connbeat/connbeat/model"
+	"github.com/connbeat/connbeat/procs/redact"
 	"github.com/prometheus/procfs"
 )
 
 // MetadataOptions says which process details are read and shipped.
 type MetadataOptions struct {
 	Cmdline bool
-	// RedactCmdline replaces credential-looking argument values with
-	// "REDACTED" (password=..., --token x, user:pass@ in URLs).
+	// RedactCmdline replaces credentials in command lines with
+	// redact.Mask (see package redact).
 	RedactCmdline bool
 	// MaxCmdlineBytes bounds the command line read and shipped (its
 	// arguments and their separators); the arguments past it are left out
@@ -141,7 +141,7 @@ func (m *metaReader) read(key procKey, st procfs.ProcStat) *model.Process {
 		path := filepath.Join(m.root, strconv.Itoa(int(key.pid)), "cmdline")
 		if args, truncated, err := readNULList(path, m.opts.MaxCmdlineBytes); err == nil && len(args) > 0 {
 			if m.opts.RedactCmdline {
-				args = RedactArgs(args)
+				args = redact.Args(args)
 			}
 			p.Args, p.ArgsTruncated = args, truncated
 		}
@@ -214,36 +214,4 @@ func filterEnviron(env []string, allow []string) (out map[string]string, truncat
 		out[name] = value
 	}
 	return out, truncated
-}
-
-// secretName matches argument names that usually carry a credential.
-var secretName = regexp.MustCompile(`(?i)(pass(wd|word|phrase)?|secret|token|api[-_]?key|access[-_]?key|auth|credentials?|private[-_]?key)$`)
-
-// urlUserinfo matches the password part of scheme://user:password@host.
-var urlUserinfo = regexp.MustCompile(`(://[^/\s:@]*:)[^/\s@]+@`)
-
-// Redacted replaces a credential in a redacted command line.
-const Redacted = "REDACTED"
-
-// RedactArgs returns args with credential-looking values replaced: the value
-// of name=value and name:value when the name looks secret, the argument after
-// a secret-looking flag (--password hunter2), and passwords in URLs.
-func RedactArgs(args []string) []string {
-	out := make([]string, len(args))
-	redactNext := false
-	for i, a := range args {
-		if redactNext {
-			out[i] = Redacted
-			redactNext = false
-			continue
-		}
-		a = urlUserinfo.ReplaceAllString(a, "${1}"+Redacted+"@")
-		if name, _, ok := strings.Cut(a, "="); ok && secretName.MatchString(strings.TrimLeft(name, "-")) {
-			a = name + "=" + Redacted
-		} else if strings.HasPrefix(a, "-") && secretName.MatchString(strings.TrimLeft(a, "-")) {
-			redactNext = i+1 < len(args) && !strings.HasPrefix(args[i+1], "-")
-		}
-		out[i] = a
-	}
-	return out
 }
