@@ -50,6 +50,7 @@ func TestDebPackage(t *testing.T) {
 		assert.Contains(t, out, "Config OK")
 	})
 	t.Run("capabilities", testCapabilities)
+	t.Run("hardened run", testHardenedRun)
 	t.Run("upgrade keeps the edited config", func(t *testing.T) { testUpgrade(t, d) })
 	t.Run("remove keeps config, data and user", testRemove)
 	t.Run("purge leaves nothing", testPurge)
