@@ -2,7 +2,9 @@
 # Installs the Debian packages connbeat's tests use: the servers they start
 # (redis-server, rabbitmq-server, nginx), the tools they compare against or
 # drive (kcat, python3-zmq, conntrack, nftables, wrk, rpm, setcap,
-# systemd-analyze), and clang for `make check-generate`. Nothing is started:
+# systemd-analyze, strace), clang for `make check-generate`, gcc for
+# `make test-race` (the race detector needs cgo) and qemu-user for
+# `make test-arm64`. Nothing is started:
 # each test starts its own instance on its own port. `make test` runs this
 # first, so a newcomer's run and CI's are the same; it does nothing when
 # every package is already there.
@@ -12,7 +14,7 @@ packages=(
   ca-certificates make git iproute2 procps passwd
   redis-server rabbitmq-server kcat python3 python3-zmq
   nginx wrk nftables conntrack rpm libcap2-bin systemd
-  clang llvm libbpf-dev
+  clang llvm libbpf-dev gcc libc6-dev qemu-user strace
 )
 
 missing=()
