@@ -74,6 +74,8 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 	}
 	cfg := amqp091.Config{
 		Heartbeat: d.cfg.Heartbeat,
+		// The broker's frames never exceed it: frameGuard refuses bigger.
+		FrameSize: maxFrame,
 		Locale:    "en_US",
 		Vhost:     d.cfg.VHost,
 		Properties: amqp091.Table{
@@ -97,7 +99,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 			s.raw = rc
 			s.mu.Unlock()
 			if tlsCfg == nil {
-				return rc, nil
+				return &frameGuard{Conn: rc}, nil
 			}
 			// The TLS handshake is done here rather than by amqp091 so that
 			// the server's refusal of the client certificate, which TLS 1.3
@@ -111,7 +113,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 			s.tlsState = tc.ConnectionState()
 			s.raw = tc
 			s.mu.Unlock()
-			return &recordingConn{Conn: tc}, nil
+			return &frameGuard{Conn: &recordingConn{Conn: tc}}, nil
 		},
 	}
 	if d.cfg.Username != "" {

@@ -15,11 +15,15 @@ import (
 	"github.com/elastic/beats/v7/libbeat/outputs/codec"
 	"github.com/elastic/beats/v7/libbeat/publisher"
 	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/transport/httpcommon"
 )
 
 // drainLimit bounds how much of a response body is read to reuse the
 // connection; the rest is discarded with the connection.
 const drainLimit = 64 << 10
+
+// maxResponseHeader bounds the headers of a response, 1xx ones included.
+const maxResponseHeader = 64 << 10
 
 // client sends batches to one URL. libbeat calls Publish from one
 // goroutine; Close may come from another, to end a wait at shutdown.
@@ -61,7 +65,11 @@ func (c *client) String() string { return "http(" + c.url + ")" }
 // Connect prepares the HTTP client (TLS, proxy, timeout). The server is
 // contacted by the first request; `connbeat test output` checks it now.
 func (c *client) Connect(context.Context) error {
-	hc, err := c.cfg.Transport.Client()
+	hc, err := c.cfg.Transport.Client(httpcommon.WithTransportFunc(func(t *nethttp.Transport) {
+		// An endpoint answers a batch with a status and a few headers: 10
+		// MiB of them (Go's default), or of 1xx responses, is not one.
+		t.MaxResponseHeaderBytes = maxResponseHeader
+	}))
 	if err != nil {
 		return fmt.Errorf("output.http %s: %w", c.url, err)
 	}
