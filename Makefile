@@ -8,7 +8,7 @@ BINARY   := connbeat
 export GONOSUMDB := github.com/elastic
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build run test test-deps bench fuzz clean
+.PHONY: all build run test test-deps test-race test-arm64 bench fuzz clean
 
 all: build
 
@@ -28,6 +28,19 @@ test: test-deps
 
 test-deps:
 	tools/test-deps.sh
+
+# The packages that run goroutines of their own (the poll loop's hand-off
+# and shutdown, the parallel fd scan, the outputs' readers and writers)
+# under the race detector, which needs cgo and gcc. A subset: each linked
+# package is built again with -race.
+RACE_PKGS ?= ./beater ./procs ./outputs/zeromq ./outputs/http
+test-race:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
+
+# libbeat's seccomp policy and the architecture-sensitive pure-Go packages
+# (wire decoders, /proc parsers) built for arm64 and run under qemu-user.
+test-arm64:
+	GO=$(GO) tools/test-arm64.sh
 
 # A short fuzzing pass over every parser of kernel text and wire formats.
 FUZZTIME ?= 20s

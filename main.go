@@ -10,10 +10,10 @@ import (
 	"github.com/elastic/beats/v7/libbeat/asset"
 	"github.com/elastic/beats/v7/libbeat/cmd"
 	"github.com/elastic/beats/v7/libbeat/cmd/instance"
-	"github.com/elastic/beats/v7/libbeat/common/seccomp"
 	libversion "github.com/elastic/beats/v7/libbeat/version"
 
 	"github.com/connbeat/connbeat/beater"
+	"github.com/connbeat/connbeat/internal/syscallfilter"
 	_ "github.com/connbeat/connbeat/outputs/amqp"
 	_ "github.com/connbeat/connbeat/outputs/http"
 	_ "github.com/connbeat/connbeat/outputs/zeromq"
@@ -36,10 +36,10 @@ func main() {
 	}
 	_ = asset.SetFields("connbeat", "fields.yml", asset.BeatFieldsPri, func() string { return encoded })
 
-	// libbeat's seccomp filter is an allowlist without bpf(2): the bpf
-	// socket source needs it (the kernel still asks for CAP_BPF and
-	// CAP_PERFMON; without them connbeat uses netlink).
-	if err := seccomp.ModifyDefaultPolicy(seccomp.AddSyscall, "bpf"); err != nil {
+	// The bpf socket source needs bpf(2), which libbeat's seccomp policy
+	// does not allow on every architecture (the kernel still asks for
+	// CAP_BPF and CAP_PERFMON; without them connbeat uses netlink).
+	if err := syscallfilter.AllowBPF(); err != nil {
 		os.Stderr.WriteString("connbeat: allowing bpf(2) in the seccomp policy: " + err.Error() + "\n")
 		os.Exit(1)
 	}

@@ -20,9 +20,6 @@ import (
 	"github.com/connbeat/connbeat/pipeline"
 )
 
-// shutdownWait bounds how long Stop waits for queued events to be ACKed.
-const shutdownWait = 10 * time.Second
-
 // Beater is connbeat's libbeat Beater.
 type Beater struct {
 	cfg    config.Config
@@ -31,6 +28,16 @@ type Beater struct {
 	stopOnce sync.Once
 	cancel   context.CancelFunc
 	ctx      context.Context
+
+	mu        sync.Mutex
+	running   bool          // Run has started
+	draining  bool          // the stop came through the pipeline's Close
+	stoppedAt time.Time     // when Stop was first called
+	runDone   chan struct{} // closed when Run has drained and returns
+	force     func()        // closes the publisher client; set by Run
+	// pipelineClosed is closed once libbeat's pipeline Close is over.
+	pipelineClosed     chan struct{}
+	pipelineClosedOnce sync.Once
 }
 
 // New validates the `connbeat:` section; libbeat calls it before Run, so a
@@ -45,16 +52,29 @@ func New(b *beat.Beat, raw *conf.C) (beat.Beater, error) {
 	if logger == nil {
 		logger = logp.NewLogger("connbeat")
 	}
-	bt := &Beater{cfg: cfg, logger: logger.Named("connbeat"), ctx: ctx, cancel: cancel}
+	bt := &Beater{
+		cfg: cfg, logger: logger.Named("connbeat"), ctx: ctx, cancel: cancel,
+		runDone: make(chan struct{}), pipelineClosed: make(chan struct{}),
+	}
 	if b.Publisher != nil {
-		b.Publisher = boundedPipeline{Pipeline: b.Publisher, wait: closeWait, logger: bt.logger}
+		b.Publisher = boundedPipeline{
+			Pipeline: b.Publisher, wait: closeWait, logger: bt.logger,
+			drain:  bt.drain,
+			closed: func() { bt.pipelineClosedOnce.Do(func() { close(bt.pipelineClosed) }) },
+		}
 	}
 	return bt, nil
 }
 
 // Run polls until Stop is called, or until the conntrack input fails,
-// whose error it then returns.
+// whose error it then returns; then it waits up to shutdown_timeout for
+// the events it published to be acknowledged.
 func (bt *Beater) Run(b *beat.Beat) (runErr error) {
+	bt.mu.Lock()
+	bt.running = true
+	bt.mu.Unlock()
+	defer bt.awaitPipelineClose()
+	defer close(bt.runDone)
 	metrics := b.Monitoring.StatsRegistry().GetOrCreateRegistry("connbeat")
 	host := event.Host{
 		Hostname: b.Info.Hostname,
@@ -86,36 +106,39 @@ func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 		}()
 	}
 
+	acks := newInflight(metrics)
 	client, err := b.Publisher.ConnectWith(beat.ClientConfig{
 		// Queued events are sent again until the output takes them,
 		// whatever its max_retries: an outage loses nothing that fits the
 		// queue.
 		PublishMode: beat.GuaranteedSend,
-		// Close waits up to WaitClose for the events still queued to be
-		// acknowledged by the output: SIGTERM loses nothing that can be sent.
-		WaitClose: shutdownWait,
+		// Counts what is published and not yet acknowledged: a stop waits
+		// for it (drain).
+		EventListener: acks,
 	})
 	if err != nil {
 		return fmt.Errorf("connecting to the publisher pipeline: %w", err)
 	}
-	closeClient := func() { _ = client.Close() }
+	closeClient := sync.OnceFunc(func() { _ = client.Close() })
+	bt.mu.Lock()
+	bt.force = closeClient
+	bt.mu.Unlock()
 
 	// Events dropped because the queue was full, in GET /stats as
 	// connbeat.events.dropped.
 	dropped := monitoring.NewUint(metrics, "events.dropped")
 	publish := client.Publish
+	var h *handoff
 	if bt.cfg.QueueFullPolicy == config.QueueFullDrop {
 		// Never block the poller on a dead output; drops are counted.
-		h := newHandoff(client, handoffSize, stallAfter, dropped.Inc)
+		h = newHandoff(client, handoffSize, stallAfter, dropped.Inc)
 		publish = h.Publish
-		defer h.Close(shutdownWait, closeClient)
-	} else {
-		// block: the poll waits in Publish for room in the queue.
-		defer closeClient()
 	}
+	// block: the poll waits in Publish for room in the queue.
+	defer bt.shutdown(h, acks, closeClient)
 
-	bt.logger.Infof("connbeat started: source=%s poll_interval=%s aggregation=%s event_format=%s queue_full=%s",
-		p.SourceName(), bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, bt.cfg.QueueFullPolicy)
+	bt.logger.Infof("connbeat started: source=%s poll_interval=%s aggregation=%s event_format=%s queue_full=%s shutdown_timeout=%s",
+		p.SourceName(), bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, bt.cfg.QueueFullPolicy, bt.cfg.ShutdownTimeout)
 	return bt.loop(p, publish, dropped)
 }
 
@@ -163,10 +186,83 @@ func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *
 	}
 }
 
-// Stop ends the running poll; Run then closes the client, which waits for
-// queued events to be acknowledged.
+// Stop ends the running poll; Run then waits up to shutdown_timeout for
+// the events it published to be acknowledged.
 func (bt *Beater) Stop() {
-	bt.stopOnce.Do(bt.cancel)
+	bt.stopOnce.Do(func() {
+		bt.mu.Lock()
+		bt.stoppedAt = time.Now()
+		bt.mu.Unlock()
+		bt.cancel()
+	})
+}
+
+// drain runs when libbeat closes the publisher pipeline, before the
+// output is closed: it stops the poll and waits until Run has seen every
+// published event acknowledged or shutdown_timeout has passed. A poll
+// stuck in Publish on a full queue (queue_full: block, output down) is
+// released by closing the client at the deadline.
+func (bt *Beater) drain() {
+	bt.Stop()
+	bt.mu.Lock()
+	bt.draining = true
+	running, deadline := bt.running, bt.stoppedAt.Add(bt.cfg.ShutdownTimeout)
+	bt.mu.Unlock()
+	if !running {
+		return
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-bt.runDone:
+		return
+	case <-t.C:
+	}
+	bt.mu.Lock()
+	force := bt.force
+	bt.mu.Unlock()
+	if force != nil {
+		force()
+	}
+	<-bt.runDone
+}
+
+// shutdown ends Run: what the hand-off holds goes to libbeat, and every
+// published event gets until shutdown_timeout after Stop to be
+// acknowledged; then the client is closed.
+func (bt *Beater) shutdown(h *handoff, acks *inflight, closeClient func()) {
+	bt.Stop() // Run may also end on its own (an error)
+	bt.mu.Lock()
+	deadline := bt.stoppedAt.Add(bt.cfg.ShutdownTimeout)
+	bt.mu.Unlock()
+	if h != nil {
+		h.Close(time.Until(deadline), closeClient)
+	}
+	if !acks.wait(deadline) {
+		bt.logger.Warnf("stopping with %d events not acknowledged by the output within connbeat.shutdown_timeout (%s); with the memory queue they are lost",
+			acks.pending(), bt.cfg.ShutdownTimeout)
+	} else {
+		bt.logger.Info("stopping: every published event was acknowledged by the output")
+	}
+	closeClient()
+}
+
+// awaitPipelineClose keeps Run from returning, and the process from
+// exiting, while the pipeline's Close that started the stop is still
+// closing the output; bounded like that Close.
+func (bt *Beater) awaitPipelineClose() {
+	bt.mu.Lock()
+	draining := bt.draining
+	bt.mu.Unlock()
+	if !draining {
+		return
+	}
+	t := time.NewTimer(closeWait + time.Second)
+	defer t.Stop()
+	select {
+	case <-bt.pipelineClosed:
+	case <-t.C:
+	}
 }
 
 // localIPs lists the host's interface addresses, loopback excluded.

@@ -62,7 +62,7 @@ func (bt *Beater) startConntrack(ctx context.Context, b *beat.Beat, metrics *mon
 	normalize := false
 	client, err := b.Publisher.ConnectWith(beat.ClientConfig{
 		PublishMode: beat.GuaranteedSend,
-		WaitClose:   shutdownWait,
+		WaitClose:   bt.cfg.ShutdownTimeout,
 		Processing:  beat.ProcessingConfig{EventNormalization: &normalize},
 	})
 	if err != nil {
@@ -101,7 +101,7 @@ func (bt *Beater) startConntrack(ctx context.Context, b *beat.Beat, metrics *mon
 		in.Close()
 		join.Close()
 		if h != nil {
-			h.Close(shutdownWait, closeClient)
+			h.Close(bt.cfg.ShutdownTimeout, closeClient)
 		} else {
 			closeClient()
 		}

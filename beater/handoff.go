@@ -89,15 +89,20 @@ func (h *handoff) Publish(e beat.Event) {
 }
 
 // Close stops accepting events and lets the goroutine publish what it
-// holds for up to wait; then it calls closeClient, which makes a Publish
-// stuck on a full queue return, and waits for the goroutine to end. Call it
-// after the last Publish.
-func (h *handoff) Close(wait time.Duration, closeClient func()) {
+// holds for up to wait. When it has not finished by then, Close calls
+// force, which must make a Publish stuck on a full queue return (closing
+// libbeat's client does), and waits for the goroutine to end. It reports
+// whether everything was handed to libbeat. Call it after the last Publish.
+func (h *handoff) Close(wait time.Duration, force func()) bool {
 	close(h.events)
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case <-h.done:
-	case <-time.After(wait):
+		return true
+	case <-t.C:
 	}
-	closeClient()
+	force()
 	<-h.done
+	return false
 }

@@ -158,9 +158,9 @@ func TestHandoffClose(t *testing.T) {
 		for i := 0; i < 50; i++ {
 			h.Publish(ev(i))
 		}
-		closed := false
-		h.Close(time.Minute, func() { closed = true; _ = c.Close() })
-		assert.True(t, closed)
+		forced := false
+		assert.True(t, h.Close(time.Minute, func() { forced = true; _ = c.Close() }))
+		assert.False(t, forced, "the client is not closed under a draining hand-off")
 		assert.Equal(t, seq(0, 50), c.published())
 	})
 	t.Run("output down", func(t *testing.T) {
@@ -171,7 +171,7 @@ func TestHandoffClose(t *testing.T) {
 		}
 		done := make(chan struct{})
 		go func() {
-			h.Close(10*time.Millisecond, func() { _ = c.Close() })
+			assert.False(t, h.Close(10*time.Millisecond, func() { _ = c.Close() }))
 			close(done)
 		}()
 		select {

@@ -43,6 +43,9 @@ type Config struct {
 	ExposeCmdline bool `config:"expose_cmdline"`
 	// RedactCmdline masks credential-looking arguments in command lines.
 	RedactCmdline bool `config:"redact_cmdline"`
+	// MaxCmdlineBytes bounds a command line in an event; the arguments past
+	// it are left out and the event says so (connbeat.truncated_fields).
+	MaxCmdlineBytes int `config:"max_cmdline_bytes"`
 	// ExposeEnviron ships the environment variables in EnvironAllowlist.
 	ExposeEnviron bool `config:"expose_environ"`
 	// EnvironAllowlist names the variables shipped when ExposeEnviron is on.
@@ -52,6 +55,9 @@ type Config struct {
 	// QueueFullPolicy says what the poller does when libbeat's queue is
 	// full because the output is down: drop (count and log) or block.
 	QueueFullPolicy string `config:"queue_full"`
+	// ShutdownTimeout is how long a stop waits for the events already
+	// published to be acknowledged by the output before libbeat closes it.
+	ShutdownTimeout time.Duration `config:"shutdown_timeout"`
 	// Conntrack configures the conntrack input.
 	Conntrack Conntrack `config:"conntrack"`
 }
@@ -84,8 +90,19 @@ const (
 	ConntrackDestroy = "destroy"
 )
 
-// Bounds of the conntrack options.
+
+// Bounds on the options.
 const (
+	// MinPollInterval keeps a typo (1ms, a bare number) from turning the
+	// agent into a busy loop reading every socket of the host.
+	MinPollInterval = 100 * time.Millisecond
+	// MinCmdlineBytes and MaxCmdlineBytes bound max_cmdline_bytes.
+	MinCmdlineBytes = 256
+	MaxCmdlineBytes = 1 << 20
+	// MaxShutdownTimeout keeps a stop within systemd's default
+	// TimeoutStopSec (90 s) with room for the output's own close.
+	MaxShutdownTimeout = time.Minute
+	// Bounds of the conntrack options.
 	minReceiveBuffer = 4 << 10
 	maxReceiveBuffer = 1 << 30
 	minQueueSize     = 1 << 20
@@ -110,6 +127,7 @@ func Default() Config {
 		ExposeProcessInfo:      true,
 		ExposeCmdline:          true,
 		RedactCmdline:          true,
+		MaxCmdlineBytes:        8 << 10,
 		EnableLocalConnections: true,
 		QueueFullPolicy:        QueueFullDrop,
 		Conntrack: Conntrack{
@@ -119,6 +137,7 @@ func Default() Config {
 			TrackFlows:    65536,
 			SetSysctls:    true,
 		},
+		ShutdownTimeout:        10 * time.Second,
 	}
 }
 
@@ -152,6 +171,7 @@ func (c *Config) ProcessMetadata() procs.MetadataOptions {
 	return procs.MetadataOptions{
 		Cmdline:          c.ExposeCmdline,
 		RedactCmdline:    c.RedactCmdline,
+		MaxCmdlineBytes:  c.MaxCmdlineBytes,
 		Environ:          c.ExposeEnviron,
 		EnvironAllowlist: c.EnvironAllowlist,
 	}
@@ -179,13 +199,19 @@ func Keys() map[string]bool { return confkeys.Of(Config{}) }
 // Validate checks values; it is also called by Unpack.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.PollInterval <= 0 {
-		errs = append(errs, fmt.Errorf("connbeat.poll_interval must be positive, got %s", c.PollInterval))
+	if c.PollInterval < MinPollInterval {
+		errs = append(errs, fmt.Errorf("connbeat.poll_interval must be at least %s, got %s", MinPollInterval, c.PollInterval))
 	}
 	if c.Aggregation <= 0 {
 		errs = append(errs, fmt.Errorf("connbeat.aggregation must be positive, got %s", c.Aggregation))
 	} else if c.PollInterval > 0 && c.Aggregation < c.PollInterval {
 		errs = append(errs, fmt.Errorf("connbeat.aggregation (%s) must not be shorter than connbeat.poll_interval (%s)", c.Aggregation, c.PollInterval))
+	}
+	if c.MaxCmdlineBytes < MinCmdlineBytes || c.MaxCmdlineBytes > MaxCmdlineBytes {
+		errs = append(errs, fmt.Errorf("connbeat.max_cmdline_bytes must be %d .. %d, got %d", MinCmdlineBytes, MaxCmdlineBytes, c.MaxCmdlineBytes))
+	}
+	if c.ShutdownTimeout < 0 || c.ShutdownTimeout > MaxShutdownTimeout {
+		errs = append(errs, fmt.Errorf("connbeat.shutdown_timeout must be 0s .. %s, got %s", MaxShutdownTimeout, c.ShutdownTimeout))
 	}
 	errs = append(errs, oneOf("socket_source", c.SocketSource, connections.Names()...))
 	errs = append(errs, oneOf("event_format", c.EventFormat, event.Formats()...))

@@ -42,6 +42,7 @@ expose_cmdline: false
 expose_environ: true
 environ_allowlist: [SERVICE_NAME, _X1]
 queue_full: block
+shutdown_timeout: 30s
 `)
 	require.NoError(t, err)
 	want := Default()
@@ -53,6 +54,7 @@ queue_full: block
 	want.ExposeEnviron = true
 	want.EnvironAllowlist = []string{"SERVICE_NAME", "_X1"}
 	want.QueueFullPolicy = QueueFullBlock
+	want.ShutdownTimeout = 30 * time.Second
 	assert.Equal(t, want, c)
 }
 
@@ -63,8 +65,12 @@ func TestLoadRejects(t *testing.T) {
 	}{
 		{"unknown key", "poll_intervall: 1s", []string{"unknown option connbeat.poll_intervall", "known options:"}},
 		{"two unknown keys", "a: 1\nb: 2", []string{"connbeat.a, connbeat.b"}},
-		{"zero interval", "poll_interval: 0s", []string{"connbeat.poll_interval must be positive"}},
-		{"negative interval", "poll_interval: -1s", []string{"connbeat.poll_interval must be positive"}},
+		{"zero interval", "poll_interval: 0s", []string{"connbeat.poll_interval must be at least 100ms, got 0s"}},
+		{"negative interval", "poll_interval: -1s", []string{"connbeat.poll_interval must be at least 100ms"}},
+		{"interval below the minimum", "poll_interval: 1ms", []string{"connbeat.poll_interval must be at least 100ms, got 1ms"}},
+		{"negative shutdown timeout", "shutdown_timeout: -1s", []string{"connbeat.shutdown_timeout must be 0s .. 1m0s, got -1s"}},
+		{"long shutdown timeout", "shutdown_timeout: 5m", []string{"connbeat.shutdown_timeout must be 0s .. 1m0s, got 5m0s"}},
+		{"tiny cmdline bound", "max_cmdline_bytes: 10", []string{"connbeat.max_cmdline_bytes must be 256 .. 1048576, got 10"}},
 		{"zero aggregation", "aggregation: 0s", []string{"connbeat.aggregation must be positive"}},
 		{"aggregation below interval", "poll_interval: 10s\naggregation: 5s", []string{"connbeat.aggregation (5s) must not be shorter than connbeat.poll_interval (10s)"}},
 		{"bad format", "event_format: xml", []string{`connbeat.event_format must be one of classic, ecs, got "xml"`}},
@@ -77,7 +83,7 @@ func TestLoadRejects(t *testing.T) {
 			[]string{`connbeat.environ_allowlist.1: "BAD-NAME" is not an environment variable name`, `connbeat.environ_allowlist.2: "1X"`}},
 		{"environ without allowlist", "expose_environ: true", []string{"connbeat.environ_allowlist is empty"}},
 		{"not a duration", "poll_interval: often", []string{"poll_interval"}},
-		{"several errors at once", "poll_interval: 0s\nevent_format: x", []string{"poll_interval must be positive", "event_format must be one of"}},
+		{"several errors at once", "poll_interval: 0s\nevent_format: x", []string{"poll_interval must be at least", "event_format must be one of"}},
 		{"unknown key and a bad value", "colour: red\nqueue_full: x", []string{"unknown option connbeat.colour", "connbeat.queue_full must be one of"}},
 		{"conntrack unknown key", "conntrack: {enabled: true, buffer: 1MiB}", []string{"unknown option connbeat.conntrack.buffer", "known options: enabled, events, queue_size, receive_buffer, set_sysctls, track_flows"}},
 		{"conntrack bad event", "conntrack.events: [new, close]", []string{`connbeat.conntrack.events.1 must be one of new, update, destroy, got "close"`}},
@@ -102,11 +108,11 @@ func TestKeysMatchesStructTags(t *testing.T) {
 	keys := Keys()
 	for _, k := range []string{"poll_interval", "aggregation", "socket_source", "tcp_info", "event_format",
 		"proc_path", "expose_process_info", "expose_cmdline", "redact_cmdline", "expose_environ",
-		"environ_allowlist", "enable_local_connections", "queue_full"} {
+		"environ_allowlist", "enable_local_connections", "queue_full", "shutdown_timeout", "max_cmdline_bytes"} {
 		assert.True(t, keys[k], k)
 	}
 	assert.True(t, keys["conntrack"])
-	assert.Len(t, keys, 14)
+	assert.Len(t, keys, 16)
 }
 
 func TestLoadConntrack(t *testing.T) {

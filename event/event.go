@@ -63,6 +63,11 @@ func (b *Builder) Build(r *model.Report, ts time.Time) beat.Event {
 	if info := r.Socket.Info; info != nil {
 		cb["tcp_info"] = tcpInfo(info)
 	}
+	if p := r.Process; p != nil {
+		if cut := b.truncatedFields(p); len(cut) > 0 {
+			cb["truncated_fields"] = cut
+		}
+	}
 	fields["connbeat"] = cb
 	return beat.Event{Timestamp: ts, Fields: fields}
 }
@@ -102,6 +107,9 @@ func classicProcess(p *model.Process) mapstr.M {
 	}
 	putNonEmpty(lp, "exe", p.Executable)
 	putNonEmpty(lp, "user", p.User)
+	if p.ExecutableDeleted {
+		lp["exe_deleted"] = true
+	}
 	if len(p.Args) > 0 {
 		lp["cmdline"] = strings.Join(p.Args, " ")
 	}
@@ -109,6 +117,25 @@ func classicProcess(p *model.Process) mapstr.M {
 		lp["environ"] = environ(p.Environ)
 	}
 	return lp
+}
+
+// truncatedFields names the fields of the event that were cut to their
+// bound, in the event's format.
+func (b *Builder) truncatedFields(p *model.Process) []string {
+	var cut []string
+	switch {
+	case p.ArgsTruncated && b.ecs:
+		cut = append(cut, "process.args", "process.command_line")
+	case p.ArgsTruncated:
+		cut = append(cut, "local_process.cmdline")
+	}
+	switch {
+	case p.EnvironTruncated && b.ecs:
+		cut = append(cut, "process.env_vars")
+	case p.EnvironTruncated:
+		cut = append(cut, "local_process.environ")
+	}
+	return cut
 }
 
 func (b *Builder) ecsFields(r *model.Report) mapstr.M {
@@ -159,6 +186,9 @@ func putECSProcess(f mapstr.M, p *model.Process) {
 		"start":  p.StartTime.UTC(),
 	}
 	putNonEmpty(proc, "executable", p.Executable)
+	if p.ExecutableDeleted {
+		proc["executable_deleted"] = true
+	}
 	if len(p.Args) > 0 {
 		proc["args"] = p.Args
 		proc["args_count"] = len(p.Args)

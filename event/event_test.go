@@ -217,3 +217,26 @@ func BenchmarkBuild(b *testing.B) {
 		})
 	}
 }
+
+// TestSuspiciousAndTruncatedProcess: a process run from a deleted file or
+// a memfd is flagged, and fields cut to their bound are named in
+// connbeat.truncated_fields, in each format's own field names.
+func TestSuspiciousAndTruncatedProcess(t *testing.T) {
+	p := *proc
+	p.Executable, p.Binary, p.ExecutableDeleted = "/memfd:payload", "memfd:payload", true
+	p.ArgsTruncated, p.EnvironTruncated = true, true
+	r := report(model.Connection, model.Outbound, "10.0.0.1", 40000, "93.184.216.34", 443, &p)
+
+	ev := NewBuilder(Classic, host).Build(r, ts)
+	assert.Equal(t, true, ev.Fields["local_process"].(mapstr.M)["exe_deleted"])
+	assert.Equal(t, []string{"local_process.cmdline", "local_process.environ"}, ev.Fields["connbeat"].(mapstr.M)["truncated_fields"])
+
+	ev = NewBuilder(ECS, host).Build(r, ts)
+	assert.Equal(t, true, ev.Fields["process"].(mapstr.M)["executable_deleted"])
+	assert.Equal(t, []string{"process.args", "process.command_line", "process.env_vars"}, ev.Fields["connbeat"].(mapstr.M)["truncated_fields"])
+
+	// Neither flag nor list on an ordinary process.
+	ev = NewBuilder(ECS, host).Build(report(model.Connection, model.Outbound, "10.0.0.1", 40000, "93.184.216.34", 443, proc), ts)
+	assert.NotContains(t, ev.Fields["process"], "executable_deleted")
+	assert.NotContains(t, ev.Fields["connbeat"], "truncated_fields")
+}

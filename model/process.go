@@ -10,12 +10,21 @@ type Process struct {
 	Name       string // comm, as the kernel truncates it to 15 bytes
 	Binary     string // base name of Executable
 	Executable string
+	// ExecutableDeleted says the executable file no longer exists under
+	// that path: replaced or deleted since the process started, or a
+	// memfd (Executable "/memfd:name"), a common sign of fileless malware.
+	ExecutableDeleted bool
 	// Args is the command line; nil when expose_cmdline is off or unreadable.
-	Args      []string
-	StartTime time.Time
-	UID       uint32
-	User      string
+	Args []string
+	// ArgsTruncated says Args stops short: the command line was longer than
+	// the configured bound, and the arguments past it were left out.
+	ArgsTruncated bool
+	StartTime     time.Time
+	UID           uint32
+	User          string
 	// Environ holds the allowlisted environment variables; nil unless
 	// expose_environ is on.
 	Environ map[string]string
+	// EnvironTruncated says a value of Environ was cut to the bound.
+	EnvironTruncated bool
 }

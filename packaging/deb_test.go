@@ -51,6 +51,7 @@ func TestDebPackage(t *testing.T) {
 	})
 	t.Run("capabilities", testCapabilities)
 	t.Run("conntrack drop-in", testConntrackDropIn)
+	t.Run("hardened run", testHardenedRun)
 	t.Run("upgrade keeps the edited config", func(t *testing.T) { testUpgrade(t, d) })
 	t.Run("remove keeps config, data and user", testRemove)
 	t.Run("purge leaves nothing", testPurge)

@@ -172,6 +172,13 @@ func (p *Pipeline) classified(ctx context.Context) (Stats, error) {
 func (p *Pipeline) publish(ctx context.Context, now time.Time, publish func(beat.Event), stats *Stats) error {
 	p.reports = p.dedup.Filter(p.records, now, p.reports[:0])
 	stats.Reports = len(p.reports)
+	if p.resolver != nil {
+		// A process may have exec'd another program since its details
+		// were read: what is sent says what runs now.
+		for i := range p.reports {
+			p.reports[i].Process = p.resolver.Current(p.reports[i].Process)
+		}
+	}
 	for i := range p.reports {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -2,6 +2,7 @@ package procs
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -162,4 +163,34 @@ func BenchmarkJoinSteady(b *testing.B) {
 		b.Fatal("the host changed during the benchmark: the memo was not used")
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(sockets)), "ns/socket")
+}
+
+// BenchmarkSharedSocket attributes one socket held by a master and n-1
+// forked workers (whose details are read already): adding every holder,
+// then finding the topmost. Linear in the holders; it was quadratic.
+func BenchmarkSharedSocket(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("holders=%d", n), func(b *testing.B) {
+			r := &Resolver{procs: map[int32]*proc{}, owner: map[uint64]int32{}, shared: map[uint64]map[int32]struct{}{}}
+			for i := 0; i < n; i++ {
+				pid, ppid := int32(1000+i), int32(1000)
+				if i == 0 {
+					ppid = 1
+				}
+				r.procs[pid] = &proc{hasMeta: true, meta: &model.Process{PID: pid, PPID: ppid}}
+			}
+			b.ResetTimer()
+			for range b.N {
+				for i := 0; i < n; i++ {
+					r.addOwner(7, int32(1000+i))
+				}
+				if p, holders := r.lookupOwner(7); p.PID != 1000 || holders != n {
+					b.Fatalf("got %d of %d holders", p.PID, holders)
+				}
+				for i := 0; i < n; i++ {
+					r.removeOwner(7, int32(1000+i))
+				}
+			}
+		})
+	}
 }

@@ -42,16 +42,45 @@ type fakeProcess struct {
 	environ   []string
 	uid       int
 	start     uint64 // clock ticks after boot
-	sockets   []uint64
-	files     []string // other fd targets
+	// where the program's code and stack are mapped (stat fields 26-28):
+	// they move on every exec
+	startCode, startStack uint64
+	sockets               []uint64
+	files                 []string // other fd targets
 }
 
 func (f *fakeProc) add(p fakeProcess) {
 	t := f.t
 	dir := filepath.Join(f.root, fmt.Sprint(p.pid))
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "fd"), 0o755))
-	stat := fmt.Sprintf("%d (%s) S %d %d %d 0 -1 4194560 100 0 0 0 1 1 0 0 20 0 1 0 %d 10000000 500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
-		p.pid, p.comm, p.ppid, p.pid, p.pid, p.start)
+	f.writeImage(dir, p)
+	fd := 3
+	for _, ino := range p.sockets {
+		require.NoError(t, os.Symlink(fmt.Sprintf("socket:[%d]", ino), filepath.Join(dir, "fd", fmt.Sprint(fd))))
+		fd++
+	}
+	for _, target := range p.files {
+		require.NoError(t, os.Symlink(target, filepath.Join(dir, "fd", fmt.Sprint(fd))))
+		fd++
+	}
+}
+
+// exec replaces a running fake process's image in place, as execve does:
+// same pid, same /proc/PID directory, same open fds (its sockets and files
+// are not looked at).
+func (f *fakeProc) exec(p fakeProcess) {
+	dir := filepath.Join(f.root, fmt.Sprint(p.pid))
+	for _, name := range []string{"stat", "status", "cmdline", "environ", "exe"} {
+		require.NoError(f.t, os.RemoveAll(filepath.Join(dir, name)))
+	}
+	f.writeImage(dir, p)
+}
+
+// writeImage writes what describes a process's image and credentials.
+func (f *fakeProc) writeImage(dir string, p fakeProcess) {
+	t := f.t
+	stat := fmt.Sprintf("%d (%s) S %d %d %d 0 -1 4194560 100 0 0 0 1 1 0 0 20 0 1 0 %d 10000000 500 18446744073709551615 %d %d %d 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+		p.pid, p.comm, p.ppid, p.pid, p.pid, p.start, p.startCode+1, p.startCode+1, p.startStack)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644))
 	status := fmt.Sprintf("Name:\t%s\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t%d\nPid:\t%d\nPPid:\t%d\nUid:\t%d\t%d\t%d\t%d\nGid:\t0\t0\t0\t0\nCapEff:\t0000000000000000\n",
 		p.comm, p.pid, p.pid, p.ppid, p.uid, p.uid, p.uid, p.uid)
@@ -61,14 +90,10 @@ func (f *fakeProc) add(p fakeProcess) {
 	if p.exe != "" {
 		require.NoError(t, os.Symlink(p.exe, filepath.Join(dir, "exe")))
 	}
-	fd := 3
-	for _, ino := range p.sockets {
-		require.NoError(t, os.Symlink(fmt.Sprintf("socket:[%d]", ino), filepath.Join(dir, "fd", fmt.Sprint(fd))))
-		fd++
-	}
-	for _, target := range p.files {
-		require.NoError(t, os.Symlink(target, filepath.Join(dir, "fd", fmt.Sprint(fd))))
-		fd++
+	// procfs makes /proc/PID/fd the process's effective uid's (only root
+	// can give it away).
+	if os.Geteuid() == 0 {
+		require.NoError(t, os.Chown(filepath.Join(dir, "fd"), p.uid, 0))
 	}
 }
 

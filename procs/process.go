@@ -1,50 +1,92 @@
 package procs
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/connbeat/connbeat/model"
+	"github.com/connbeat/connbeat/procs/redact"
 	"github.com/prometheus/procfs"
 )
 
 // MetadataOptions says which process details are read and shipped.
 type MetadataOptions struct {
 	Cmdline bool
-	// RedactCmdline replaces credential-looking argument values with
-	// "REDACTED" (password=..., --token x, user:pass@ in URLs).
-	RedactCmdline    bool
+	// RedactCmdline replaces credentials in command lines with
+	// redact.Mask (see package redact).
+	RedactCmdline bool
+	// MaxCmdlineBytes bounds the command line read and shipped (its
+	// arguments and their separators); the arguments past it are left out
+	// and the process marked ArgsTruncated. 0: DefaultMaxCmdlineBytes.
+	MaxCmdlineBytes  int
 	Environ          bool
 	EnvironAllowlist []string
 }
 
-// procKey identifies one process instance: a pid is reused, a pid with its
-// start time is not.
+// Bounds on what one process puts in an event. A local user controls a
+// process's arguments and environment (up to ARG_MAX, 2 MiB and more) and
+// so, without them, the size of every event about its sockets.
+const (
+	DefaultMaxCmdlineBytes = 8 << 10
+	// MaxEnvValueBytes bounds each allowlisted environment value.
+	MaxEnvValueBytes = 1 << 10
+	// maxEnvironBytes bounds the environment searched for the allowlisted
+	// variables.
+	maxEnvironBytes = 256 << 10
+)
+
+// procKey identifies one process image: a pid is reused, a pid with its
+// start time is not; exec keeps both but changes the image (execID), and a
+// credential change the owner of /proc/PID (uid).
 type procKey struct {
 	pid   int32
 	start uint64 // clock ticks since boot, field 22 of /proc/PID/stat
+	exec  execID
+	uid   uint32 // owner of /proc/PID/fd: the effective uid
 }
 
-// metaReader reads process details once per process instance.
+// execID tells one exec of a process from the next without a read beyond
+// /proc/PID/stat: the name, and where the program's code and stack were
+// mapped (both move on every exec under ASLR, and the code's size changes
+// with the program).
+type execID struct {
+	comm                           string
+	startCode, endCode, startStack uint64
+}
+
+func execIDOf(st procfs.ProcStat) execID {
+	return execID{comm: st.Comm, startCode: st.StartCode, endCode: st.EndCode, startStack: st.StartStack}
+}
+
+// metaReader reads process details once per process image.
 type metaReader struct {
 	fs       procfs.FS
+	root     string
 	opts     MetadataOptions
 	bootTime time.Time
 	users    map[uint32]string
 }
 
-func newMetaReader(fs procfs.FS, opts MetadataOptions) (*metaReader, error) {
+func newMetaReader(fs procfs.FS, root string, opts MetadataOptions) (*metaReader, error) {
 	st, err := fs.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("reading boot time from stat: %w", err)
 	}
+	if opts.MaxCmdlineBytes <= 0 {
+		opts.MaxCmdlineBytes = DefaultMaxCmdlineBytes
+	}
 	return &metaReader{
 		fs:       fs,
+		root:     root,
 		opts:     opts,
 		bootTime: time.Unix(int64(st.BootTime), 0),
 		users:    map[uint32]string{},
@@ -54,8 +96,9 @@ func newMetaReader(fs procfs.FS, opts MetadataOptions) (*metaReader, error) {
 // userHZ is the kernel's USER_HZ, 100 on every architecture Linux ships.
 const userHZ = 100
 
-// startKey reads the start time that, with the pid, names the process.
-func (m *metaReader) startKey(pid int32) (procKey, procfs.ProcStat, error) {
+// key reads what names the process image pid runs now; uid is the owner
+// of its /proc/PID/fd as the last listing saw it.
+func (m *metaReader) key(pid int32, uid uint32) (procKey, procfs.ProcStat, error) {
 	p, err := m.fs.Proc(int(pid))
 	if err != nil {
 		return procKey{}, procfs.ProcStat{}, err
@@ -64,7 +107,7 @@ func (m *metaReader) startKey(pid int32) (procKey, procfs.ProcStat, error) {
 	if err != nil {
 		return procKey{}, procfs.ProcStat{}, err
 	}
-	return procKey{pid: pid, start: st.Starttime}, st, nil
+	return procKey{pid: pid, start: st.Starttime, exec: execIDOf(st), uid: uid}, st, nil
 }
 
 // read gathers a process's details. It returns what it could read: a field
@@ -82,7 +125,9 @@ func (m *metaReader) read(key procKey, st procfs.ProcStat) *model.Process {
 		return p
 	}
 	if exe, err := proc.Executable(); err == nil && exe != "" {
-		p.Executable = strings.TrimSuffix(exe, " (deleted)")
+		// The kernel appends " (deleted)" to the path of an executable
+		// that was removed or replaced, and of every memfd.
+		p.Executable, p.ExecutableDeleted = strings.CutSuffix(exe, " (deleted)")
 		p.Binary = filepath.Base(p.Executable)
 	} else {
 		// Kernel threads and unreadable exe links: comm is the best name.
@@ -93,19 +138,51 @@ func (m *metaReader) read(key procKey, st procfs.ProcStat) *model.Process {
 		p.User = m.userName(p.UID)
 	}
 	if m.opts.Cmdline {
-		if args, err := proc.CmdLine(); err == nil && len(args) > 0 {
+		path := filepath.Join(m.root, strconv.Itoa(int(key.pid)), "cmdline")
+		if args, truncated, err := readNULList(path, m.opts.MaxCmdlineBytes); err == nil && len(args) > 0 {
 			if m.opts.RedactCmdline {
-				args = RedactArgs(args)
+				args = redact.Args(args)
 			}
-			p.Args = args
+			p.Args, p.ArgsTruncated = args, truncated
 		}
 	}
 	if m.opts.Environ && len(m.opts.EnvironAllowlist) > 0 {
-		if env, err := proc.Environ(); err == nil {
-			p.Environ = filterEnviron(env, m.opts.EnvironAllowlist)
+		path := filepath.Join(m.root, strconv.Itoa(int(key.pid)), "environ")
+		if env, _, err := readNULList(path, maxEnvironBytes); err == nil {
+			p.Environ, p.EnvironTruncated = filterEnviron(env, m.opts.EnvironAllowlist)
 		}
 	}
 	return p
+}
+
+// readNULList reads at most max bytes of a NUL-separated list (a command
+// line, an environment). When there is more, the item cut by the bound is
+// left out (a cut argument could end inside a secret that redaction then
+// misses), unless it is the first: then its first max bytes stand for it.
+func readNULList(path string, max int) (items []string, truncated bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	buf := make([]byte, max+1)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, false, err
+	}
+	data := buf[:n]
+	if n > max {
+		truncated = true
+		data = data[:max]
+		if i := bytes.LastIndexByte(data, 0); i >= 0 {
+			data = data[:i]
+		}
+	}
+	data = bytes.TrimSuffix(data, []byte{0})
+	if len(data) == 0 {
+		return nil, truncated, nil
+	}
+	return strings.Split(string(data), "\x00"), truncated, nil
 }
 
 func (m *metaReader) userName(uid uint32) string {
@@ -120,54 +197,21 @@ func (m *metaReader) userName(uid uint32) string {
 	return name
 }
 
-func filterEnviron(env []string, allow []string) map[string]string {
-	var out map[string]string
+// filterEnviron keeps the allowlisted variables, each value cut to
+// MaxEnvValueBytes; truncated says one was cut.
+func filterEnviron(env []string, allow []string) (out map[string]string, truncated bool) {
 	for _, kv := range env {
 		name, value, ok := strings.Cut(kv, "=")
-		if !ok {
+		if !ok || !slices.Contains(allow, name) {
 			continue
 		}
-		for _, a := range allow {
-			if name == a {
-				if out == nil {
-					out = make(map[string]string, len(allow))
-				}
-				out[name] = value
-				break
-			}
+		if out == nil {
+			out = make(map[string]string, len(allow))
 		}
+		if len(value) > MaxEnvValueBytes {
+			value, truncated = value[:MaxEnvValueBytes], true
+		}
+		out[name] = value
 	}
-	return out
-}
-
-// secretName matches argument names that usually carry a credential.
-var secretName = regexp.MustCompile(`(?i)(pass(wd|word|phrase)?|secret|token|api[-_]?key|access[-_]?key|auth|credentials?|private[-_]?key)$`)
-
-// urlUserinfo matches the password part of scheme://user:password@host.
-var urlUserinfo = regexp.MustCompile(`(://[^/\s:@]*:)[^/\s@]+@`)
-
-// Redacted replaces a credential in a redacted command line.
-const Redacted = "REDACTED"
-
-// RedactArgs returns args with credential-looking values replaced: the value
-// of name=value and name:value when the name looks secret, the argument after
-// a secret-looking flag (--password hunter2), and passwords in URLs.
-func RedactArgs(args []string) []string {
-	out := make([]string, len(args))
-	redactNext := false
-	for i, a := range args {
-		if redactNext {
-			out[i] = Redacted
-			redactNext = false
-			continue
-		}
-		a = urlUserinfo.ReplaceAllString(a, "${1}"+Redacted+"@")
-		if name, _, ok := strings.Cut(a, "="); ok && secretName.MatchString(strings.TrimLeft(name, "-")) {
-			a = name + "=" + Redacted
-		} else if strings.HasPrefix(a, "-") && secretName.MatchString(strings.TrimLeft(a, "-")) {
-			redactNext = i+1 < len(args) && !strings.HasPrefix(args[i+1], "-")
-		}
-		out[i] = a
-	}
-	return out
+	return out, truncated
 }

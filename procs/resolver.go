@@ -47,6 +47,7 @@ type proc struct {
 	sockets []uint64
 	seen    uint64 // refresh generation that last listed the pid
 	scanned uint64 // refresh generation that last read its fd table
+	checked uint64 // refresh generation that last read its image's key
 	key     procKey
 	meta    *model.Process
 	hasMeta bool
@@ -61,11 +62,13 @@ type Resolver struct {
 	fdCount bool // whether /proc/PID/fd's size is the fd count
 	opts    Options
 
-	gen     uint64
-	procs   map[int32]*proc
-	owner   map[uint64]int32   // inode -> first owner
-	shared  map[uint64][]int32 // inode -> further owners (forked workers)
-	unknown map[uint64]uint64  // inodes no scan found an owner for -> gen last seen
+	gen   uint64
+	procs map[int32]*proc
+	owner map[uint64]int32 // inode -> first owner
+	// shared holds the further owners of an inode (forked workers): a set,
+	// so that adding, removing and attributing stay linear in the holders.
+	shared  map[uint64]map[int32]struct{}
+	unknown map[uint64]uint64 // inodes no scan found an owner for -> gen last seen
 	byMeta  map[procKey]*model.Process
 
 	// lastInodes are the inodes of the previous refresh's sockets, in the
@@ -103,7 +106,7 @@ func New(opts Options) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening proc filesystem %s: %w", opts.Root, err)
 	}
-	meta, err := newMetaReader(fsys, opts.Metadata)
+	meta, err := newMetaReader(fsys, opts.Root, opts.Metadata)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +121,7 @@ func New(opts Options) (*Resolver, error) {
 		opts:    opts,
 		procs:   map[int32]*proc{},
 		owner:   map[uint64]int32{},
-		shared:  map[uint64][]int32{},
+		shared:  map[uint64]map[int32]struct{}{},
 		unknown: map[uint64]uint64{},
 		byMeta:  map[procKey]*model.Process{},
 		dirBuf:  make([]byte, 32<<10),
@@ -237,6 +240,12 @@ func (r *Resolver) visit(pid int32, dirIno uint64, full bool) {
 	// periodic retry, gives a denied process another chance.
 	ownerChanged := st.Uid != p.uid
 	p.uid = st.Uid
+	if ownerChanged && p.hasMeta {
+		// setuid and friends: the cached user is stale.
+		delete(r.byMeta, p.key)
+		p.hasMeta = false
+		r.changed = true
+	}
 	retryDenied := p.denied && (ownerChanged || r.gen%uint64(r.opts.FullRescanEvery) == 0)
 	if !fresh && !full && !retryDenied {
 		// Known process: a denied one stays denied, and without the fd
@@ -318,15 +327,17 @@ func (r *Resolver) sameInodes(sockets []model.Socket) bool {
 }
 
 func (r *Resolver) addOwner(ino uint64, pid int32) {
-	if first, ok := r.owner[ino]; !ok {
+	first, ok := r.owner[ino]
+	switch {
+	case !ok:
 		r.owner[ino] = pid
-	} else if first != pid {
-		for _, o := range r.shared[ino] {
-			if o == pid {
-				return
-			}
+	case first != pid:
+		more := r.shared[ino]
+		if more == nil {
+			more = map[int32]struct{}{}
+			r.shared[ino] = more
 		}
-		r.shared[ino] = append(r.shared[ino], pid)
+		more[pid] = struct{}{}
 	}
 }
 
@@ -337,20 +348,16 @@ func (r *Resolver) removeOwner(ino uint64, pid int32) {
 			delete(r.owner, ino)
 			return
 		}
-		r.owner[ino] = more[0]
-		more = more[1:]
-	} else {
-		for i, o := range more {
-			if o == pid {
-				more = append(more[:i:i], more[i+1:]...)
-				break
-			}
+		for next := range more {
+			r.owner[ino] = next
+			delete(more, next)
+			break
 		}
+	} else {
+		delete(more, pid)
 	}
 	if len(more) == 0 {
 		delete(r.shared, ino)
-	} else {
-		r.shared[ino] = more
 	}
 }
 
@@ -402,31 +409,33 @@ func (r *Resolver) lookupOwner(ino uint64) (*model.Process, int) {
 	if len(more) == 0 {
 		return r.process(first), 1
 	}
-	holders := append([]int32{first}, more...)
+	holds := func(pid int32) bool {
+		_, ok := more[pid]
+		return ok || pid == first
+	}
 	var best *model.Process
-	for _, pid := range holders {
+	consider := func(pid int32) {
 		p := r.process(pid)
-		if p == nil {
-			continue
-		}
-		parentHolds := false
-		for _, other := range holders {
-			if other == p.PPID {
-				parentHolds = true
-				break
-			}
-		}
-		if parentHolds {
-			continue
+		if p == nil || holds(p.PPID) {
+			return // a forked holder: its parent holds the socket too
 		}
 		if best == nil || p.PID < best.PID {
 			best = p
 		}
 	}
-	return best, len(holders)
+	consider(first)
+	for pid := range more {
+		consider(pid)
+	}
+	return best, len(more) + 1
 }
 
 // process returns the metadata of a known pid, reading it on first use.
+// What it reads must come from the process instance the listing saw: the
+// inode of /proc/PID, which procfs gives each process anew, is compared
+// after the read, so that a pid reused between the fd scan and now is not
+// given the new process's details (the socket was found in the old one's
+// fd table, or in the new one's, and there is no telling which).
 func (r *Resolver) process(pid int32) *model.Process {
 	p := r.procs[pid]
 	if p == nil {
@@ -435,15 +444,71 @@ func (r *Resolver) process(pid int32) *model.Process {
 	if p.hasMeta {
 		return p.meta
 	}
-	key, st, err := r.meta.startKey(pid)
+	key, st, err := r.meta.key(pid, p.uid)
 	if err != nil {
 		return nil // exited; try again next time the socket shows up
 	}
 	meta, ok := r.byMeta[key]
 	if !ok {
 		meta = r.meta.read(key, st)
-		r.byMeta[key] = meta
 	}
-	p.key, p.meta, p.hasMeta = key, meta, true
+	if !r.sameInstance(pid, p) {
+		r.changed = true
+		return nil
+	}
+	r.byMeta[key] = meta
+	p.key, p.meta, p.hasMeta, p.checked = key, meta, true, r.gen
 	return meta
+}
+
+// sameInstance reports whether /proc/PID is still the directory the
+// listing found.
+func (r *Resolver) sameInstance(pid int32, p *proc) bool {
+	var st unix.Stat_t
+	if err := unix.Fstatat(r.rootFD, strconv.Itoa(int(pid)), &st, 0); err != nil {
+		return false
+	}
+	return st.Ino == p.dirIno
+}
+
+// Current returns the details of the process meta describes as they are
+// now, for an event about to be sent. A process keeps its pid and start
+// time across exec, so cached details go stale when it execs another
+// program after opening the socket (bash redirecting to /dev/tcp, then
+// exec sleep): the image's key is read again, once a refresh, and a
+// changed image is read anew. It returns nil when another process has the
+// pid now, and meta itself for a process that exited since the poll.
+func (r *Resolver) Current(meta *model.Process) *model.Process {
+	if meta == nil {
+		return nil
+	}
+	p := r.procs[meta.PID]
+	if p == nil || !p.hasMeta {
+		return meta
+	}
+	if p.checked == r.gen {
+		return p.meta
+	}
+	p.checked = r.gen
+	key, st, err := r.meta.key(meta.PID, p.uid)
+	switch {
+	case err != nil:
+		return p.meta
+	case key == p.key:
+		return p.meta
+	case key.start != p.key.start:
+		r.changed = true
+		return nil
+	}
+	fresh := r.meta.read(key, st)
+	if !r.sameInstance(meta.PID, p) {
+		r.changed = true
+		return nil
+	}
+	delete(r.byMeta, p.key)
+	r.byMeta[key] = fresh
+	p.key, p.meta = key, fresh
+	// The previous poll's answers hold the old details.
+	r.changed = true
+	return fresh
 }

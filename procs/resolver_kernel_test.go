@@ -2,6 +2,7 @@ package procs
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -146,4 +147,61 @@ func TestResolverKernelChurn(t *testing.T) {
 	require.NotNil(t, p)
 	assert.Equal(t, int32(os.Getpid()), p.PID)
 	assert.Equal(t, 1, owners, "exited children are no longer owners")
+}
+
+// TestResolverKernelExec: bash connects (its /dev/tcp fd has no
+// close-on-exec), is joined, then execs sleep, which keeps the socket, the
+// pid and the start time. What Current gives for the event names sleep.
+func TestResolverKernelExec(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash: it opens the connection through /dev/tcp")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	cmd := exec.Command("bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; read -r go; exec sleep 60", port))
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	server, err := ln.Accept()
+	require.NoError(t, err)
+	defer server.Close()
+
+	// The client end is the socket whose peer is our accepted one.
+	remote := server.RemoteAddr().(*net.TCPAddr)
+	var ino uint64
+	for _, s := range kernelSockets(t) {
+		if int(s.LocalPort) == remote.Port && int(s.RemotePort) == port {
+			ino = s.Inode
+		}
+	}
+	require.NotZero(t, ino)
+
+	r := newResolver(t, "/proc", MetadataOptions{Cmdline: true})
+	ctx := context.Background()
+	_, err = r.Refresh(ctx, kernelSockets(t))
+	require.NoError(t, err)
+	p, _ := r.Owner(ino)
+	require.NotNil(t, p)
+	require.Equal(t, "bash", p.Binary)
+
+	_, err = stdin.Write([]byte("go\n"))
+	require.NoError(t, err)
+	comm := filepath.Join("/proc", fmt.Sprint(cmd.Process.Pid), "comm")
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(comm)
+		return string(b) == "sleep\n"
+	}, 30*time.Second, 10*time.Millisecond)
+
+	_, err = r.Refresh(ctx, kernelSockets(t))
+	require.NoError(t, err)
+	joined, _ := r.Owner(ino)
+	now := r.Current(joined)
+	require.NotNil(t, now)
+	assert.Equal(t, "sleep", now.Binary)
+	assert.Equal(t, []string{"sleep", "60"}, now.Args)
+	assert.Equal(t, p.StartTime, now.StartTime)
+	assert.Equal(t, int32(cmd.Process.Pid), now.PID)
 }

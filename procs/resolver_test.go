@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/connbeat/connbeat/model"
+	"github.com/connbeat/connbeat/procs/redact"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -70,7 +71,8 @@ func TestResolverFakeProc(t *testing.T) {
 	require.NotNil(t, p)
 	assert.Equal(t, "curl", p.Binary, "a deleted executable keeps its name")
 	assert.Equal(t, "/usr/bin/curl", p.Executable)
-	assert.Equal(t, []string{"curl", "--password", Redacted, "https://u:" + Redacted + "@example.com"}, p.Args)
+	assert.Equal(t, []string{"curl", "--password", redact.Mask, "https://u:" + redact.Mask + "@example.com"}, p.Args)
+	assert.True(t, p.ExecutableDeleted)
 
 	p, owners = r.Owner(9999)
 	assert.Nil(t, p)

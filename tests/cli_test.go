@@ -58,7 +58,7 @@ func TestShippedConfigs(t *testing.T) {
 func TestBadConfigRefused(t *testing.T) {
 	for _, tc := range []struct{ name, section, want string }{
 		{"unknown key", "  poll_intervall: 1s", "unknown option connbeat.poll_intervall"},
-		{"zero interval", "  poll_interval: 0s", "connbeat.poll_interval must be positive"},
+		{"zero interval", "  poll_interval: 0s", "connbeat.poll_interval must be at least 100ms"},
 		{"aggregation below interval", "  poll_interval: 10s\n  aggregation: 2s", "connbeat.aggregation (2s) must not be shorter than connbeat.poll_interval (10s)"},
 		{"allowlist entry", "  expose_environ: true\n  environ_allowlist: [\"A B\"]", `connbeat.environ_allowlist.0: "A B" is not an environment variable name`},
 		{"format", "  event_format: json", "connbeat.event_format must be one of classic, ecs"},
@@ -112,6 +112,9 @@ func TestExportTemplateHasFields(t *testing.T) {
 		"destination.properties.nat.properties.ip.type":        "ip",
 		"event.properties.duration.type":                       "long",
 		"connbeat.properties.conntrack.properties.resync.type": "boolean",
+		"process.properties.executable_deleted.type":          "boolean",
+		"local_process.properties.exe_deleted.type":           "boolean",
+		"connbeat.properties.truncated_fields.type":           "keyword",
 	} {
 		assert.Equal(t, typ, p.Str(path), path)
 	}

@@ -2,8 +2,12 @@ package tests
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,4 +89,64 @@ func TestZeroMQOutput(t *testing.T) {
 	st = agentStats(t, mon)
 	assert.GreaterOrEqual(t, st.num(t, "libbeat.output.events.acked"), float64(3))
 	assert.Zero(t, st.num(t, "libbeat.output.events.failed"))
+}
+
+// TestZeroMQHostileHandshake: a TCP client that sends a valid NULL
+// greeting, then a command frame header announcing 2^63 bytes (or 2^40:
+// an allocation that succeeds or kills the process) made the agent exit
+// with a makeslice panic. The agent stays up, closes those connections
+// and still delivers to a real subscriber.
+func TestZeroMQHostileHandshake(t *testing.T) {
+	t.Parallel()
+	s := startScenario(t, "127.0.0.1", "127.0.0.3")
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	a := outputAgent(t, "  poll_interval: 200ms\n  aggregation: 2s",
+		fmt.Sprintf("output.zeromq:\n  endpoint: \"tcp://%s\"", addr), s.only())
+
+	greeting := make([]byte, 64)
+	greeting[0], greeting[9], greeting[10] = 0xff, 0x7f, 3
+	copy(greeting[12:], "NULL")
+	for _, header := range [][]byte{
+		{0x06, 0x80, 0, 0, 0, 0, 0, 0, 0}, // 2^63
+		{0x06, 0, 0, 1, 0, 0, 0, 0, 0},    // 2^40
+	} {
+		var conn net.Conn
+		eventually(t, a, 30*time.Second, "the output listening", func() bool {
+			var err error
+			conn, err = net.Dial("tcp", addr)
+			return err == nil
+		})
+		_, err := conn.Write(append(append([]byte(nil), greeting...), header...))
+		require.NoError(t, err)
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(30*time.Second)))
+		_, err = io.Copy(io.Discard, conn)
+		var ne net.Error
+		assert.False(t, errors.As(err, &ne) && ne.Timeout(), "the agent closes the connection")
+		conn.Close()
+	}
+	time.Sleep(time.Second)
+	select {
+	case <-a.done:
+		t.Fatalf("the agent exited (%v): %s", a.err, tail(a.Stderr(), 4096))
+	default:
+	}
+	assert.Contains(t, a.Stderr(), "ZMTP handshake refused")
+
+	sub := zmq4.NewSub(t.Context(), zmq4.WithDialerMaxRetries(-1))
+	defer sub.Close()
+	require.NoError(t, sub.Dial("tcp://"+addr))
+	require.NoError(t, sub.SetOption(zmq4.OptionSubscribe, ""))
+	got := make(chan struct{})
+	go func() {
+		if _, err := sub.Recv(); err == nil {
+			close(got)
+		}
+	}()
+	select {
+	case <-got:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no event reached the subscriber after the hostile handshakes")
+	}
+	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
 }

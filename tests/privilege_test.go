@@ -81,7 +81,7 @@ func TestUnprivileged(t *testing.T) {
 
 // TestProcessChurn keeps short-lived processes that connect to a listener
 // and exit coming, from four workers for churnFor, while the agent polls
-// every 50 ms: it keeps polling during the churn (counted in its log
+// every 100 ms (the minimum): it keeps polling during the churn (counted in its log
 // while the workers run), logs no error, reports the churn's connections
 // on the listener's side, joined to the listener's process, and exits
 // cleanly.
@@ -89,7 +89,7 @@ func TestProcessChurn(t *testing.T) {
 	const churnFor = 3 * time.Second
 	ln := StartPeer(t, nil, "listen", "127.0.0.1:0")
 	_, port := splitAddr(t, ln.Addr)
-	a := RunAgent(t, AgentOptions{Connbeat: "  poll_interval: 50ms\n  aggregation: 1s", Extra: debugPolls})
+	a := RunAgent(t, AgentOptions{Connbeat: "  poll_interval: 100ms\n  aggregation: 1s", Extra: debugPolls})
 	waitPolls(t, a, 1)
 	inbound := func(e Event) bool {
 		return e.Str("direction") == "inbound" && e.Get("local_port") == port && e.Get("local_process.pid") == ln.PID()

@@ -2,11 +2,13 @@
 # Installs the Debian packages connbeat's tests use: the servers they start
 # (redis-server, rabbitmq-server, nginx), the tools they compare against or
 # drive (kcat, python3-zmq, conntrack, nftables, wrk, rpm, setcap,
-# systemd-analyze, tmux for `connbeat top`, Graphviz's dot for `connbeat
-# map`), the Docker Engine the conntrack test publishes a port with
-# (docker.io; the project's machines run it already, and apt starts it
-# where systemd runs), and clang for `make check-generate`. Nothing else is
-# started: each test starts its own instance on its own port. `make test` runs this
+# systemd-analyze, strace, tmux for `connbeat top`, Graphviz's dot for
+# `connbeat map`), the Docker Engine the conntrack test publishes a port
+# with (docker.io; the project's machines run it already, and apt starts it
+# where systemd runs), clang for `make check-generate`, gcc for
+# `make test-race` (the race detector needs cgo) and qemu-user for
+# `make test-arm64`. Nothing else is started: each test starts its own
+# instance on its own port. `make test` runs this
 # first, so a newcomer's run and CI's are the same; it does nothing when
 # every package is already there.
 set -euo pipefail
@@ -15,7 +17,7 @@ packages=(
   ca-certificates make git iproute2 procps passwd
   redis-server rabbitmq-server kcat python3 python3-zmq
   nginx wrk nftables conntrack rpm libcap2-bin systemd docker.io
-  clang llvm libbpf-dev
+  clang llvm libbpf-dev gcc libc6-dev qemu-user strace
   tmux graphviz
 )
 

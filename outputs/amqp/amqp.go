@@ -3,7 +3,9 @@
 // (RabbitMQ), with a routing key formatted from the event, and ACKs a
 // batch to libbeat only once the broker confirmed every message of it
 // (publisher confirms). Unconfirmed events are sent again after a
-// reconnect with backoff: delivery is at least once.
+// reconnect with backoff: delivery is at least once. Messages are
+// published with mandatory set, so one no queue is bound for is returned
+// and counted (dropped or retried), never counted as delivered.
 package amqp
 
 import (
@@ -13,6 +15,7 @@ import (
 	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/beats/v7/libbeat/outputs"
 	"github.com/elastic/beats/v7/libbeat/outputs/codec"
+
 	// The codecs output.amqp.codec may name.
 	_ "github.com/elastic/beats/v7/libbeat/outputs/codec/format"
 	_ "github.com/elastic/beats/v7/libbeat/outputs/codec/json"
@@ -71,11 +74,7 @@ func newClient(info beat.Info, observer outputs.Observer, cfg *config.C, log *lo
 	if err != nil {
 		return nil, nil, fmt.Errorf("output.amqp.ssl: %w", err)
 	}
-	d := &dialer{cfg: &c}
-	if tlsCfg != nil {
-		// The server name is set per host at dial time.
-		d.tls = tlsCfg.BuildModuleClientConfig("", tlscommon.WithLogger(log))
-	}
+	d := &dialer{cfg: &c, tls: tlsCfg, log: log}
 	return &client{
 		log:      log,
 		cfg:      &c,

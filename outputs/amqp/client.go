@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,7 +32,14 @@ type client struct {
 	mu   sync.Mutex
 	sess *session
 	next int // index in hosts to try first
+
+	warnMu   sync.Mutex
+	lastWarn time.Time
+	unwarned int // events dropped since the last warning
 }
+
+// warnEvery spaces out the warnings about dropped events.
+const warnEvery = 30 * time.Second
 
 func (c *client) String() string { return fmt.Sprintf("amqp(%v)", redactAll(c.cfg.Hosts)) }
 
@@ -98,6 +107,10 @@ type pending struct {
 	confirm *amqp091.DeferredConfirmation
 }
 
+// seqHeader carries the channel's publish sequence number in each message,
+// so that a returned message is matched to its event.
+const seqHeader = "connbeat-seq"
+
 // Publish sends every event of the batch as one message and waits for the
 // broker's confirms. The batch is ACKed only when every message was
 // confirmed; otherwise the unconfirmed events are handed back for retry
@@ -138,11 +151,14 @@ func (c *client) Publish(ctx context.Context, batch publisher.Batch) error {
 		}
 		// amqp091 copies body into its frames before returning, so the
 		// codec's buffer may be reused for the next event.
-		dc, err := s.ch.PublishWithDeferredConfirmWithContext(ctx, c.cfg.Exchange, key, false, false, amqp091.Publishing{
+		// mandatory: a message no queue is bound for comes back instead
+		// of being confirmed and discarded.
+		dc, err := s.ch.PublishWithDeferredConfirmWithContext(ctx, c.cfg.Exchange, key, true, false, amqp091.Publishing{
 			ContentType:  "application/json",
 			DeliveryMode: deliveryMod,
 			Timestamp:    ev.Content.Timestamp,
 			AppId:        c.index,
+			Headers:      amqp091.Table{seqHeader: int64(s.ch.GetNextPublishSeqNo())},
 			Body:         body,
 		})
 		if err != nil {
@@ -158,18 +174,33 @@ func (c *client) Publish(ctx context.Context, batch publisher.Batch) error {
 	}
 
 	start := time.Now()
-	retry, waitErr := c.awaitConfirms(ctx, s, sent)
+	unconfirmed, returned, waitErr := c.awaitConfirms(ctx, s, sent)
 	if len(sent) > 0 {
 		c.observer.ReportLatency(time.Since(start))
 	}
-	retry = append(retry, unsent...)
-	acked := len(sent) - (len(retry) - len(unsent))
-	if acked > 0 {
+	if acked := len(sent) - len(unconfirmed) - len(returned.events); acked > 0 {
 		c.observer.AckedEvents(acked)
+	}
+	retry := append(unconfirmed, unsent...)
+	if n := len(returned.events); n > 0 {
+		if c.cfg.Unroutable == UnroutableDrop {
+			c.observer.PermanentErrors(n)
+			c.warnDropped(fmt.Sprintf("events dropped: %s returned them as unroutable (%s); bind a queue for their routing keys (output.amqp.unroutable: drop)", s.host, returned), n)
+		} else {
+			retry = append(retry, returned.events...)
+		}
 	}
 	if len(retry) == 0 {
 		batch.ACK()
 		return nil
+	}
+	if sendErr == nil && waitErr == nil && len(unconfirmed) == 0 && len(unsent) == 0 {
+		// Only unroutable messages, with unroutable: retry: the error
+		// makes libbeat back off before they are sent again.
+		c.observer.RetryableErrors(len(retry))
+		batch.RetryEvents(retry)
+		return fmt.Errorf("%s returned %d of %d messages as unroutable (%s); sending them again (output.amqp.unroutable: retry)",
+			s.host, len(retry), len(events), returned)
 	}
 
 	err := sendErr
@@ -199,17 +230,15 @@ func (c *client) encode(ev *publisher.Event) ([]byte, string, error) {
 }
 
 // awaitConfirms waits for each message's confirm up to confirm_timeout in
-// all, and returns the events the broker did not confirm: nacked, or
+// all. It returns the events the broker did not confirm (nacked, or
 // unknown because the connection was lost, the wait timed out or the
-// client was closed.
-func (c *client) awaitConfirms(ctx context.Context, s *session, sent []pending) ([]publisher.Event, error) {
+// client was closed), and those it confirmed after returning them as
+// unroutable.
+func (c *client) awaitConfirms(ctx context.Context, s *session, sent []pending) (retry []publisher.Event, returned returns, err error) {
 	timer := time.NewTimer(c.cfg.ConfirmTimeout)
 	defer timer.Stop()
-	var (
-		retry []publisher.Event
-		err   error
-		nacks int
-	)
+	var nacks int
+	confirmed := make(map[uint64]int, len(sent)) // delivery tag -> index in sent
 	for i, p := range sent {
 		if err != nil {
 			retry = append(retry, p.event)
@@ -217,7 +246,9 @@ func (c *client) awaitConfirms(ctx context.Context, s *session, sent []pending) 
 		}
 		select {
 		case <-p.confirm.Done():
-			if !p.confirm.Acked() {
+			if p.confirm.Acked() {
+				confirmed[p.confirm.DeliveryTag] = i
+			} else {
 				// A lost connection also resolves every pending confirm
 				// as not acknowledged.
 				nacks++
@@ -231,7 +262,7 @@ func (c *client) awaitConfirms(ctx context.Context, s *session, sent []pending) 
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
-		retry = append(retry, sent[i].event)
+		retry = append(retry, p.event)
 	}
 	if err == nil && nacks > 0 {
 		if s.broken() {
@@ -240,7 +271,61 @@ func (c *client) awaitConfirms(ctx context.Context, s *session, sent []pending) 
 			err = fmt.Errorf("broker nacked %d messages", nacks)
 		}
 	}
-	return retry, err
+	// Every return came before its message's confirm: the channel holds
+	// them all now. A returned message is confirmed too; one whose
+	// confirm never came is retried as unconfirmed already.
+	for {
+		select {
+		case r := <-s.returns:
+			seq, _ := r.Headers[seqHeader].(int64)
+			if i, ok := confirmed[uint64(seq)]; ok {
+				returned.add(sent[i].event, r)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	return retry, returned, err
+}
+
+// returns are the messages of a batch the broker returned as unroutable.
+type returns struct {
+	events []publisher.Event
+	keys   map[string]int // routing key -> messages
+	reason string         // the broker's reply text, e.g. NO_ROUTE
+}
+
+func (r *returns) add(e publisher.Event, ret amqp091.Return) {
+	if r.keys == nil {
+		r.keys = map[string]int{}
+	}
+	r.events = append(r.events, e)
+	r.keys[ret.RoutingKey]++
+	r.reason = fmt.Sprintf("%d %s", ret.ReplyCode, ret.ReplyText)
+}
+
+// String names the reason and up to three routing keys.
+func (r returns) String() string {
+	keys := slices.Sorted(maps.Keys(r.keys))
+	more := ""
+	if len(keys) > 3 {
+		keys, more = keys[:3], fmt.Sprintf(" and %d more", len(keys)-3)
+	}
+	return fmt.Sprintf("%s, routing keys %q%s", r.reason, keys, more)
+}
+
+// warnDropped logs "<n> <what>" at most every warnEvery, summing the
+// counts in between.
+func (c *client) warnDropped(what string, n int) {
+	c.warnMu.Lock()
+	defer c.warnMu.Unlock()
+	c.unwarned += n
+	if time.Since(c.lastWarn) < warnEvery {
+		return
+	}
+	c.log.Warnf("%d %s", c.unwarned, what)
+	c.lastWarn, c.unwarned = time.Now(), 0
 }
 
 func redactAll(hosts []string) []string {

@@ -35,6 +35,9 @@ type amqpConfig struct {
 	// be validated.
 	RoutingKey string `config:"routing_key"`
 	Persistent bool   `config:"persistent"`
+	// Unroutable says what becomes of a message the broker returns
+	// because no queue is bound for its routing key.
+	Unroutable string `config:"unroutable"`
 
 	Codec     codec.Config      `config:"codec"`
 	TLS       *tlscommon.Config `config:"ssl"`
@@ -56,6 +59,7 @@ func defaultConfig() amqpConfig {
 		ExchangeDurable: true,
 		RoutingKey:      DefaultRoutingKey,
 		Persistent:      true,
+		Unroutable:      UnroutableDrop,
 		Heartbeat:       10 * time.Second,
 		Timeout:         30 * time.Second,
 		ConfirmTimeout:  30 * time.Second,
@@ -66,6 +70,16 @@ func defaultConfig() amqpConfig {
 }
 
 var exchangeTypes = []string{"topic", "direct", "fanout", "headers"}
+
+// What becomes of unroutable messages.
+const (
+	// UnroutableDrop counts them as dropped (libbeat.output.events.dropped)
+	// and warns: nobody asked for them, as with a ZeroMQ topic nobody
+	// subscribes to.
+	UnroutableDrop = "drop"
+	// UnroutableRetry sends them again with backoff until a queue is bound.
+	UnroutableRetry = "retry"
+)
 
 // Validate checks every value; errors name the key under output.amqp.
 // Passwords never appear in its messages.
@@ -90,6 +104,9 @@ func (c *amqpConfig) Validate() error {
 	}
 	if !slices.Contains(exchangeTypes, c.ExchangeType) {
 		errs = append(errs, fmt.Errorf("output.amqp.exchange_type must be one of %s, got %q", strings.Join(exchangeTypes, ", "), c.ExchangeType))
+	}
+	if c.Unroutable != UnroutableDrop && c.Unroutable != UnroutableRetry {
+		errs = append(errs, fmt.Errorf("output.amqp.unroutable must be %s or %s, got %q", UnroutableDrop, UnroutableRetry, c.Unroutable))
 	}
 	if strings.TrimSpace(c.RoutingKey) == "" {
 		errs = append(errs, errors.New("output.amqp.routing_key must not be empty"))

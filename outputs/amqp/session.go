@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/transport/tlscommon"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
@@ -31,12 +33,31 @@ type session struct {
 	once     sync.Once
 	done     chan struct{} // closed by close(): ends waits on confirms
 	lost     chan *amqp091.Error
+	// returns carries the messages the broker returned as unroutable
+	// (published with mandatory). RabbitMQ sends the return before the
+	// confirm, and amqp091 hands both over from one goroutine, so a
+	// message's return is in this channel by the time its confirm is done.
+	// It holds a batch's worth: amqp091 blocks while it is full.
+	returns chan amqp091.Return
 }
 
 // dialer opens sessions with the output's settings.
 type dialer struct {
 	cfg *amqpConfig
-	tls *tls.Config // nil: Go's defaults for amqps://
+	tls *tlscommon.TLSConfig // nil: Go's defaults for amqps://
+	log *logp.Logger
+}
+
+// tlsConfig is the TLS client configuration for host. libbeat's
+// verification (verification_mode full, the default) checks the
+// certificate against the host name it was built with: it must be built
+// per host, or the host name check is skipped and any certificate of a
+// trusted CA passes.
+func (d *dialer) tlsConfig(host string) *tls.Config {
+	if d.tls == nil {
+		return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	}
+	return d.tls.BuildModuleClientConfig(host, tlscommon.WithLogger(d.log))
 }
 
 // dial connects to host, opens a channel, turns on publisher confirms and
@@ -49,16 +70,12 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 	s := &session{host: u.Redacted(), done: make(chan struct{})}
 	var tlsCfg *tls.Config
 	if u.Scheme == "amqps" {
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
-		if d.tls != nil {
-			tlsCfg = d.tls.Clone()
-		}
-		if tlsCfg.ServerName == "" {
-			tlsCfg.ServerName = u.Hostname()
-		}
+		tlsCfg = d.tlsConfig(u.Hostname())
 	}
 	cfg := amqp091.Config{
 		Heartbeat: d.cfg.Heartbeat,
+		// The broker's frames never exceed it: frameGuard refuses bigger.
+		FrameSize: maxFrame,
 		Locale:    "en_US",
 		Vhost:     d.cfg.VHost,
 		Properties: amqp091.Table{
@@ -82,7 +99,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 			s.raw = rc
 			s.mu.Unlock()
 			if tlsCfg == nil {
-				return rc, nil
+				return &frameGuard{Conn: rc}, nil
 			}
 			// The TLS handshake is done here rather than by amqp091 so that
 			// the server's refusal of the client certificate, which TLS 1.3
@@ -96,7 +113,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 			s.tlsState = tc.ConnectionState()
 			s.raw = tc
 			s.mu.Unlock()
-			return &recordingConn{Conn: tc}, nil
+			return &frameGuard{Conn: &recordingConn{Conn: tc}}, nil
 		},
 	}
 	if d.cfg.Username != "" {
@@ -130,6 +147,7 @@ func (d *dialer) dial(ctx context.Context, host string) (*session, error) {
 		s.close()
 		return nil, fmt.Errorf("opening a channel on %s: %w", s.host, err)
 	}
+	s.returns = s.ch.NotifyReturn(make(chan amqp091.Return, d.cfg.BulkMaxSize+1))
 	if err := s.ch.Confirm(false); err != nil {
 		s.close()
 		return nil, fmt.Errorf("turning on publisher confirms on %s: %w", s.host, err)

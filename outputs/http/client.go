@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	nethttp "net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,11 +15,15 @@ import (
 	"github.com/elastic/beats/v7/libbeat/outputs/codec"
 	"github.com/elastic/beats/v7/libbeat/publisher"
 	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/transport/httpcommon"
 )
 
 // drainLimit bounds how much of a response body is read to reuse the
 // connection; the rest is discarded with the connection.
 const drainLimit = 64 << 10
+
+// maxResponseHeader bounds the headers of a response, 1xx ones included.
+const maxResponseHeader = 64 << 10
 
 // client sends batches to one URL. libbeat calls Publish from one
 // goroutine; Close may come from another, to end a wait at shutdown.
@@ -60,7 +65,11 @@ func (c *client) String() string { return "http(" + c.url + ")" }
 // Connect prepares the HTTP client (TLS, proxy, timeout). The server is
 // contacted by the first request; `connbeat test output` checks it now.
 func (c *client) Connect(context.Context) error {
-	hc, err := c.cfg.Transport.Client()
+	hc, err := c.cfg.Transport.Client(httpcommon.WithTransportFunc(func(t *nethttp.Transport) {
+		// An endpoint answers a batch with a status and a few headers: 10
+		// MiB of them (Go's default), or of 1xx responses, is not one.
+		t.MaxResponseHeaderBytes = maxResponseHeader
+	}))
 	if err != nil {
 		return fmt.Errorf("output.http %s: %w", c.url, err)
 	}
@@ -134,6 +143,20 @@ func (c *client) Publish(_ context.Context, batch publisher.Batch) error {
 	}
 	c.observer.WriteBytes(len(body))
 
+	if status == nethttp.StatusRequestEntityTooLarge {
+		// As libbeat's Elasticsearch output does: send each half again;
+		// only a single event the endpoint refuses is dropped.
+		if batch.SplitRetry() {
+			c.observer.BatchSplit()
+			c.observer.RetryableErrors(n)
+			c.log.Infof("%s answered 413 to a batch of %d events (%d bytes); sending it again in two halves", c.url, n, len(body))
+			return nil
+		}
+		c.log.Errorf("%s answered 413 to a single event of %d bytes; dropping it (raise the endpoint's request size limit). Response body: %q", c.url, len(body), snippet)
+		c.observer.PermanentErrors(n)
+		batch.Drop()
+		return nil
+	}
 	switch classify(status) {
 	case accepted:
 		batch.ACK()
@@ -161,7 +184,7 @@ func (c *client) Publish(_ context.Context, batch publisher.Batch) error {
 		}
 		batch.Retry()
 		if status/100 == 3 {
-			return fmt.Errorf("%s answered %d %s to %q, a redirect that would turn the POST into a GET and lose the batch; set hosts to the new URL. The batch of %d events will be sent again",
+			return fmt.Errorf("%s answered %d %s to %q, a redirect connbeat does not follow (it would turn the POST into a GET and lose the batch, or send the events and headers to another origin); set hosts to the new URL if you trust it. The batch of %d events will be sent again",
 				c.url, status, nethttp.StatusText(status), header.Get("Location"), n)
 		}
 		return fmt.Errorf("%s answered %d %s; the batch of %d events will be sent again", c.url, status, nethttp.StatusText(status), n)
@@ -219,14 +242,21 @@ func (c *client) setHeaders(req *nethttp.Request) {
 const maxRedirects = 5
 
 // keepMethod follows only redirects that resend the same request with its
-// body (307, 308). Go follows 301, 302 and 303 by sending a GET without
+// body (307, 308), and only within the configured URL's origin (scheme,
+// host and port). Go follows 301, 302 and 303 by sending a GET without
 // the body; the endpoint's 200 to that GET would ACK a batch that never
-// arrived, so such a redirect is returned as the response instead.
+// arrived. And a redirect to another host, or from https to http, would
+// carry the events and the configured headers (API keys among them; Go
+// strips only Authorization and Cookie, and only for another domain)
+// where nobody configured them to go, or in clear text. Such redirects
+// are returned as the response instead: the batch is kept and sent again,
+// and the error names the Location to put in hosts if it is trusted.
 func keepMethod(req *nethttp.Request, via []*nethttp.Request) error {
 	if len(via) >= maxRedirects {
 		return fmt.Errorf("stopped after %d redirects", maxRedirects)
 	}
-	if req.Method != via[0].Method {
+	first := via[0].URL
+	if req.Method != via[0].Method || req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
 		return nethttp.ErrUseLastResponse
 	}
 	return nil

@@ -1,14 +1,17 @@
 // Package http is connbeat's `http` output: it POSTs batches of events
 // to one or more URLs and acknowledges a batch only once a server accepted
 // it (2xx). Connection errors, 408, 429 and 5xx are retried with backoff,
-// honouring Retry-After; any other 4xx drops that batch with one error log.
+// honouring Retry-After; a 413 splits the batch in halves; any other 4xx
+// drops that batch with one error log.
 package http
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	nethttp "net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,13 +104,22 @@ func (c *httpConfig) Validate() error {
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, errors.New("output.http.password is set but output.http.username is empty"))
 	}
-	for name := range c.Headers {
-		if !validHeaderName(name) {
+	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
+		switch {
+		case !validHeaderName(name):
 			errs = append(errs, fmt.Errorf("output.http.headers: %q is not a valid header name", name))
-		}
-		if strings.EqualFold(name, "Content-Encoding") || strings.EqualFold(name, "Content-Length") {
+		case slices.ContainsFunc(reservedHeaders, func(r string) bool { return strings.EqualFold(r, name) }):
 			errs = append(errs, fmt.Errorf("output.http.headers: %s is set by the output itself", name))
+		case strings.EqualFold(name, "Authorization") && (c.BearerToken != "" || c.Username != ""):
+			errs = append(errs, errors.New("output.http.headers: Authorization conflicts with bearer_token or username/password: set one of them"))
 		}
+		if !validHeaderValue(c.Headers[name]) {
+			// The value is not quoted: it may be a secret.
+			errs = append(errs, fmt.Errorf("output.http.headers.%s: the value holds a control character (CR, LF, NUL ...), which HTTP does not allow in a header", name))
+		}
+	}
+	if !validHeaderValue(c.BearerToken) {
+		errs = append(errs, errors.New("output.http.bearer_token holds a control character (CR, LF, NUL ...)"))
 	}
 	if c.BatchSize <= 0 {
 		errs = append(errs, fmt.Errorf("output.http.batch_size must be positive, got %d", c.BatchSize))
@@ -123,6 +135,22 @@ func (c *httpConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("output.http.error_body_bytes must not be negative, got %d", c.ErrorBodyBytes))
 	}
 	return errors.Join(errs...)
+}
+
+// reservedHeaders are set by the output (Host by the URL): a configured
+// value would be overridden or make the request malformed.
+var reservedHeaders = []string{"Content-Encoding", "Content-Length", "Content-Type", "Transfer-Encoding", "Host", "Connection", "Te", "Trailer", "Upgrade"}
+
+// validHeaderValue reports whether s is an RFC 9110 field value: visible
+// characters, spaces and tabs, none of CR, LF, NUL or another control
+// character (Go refuses such a request, so every batch would fail).
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // validHeaderName reports whether s is an RFC 7230 token.

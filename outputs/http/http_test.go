@@ -6,10 +6,14 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/http/httptest"
+	"slices"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/elastic/beats/v7/libbeat/beat"
 	"github.com/elastic/beats/v7/libbeat/outputs/outest"
 	"github.com/elastic/elastic-agent-libs/config"
 	"github.com/stretchr/testify/assert"
@@ -29,6 +33,12 @@ func TestConfigValidate(t *testing.T) {
 		{"hosts: ['http://x']\npassword: p", "output.http.password is set but output.http.username is empty"},
 		{"hosts: ['http://x']\nheaders: {'Bad Name': v}", `"Bad Name" is not a valid header name`},
 		{"hosts: ['http://x']\nheaders: {Content-Encoding: br}", "Content-Encoding is set by the output itself"},
+		{"hosts: ['http://x']\nheaders: {Host: other}", "Host is set by the output itself"},
+		{"hosts: ['http://x']\nheaders: {content-type: text/plain}", "content-type is set by the output itself"},
+		{"hosts: ['http://x']\nheaders: {X-Api-Key: \"k\\r\\nX-Injected: 1\"}", "output.http.headers.X-Api-Key: the value holds a control character"},
+		{"hosts: ['http://x']\nheaders: {X-A: \"a\\u0000b\"}", "output.http.headers.X-A: the value holds a control character"},
+		{"hosts: ['http://x']\nbearer_token: \"t\\n\"", "output.http.bearer_token holds a control character"},
+		{"hosts: ['http://x']\nbearer_token: t\nheaders: {Authorization: x}", "Authorization conflicts with bearer_token"},
 		{"hosts: ['http://x']\nbatch_size: 0", "output.http.batch_size must be positive"},
 		{"hosts: ['http://x']\nbackoff: {init: 10s, max: 1s}", "output.http.backoff"},
 		{"hosts: ['http://x']\ntimeout: 0s", "output.http.timeout must be positive"},
@@ -49,7 +59,7 @@ enabled: true
 hosts: ['https://a:8080/in', 'http://b/x']
 format: ndjson
 compression: gzip
-headers: {X-Tenant: t1}
+headers: {X-Tenant: t1, X-Tab: "a\tb"}
 proxy_url: http://proxy:3128
 ssl.verification_mode: full
 idle_connection_timeout: 30s
@@ -275,4 +285,85 @@ func TestRedirects(t *testing.T) {
 		assert.Equal(t, 1, obs.Retryable)
 	}
 	assert.Equal(t, []int{307, 308}, ids(rc.events()), "nothing was ACKed by a GET")
+}
+
+// TestRedirectToAnotherOrigin: a 307/308 to another host or port, or from
+// https to http, is not followed: the events and the configured headers
+// (an API key here) never reach the other origin, the batch is kept and
+// the error names the location.
+func TestRedirectToAnotherOrigin(t *testing.T) {
+	var leaked atomic.Int32
+	other := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		leaked.Add(1)
+		t.Errorf("the other origin got %s %s with X-Api-Key %q", r.Method, r.URL, r.Header.Get("X-Api-Key"))
+	}))
+	defer other.Close()
+	tlsSrv := httptest.NewTLSServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		// https -> the same host and port over plain http
+		nethttp.Redirect(w, r, "http://"+r.Host+"/in", nethttp.StatusPermanentRedirect)
+	}))
+	defer tlsSrv.Close()
+	redirector := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		nethttp.Redirect(w, r, other.URL+"/in", nethttp.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+
+	for _, tc := range []struct{ name, url, yaml, location string }{
+		{"another host", redirector.URL + "/in", "hosts: [x]\nheaders: {X-Api-Key: s3cr3t}", other.URL + "/in"},
+		{"https to http", tlsSrv.URL + "/in", "hosts: [x]\nheaders: {X-Api-Key: s3cr3t}\nssl.verification_mode: none", "http://"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, obs := newTestClient(t, tc.url, tc.yaml)
+			b := outest.NewBatch(events(1)...)
+			err := c.Publish(t.Context(), b)
+			require.ErrorContains(t, err, "a redirect connbeat does not follow")
+			require.ErrorContains(t, err, tc.location)
+			assert.Equal(t, outest.BatchRetry, b.Signals[0].Tag, "the batch is kept")
+			assert.Zero(t, obs.Acked)
+		})
+	}
+	assert.Zero(t, leaked.Load())
+}
+
+// TestSplitOn413: an endpoint that takes at most 3 events a request, and
+// never event 99 (too big), answers 413 to more. The batch is split in halves until each part fits,
+// as libbeat's Elasticsearch output does, and every event is delivered
+// once; a single event the endpoint refuses is dropped and counted.
+func TestSplitOn413(t *testing.T) {
+	rc := &receiver{t: t}
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		evs, err := decodeBody(r)
+		require.NoError(t, err)
+		huge := slices.ContainsFunc(evs, func(e map[string]interface{}) bool { return e["id"].(float64) == 99 })
+		if len(evs) > 3 || huge {
+			w.WriteHeader(nethttp.StatusRequestEntityTooLarge)
+			return
+		}
+		rc.mu.Lock()
+		rc.got = append(rc.got, evs...)
+		rc.mu.Unlock()
+	}))
+	defer srv.Close()
+	c, obs := newTestClient(t, srv.URL, "hosts: [x]")
+
+	// libbeat's part: a split batch comes back as two batches.
+	queue := [][]beat.Event{events(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 99)}
+	var signals []outest.BatchSignalTag
+	for len(queue) > 0 {
+		evs := queue[0]
+		queue = queue[1:]
+		b := outest.NewBatch(evs...)
+		require.NoError(t, c.Publish(t.Context(), b))
+		tag := b.Signals[len(b.Signals)-1].Tag // outest signals a split it refuses, then the drop
+		signals = append(signals, tag)
+		if tag == outest.BatchSplitRetry {
+			queue = append(queue, evs[:len(evs)/2], evs[len(evs)/2:])
+		}
+	}
+	got := ids(rc.events())
+	sort.Ints(got)
+	assert.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, got, "each event once")
+	assert.Equal(t, 10, obs.Acked)
+	assert.Equal(t, 1, obs.Permanent, "the event refused alone")
+	assert.Contains(t, signals, outest.BatchDrop)
 }

@@ -62,7 +62,7 @@ func (c *client) socketType() zmq4.SocketType {
 func (c *client) Connect(context.Context) error {
 	// A socket left from before must free the endpoint before it is bound again.
 	_ = c.Close()
-	s := newSocket(c.ep, c.cfg.Bind, c.socketType(), c.cfg.SendHWM, c.cfg.SendTimeout, c.log)
+	s := newSocket(c.ep, c.cfg.Bind, c.socketType(), c.cfg.SendHWM, c.cfg.SendTimeout, c.cfg.MaxPeers, c.log)
 	s.wrote = c.wrote
 	if err := s.open(); err != nil {
 		return fmt.Errorf("output.zeromq: %w", err)
@@ -152,20 +152,28 @@ func (c *client) Publish(_ context.Context, batch publisher.Batch) error {
 
 func (c *client) publishPub(s *socket, batch publisher.Batch, enc []encoded) {
 	peers := s.live()
+	// An event's topic is matched against each peer's subscriptions once
+	// per batch: a batch carries few distinct topics.
+	matching := map[string][]*peer{}
 	queued, unmatched, full := 0, 0, 0
 	for _, e := range enc {
-		matched, refused := 0, 0
-		for _, p := range peers {
-			if p.isClosed() || !p.subscribed(e.topic) {
-				continue
+		subs, ok := matching[e.topic]
+		if !ok {
+			for _, p := range peers {
+				if !p.isClosed() && p.subscribed(e.topic) {
+					subs = append(subs, p)
+				}
 			}
-			matched++
+			matching[e.topic] = subs
+		}
+		refused := 0
+		for _, p := range subs {
 			if !p.offer(e.msg) {
 				refused++
 			}
 		}
 		switch {
-		case matched == 0:
+		case len(subs) == 0:
 			unmatched++
 		case refused > 0:
 			full++

@@ -42,10 +42,17 @@ type zmqConfig struct {
 	SendHWM int `config:"send_hwm"`
 	// SendTimeout bounds one write to a peer, a handshake, and in push mode
 	// the wait for a peer.
-	SendTimeout time.Duration    `config:"send_timeout"`
-	Codec       codec.Config     `config:"codec"`
-	Queue       config.Namespace `config:"queue"`
+	SendTimeout time.Duration `config:"send_timeout"`
+	// MaxPeers bounds the connections a bound socket serves at once
+	// (handshakes included); further ones are closed when accepted.
+	MaxPeers int              `config:"max_peers"`
+	Codec    codec.Config     `config:"codec"`
+	Queue    config.Namespace `config:"queue"`
 }
+
+// maxMaxPeers caps max_peers: each peer may hold maxSubscriptionBytes of
+// subscriptions and a frame of maxPeerFrame bytes being read.
+const maxMaxPeers = 10000
 
 func defaultConfig() zmqConfig {
 	return zmqConfig{
@@ -54,6 +61,7 @@ func defaultConfig() zmqConfig {
 		Topic:       fmtstr.MustCompileEvent(DefaultTopic),
 		SendHWM:     1000,
 		SendTimeout: 5 * time.Second,
+		MaxPeers:    100,
 	}
 }
 
@@ -74,6 +82,9 @@ func (c *zmqConfig) Validate() error {
 	}
 	if c.SendHWM <= 0 {
 		errs = append(errs, fmt.Errorf("output.zeromq.send_hwm must be positive, got %d", c.SendHWM))
+	}
+	if c.MaxPeers < 1 || c.MaxPeers > maxMaxPeers {
+		errs = append(errs, fmt.Errorf("output.zeromq.max_peers must be 1..%d, got %d", maxMaxPeers, c.MaxPeers))
 	}
 	if c.SendTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("output.zeromq.send_timeout must be positive, got %s", c.SendTimeout))

@@ -35,7 +35,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad mode", "endpoint: 'tcp://*:5556'\nmode: dealer", `output.zeromq.mode must be pub or push, got "dealer"`},
 		{"empty topic", "endpoint: 'tcp://*:5556'\ntopic: ''", "output.zeromq.topic must not be empty"},
 		{"bad topic", "endpoint: 'tcp://*:5556'\ntopic: '%{[connbeat.kind'", "topic"},
-		{"unknown key", "endpoint: 'tcp://*:5556'\nsend_hmw: 10", "unknown option output.zeromq.send_hmw (known options: bind, codec, enabled, endpoint, mode, queue, send_hwm, send_timeout, topic)"},
+		{"unknown key", "endpoint: 'tcp://*:5556'\nsend_hmw: 10", "unknown option output.zeromq.send_hmw (known options: bind, codec, enabled, endpoint, max_peers, mode, queue, send_hwm, send_timeout, topic)"},
 		{"unknown key and bad value", "endpoint: 'tcp://*:5556'\nhosts: [x]\nmode: req", "unknown option output.zeromq.hosts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -96,7 +96,7 @@ func waitSubscribed(t testing.TB, c *client, prefix string, n int) {
 		got := 0
 		for _, p := range c.socket().live() {
 			p.mu.Lock()
-			if p.topics[prefix] > 0 {
+			if p.subs.has(prefix) > 0 {
 				got++
 			}
 			p.mu.Unlock()

@@ -2,9 +2,7 @@ package zeromq
 
 import (
 	"bufio"
-	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"time"
 )
@@ -33,10 +31,10 @@ type peer struct {
 	wmu sync.Mutex // one writer at a time on conn
 
 	mu      sync.Mutex
-	topics  map[string]int // subscribed prefixes, each with its count
-	queue   []message      // pub: accepted for this subscriber, not yet written
-	pending int            // len(queue) plus the messages being written
-	closing bool           // the socket closes: write what is queued, then close
+	subs    subscriptions
+	queue   []message // pub: accepted for this subscriber, not yet written
+	pending int       // len(queue) plus the messages being written
+	closing bool      // the socket closes: write what is queued, then close
 	closed  bool
 	lost    int // accepted messages that were never written
 
@@ -55,7 +53,7 @@ func newPeer(conn net.Conn, hwm int, timeout time.Duration) *peer {
 		name:    name,
 		timeout: timeout,
 		hwm:     hwm,
-		topics:  map[string]int{},
+		subs:    newSubscriptions(),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
@@ -88,35 +86,18 @@ func (p *peer) isClosed() bool {
 func (p *peer) subscribed(topic string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for prefix := range p.topics {
-		if strings.HasPrefix(topic, prefix) {
-			return true
-		}
-	}
-	return false
+	return p.subs.match(topic)
 }
-
-// maxSubscriptions bounds the prefixes one peer may subscribe to: each
-// event is matched against all of them.
-const maxSubscriptions = 10000
-
-var errTooManySubscriptions = fmt.Errorf("more than %d subscriptions", maxSubscriptions)
 
 // subscribe counts subscriptions like libzmq: a prefix subscribed twice
 // needs two unsubscriptions.
 func (p *peer) subscribe(prefix string, on bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case on && p.topics[prefix] == 0 && len(p.topics) >= maxSubscriptions:
-		return errTooManySubscriptions
-	case on:
-		p.topics[prefix]++
-	case p.topics[prefix] > 1:
-		p.topics[prefix]--
-	default:
-		delete(p.topics, prefix)
+	if on {
+		return p.subs.add(prefix)
 	}
+	p.subs.remove(prefix)
 	return nil
 }
 

@@ -35,7 +35,9 @@ type socket struct {
 	typ     zmq4.SocketType
 	hwm     int
 	timeout time.Duration
-	log     *logp.Logger
+	// maxPeers bounds the connections served at once, handshakes included.
+	maxPeers int
+	log      *logp.Logger
 	// wrote is told what each pub-mode writer sent (see peer.writeLoop).
 	wrote func(p *peer, bytes int, err error, lost int)
 
@@ -44,14 +46,17 @@ type socket struct {
 	ln     net.Listener
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	peers   []*peer
-	next    int           // push: round robin position
-	changed chan struct{} // closed and replaced when a peer joins
+	mu          sync.Mutex
+	peers       []*peer
+	next        int           // push: round robin position
+	changed     chan struct{} // closed and replaced when a peer joins
+	serving     int           // accepted connections not yet closed
+	refused     int           // connections refused since the last warning
+	lastRefusal time.Time
 }
 
-func newSocket(ep endpoint, bind bool, typ zmq4.SocketType, hwm int, timeout time.Duration, log *logp.Logger) *socket {
-	return &socket{ep: ep, bind: bind, typ: typ, hwm: hwm, timeout: timeout, log: log, changed: make(chan struct{})}
+func newSocket(ep endpoint, bind bool, typ zmq4.SocketType, hwm int, timeout time.Duration, maxPeers int, log *logp.Logger) *socket {
+	return &socket{ep: ep, bind: bind, typ: typ, hwm: hwm, timeout: timeout, maxPeers: maxPeers, log: log, changed: make(chan struct{})}
 }
 
 // open binds, or starts connecting in the background as libzmq does (a
@@ -115,9 +120,14 @@ func (s *socket) acceptLoop() {
 			}
 			continue
 		}
+		if !s.admit() {
+			conn.Close()
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.release()
 			p, err := s.handshake(conn, true)
 			if err != nil {
 				s.log.Warnf("ZMTP handshake with %s on %s failed: %v", conn.RemoteAddr(), s.ep, err)
@@ -126,6 +136,29 @@ func (s *socket) acceptLoop() {
 			s.serve(p)
 		}()
 	}
+}
+
+// admit takes a slot for a new connection, or refuses it when max_peers
+// are served already; refusals are logged at most every warnEvery.
+func (s *socket) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serving < s.maxPeers {
+		s.serving++
+		return true
+	}
+	s.refused++
+	if time.Since(s.lastRefusal) >= warnEvery {
+		s.log.Warnf("%s: %d connections refused: %d peers connected already (output.zeromq.max_peers)", s.ep, s.refused, s.maxPeers)
+		s.lastRefusal, s.refused = time.Now(), 0
+	}
+	return false
+}
+
+func (s *socket) release() {
+	s.mu.Lock()
+	s.serving--
+	s.mu.Unlock()
 }
 
 // dialLoop keeps one connection to the endpoint, reconnecting with
@@ -174,7 +207,7 @@ func (s *socket) handshake(conn net.Conn, server bool) (*peer, error) {
 	}
 	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
 	defer stop()
-	if _, err := zmq4.Open(conn, null.Security(), s.typ, nil, server, nil); err != nil {
+	if _, err := openZMTP(conn, s.typ, server); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -224,6 +257,19 @@ func (s *socket) serve(p *peer) {
 	}
 	s.mu.Unlock()
 	s.log.Infof("%s: %s %s disconnected", s.ep, s.peerRole(), p.name)
+}
+
+// openZMTP runs zmq4's handshake on conn through a handshakeGuard. The
+// guard refuses what would make zmq4 allocate without bound or index out
+// of range; the recover is the last line should zmq4 fail on input the
+// guard let through: it costs that one connection, never the agent.
+func openZMTP(conn net.Conn, typ zmq4.SocketType, server bool) (zc *zmq4.Conn, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			zc, err = nil, fmt.Errorf("%w: zmq4 failed on the peer's handshake: %v", errHandshake, r)
+		}
+	}()
+	return zmq4.Open(newHandshakeGuard(conn), null.Security(), typ, nil, server, nil)
 }
 
 func (s *socket) peerRole() string {

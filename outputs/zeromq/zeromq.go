@@ -13,7 +13,6 @@ import (
 	"github.com/elastic/elastic-agent-libs/paths"
 	"github.com/elastic/elastic-agent-libs/testing"
 	"github.com/go-zeromq/zmq4"
-	"github.com/go-zeromq/zmq4/security/null"
 )
 
 func init() {
@@ -96,7 +95,7 @@ func testHandshake(conn net.Conn, typ zmq4.SocketType, timeout time.Duration) (s
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return "", err
 	}
-	zc, err := zmq4.Open(conn, null.Security(), typ, nil, false, nil)
+	zc, err := openZMTP(conn, typ, false)
 	if err != nil {
 		return "", err
 	}

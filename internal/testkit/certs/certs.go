@@ -101,6 +101,10 @@ func newCA(name, certFile string) (issuer, error) {
 }
 
 func (is issuer) sign(tmpl *x509.Certificate, certFile, keyFile string) error {
+	return is.signValid(tmpl, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), certFile, keyFile)
+}
+
+func (is issuer) signValid(tmpl *x509.Certificate, notBefore, notAfter time.Time, certFile, keyFile string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("generating a key: %w", err)
@@ -110,8 +114,7 @@ func (is issuer) sign(tmpl *x509.Certificate, certFile, keyFile string) error {
 		return err
 	}
 	tmpl.SerialNumber = serial
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	tmpl.NotBefore, tmpl.NotAfter = notBefore, notAfter
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, is.cert, &key.PublicKey, is.key)
 	if err != nil {

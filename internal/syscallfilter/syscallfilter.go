@@ -1,0 +1,27 @@
+// Package syscallfilter adapts libbeat's default seccomp policy to what
+// connbeat needs: bpf(2), for the bpf socket source.
+package syscallfilter
+
+import (
+	"runtime"
+
+	"github.com/elastic/beats/v7/libbeat/common/seccomp"
+)
+
+// denyLists are the architectures whose libbeat default policy allows
+// every system call but a few: bpf(2) is allowed there already, and
+// seccomp.AddSyscall, which adds to the policy's first group, would put
+// it among the denied ones. Elsewhere (amd64, 386) the policy is an
+// allowlist without bpf.
+var denyLists = map[string]bool{"arm64": true, "arm": true}
+
+// AllowBPF lets bpf(2) through libbeat's default seccomp policy for this
+// architecture; the kernel still asks for CAP_BPF and CAP_PERFMON.
+func AllowBPF() error { return allowBPF(runtime.GOARCH) }
+
+func allowBPF(goarch string) error {
+	if denyLists[goarch] {
+		return nil
+	}
+	return seccomp.ModifyDefaultPolicy(seccomp.AddSyscall, "bpf")
+}
