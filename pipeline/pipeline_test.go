@@ -100,7 +100,10 @@ func TestPollErrorsCounted(t *testing.T) {
 	assert.Equal(t, int64(1), snap.Ints["socket_source.procfs.errors"])
 }
 
-func TestPollCancelledIsNoError(t *testing.T) {
+// TestPollCancelledNotCountedAsError: a poll cancelled by the agent's stop
+// returns context.Canceled, which neither the poll nor the source counts as
+// an error.
+func TestPollCancelledNotCountedAsError(t *testing.T) {
 	cfg := config.Default()
 	cfg.SocketSource = connections.Netlink
 	reg := monitoring.NewRegistry()

@@ -32,10 +32,10 @@ func waitPolls(t *testing.T, a *Agent, n int) {
 	}
 }
 
-// TestUnprivileged runs the agent as nobody without capabilities: every
-// socket is still reported, processes of other users come without process
-// fields, its own user's processes with them, and the log explains the
-// missing capabilities once instead of failing every poll.
+// TestUnprivileged runs the agent as nobody without capabilities: the
+// test's sockets are still reported, processes of other users come
+// without process fields, its own user's processes with them, and the log
+// explains the missing capabilities once instead of failing every poll.
 func TestUnprivileged(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start the agent and a peer as another user (nobody)")
