@@ -94,6 +94,16 @@ check-generate:
 screenshots: build
 	CONNBEAT=./$(BINARY) tools/screenshots.sh
 
+# Deliberate breaks of the agent (tools/mutants/mutants.go), each with the
+# test that must catch it, applied one at a time to a temporary copy of the
+# tree: one line per mutant, and a failure if any survives. Root, like
+# make test (kernel tests). MUTANTS_FLAGS=-fast leaves out the mutants
+# whose tests run the agent or rabbitmq-server; -run REGEXP picks some.
+MUTANTS_FLAGS ?=
+.PHONY: mutants
+mutants: test-deps
+	$(GO) run ./tools/mutants $(MUTANTS_FLAGS)
+
 # Go benchmark functions of the parsers, the join, classify and dedup, so a
 # regression shows in isolation.
 .PHONY: bench-go bench-overhead bench-conntrack

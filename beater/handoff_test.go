@@ -104,7 +104,7 @@ func TestHandoffDropsWhileStalled(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(10 * time.Second):
 		require.FailNow(t, "a Publish waited while the output was stalled")
 	}
 	assert.Equal(t, int64(n-1-size), dropped.Load())

@@ -105,7 +105,10 @@ func TestClassifyOwner(t *testing.T) {
 	}, got)
 }
 
-func TestClassifyReusesListenerSet(t *testing.T) {
+// TestClassifyForgetsClosedListeners: the classifier reuses its listener
+// set's storage between calls, but a listener gone from the next call's
+// sockets no longer makes a connection inbound.
+func TestClassifyForgetsClosedListeners(t *testing.T) {
 	c := New(Options{LocalConnections: true})
 	first := []model.Socket{
 		sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 1),

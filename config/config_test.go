@@ -104,7 +104,9 @@ func TestLoadRejects(t *testing.T) {
 	}
 }
 
-func TestKeysMatchesStructTags(t *testing.T) {
+// TestKeysNameEveryOption: Keys, which unknown-key rejection and the docs
+// rely on, names the 13 options of the connbeat section and nothing else.
+func TestKeysNameEveryOption(t *testing.T) {
 	keys := Keys()
 	for _, k := range []string{"poll_interval", "aggregation", "socket_source", "tcp_info", "event_format",
 		"proc_path", "expose_process_info", "expose_cmdline", "redact_cmdline", "expose_environ",

@@ -121,7 +121,10 @@ func newNetlink(t *testing.T) (*Pipeline, *monitoring.Registry) {
 	return p, reg
 }
 
-func TestPollCancelledIsNoError(t *testing.T) {
+// TestPollCancelledNotCountedAsError: a poll cancelled by the agent's stop
+// returns context.Canceled, which neither the poll nor the source counts as
+// an error.
+func TestPollCancelledNotCountedAsError(t *testing.T) {
 	p, reg := newNetlink(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -81,6 +81,24 @@ func TestResolverFakeProc(t *testing.T) {
 	assert.Nil(t, p, "inode 0 (TIME_WAIT) has no owner")
 }
 
+// TestResolverSharedOwnerTie: a socket held by two unrelated processes
+// (passed over a unix socket, say) and by a child of one of them is
+// attributed to the lower pid of the two whose parent does not hold it,
+// whatever order /proc lists them in.
+func TestResolverSharedOwnerTie(t *testing.T) {
+	fp := newFakeProc(t)
+	fp.add(fakeProcess{pid: 70, ppid: 1, comm: "proxy", start: 100, sockets: []uint64{2001}})
+	fp.add(fakeProcess{pid: 60, ppid: 1, comm: "broker", start: 90, sockets: []uint64{2001}})
+	fp.add(fakeProcess{pid: 55, ppid: 70, comm: "proxy-worker", start: 110, sockets: []uint64{2001}})
+	r := newResolver(t, fp.root, MetadataOptions{})
+	_, err := r.Refresh(context.Background(), sockets(2001))
+	require.NoError(t, err)
+	p, owners := r.Owner(2001)
+	require.NotNil(t, p)
+	assert.Equal(t, 3, owners)
+	assert.Equal(t, int32(60), p.PID, "the lower pid of the two topmost holders")
+}
+
 func TestResolverIncremental(t *testing.T) {
 	fp := newFakeProc(t)
 	fp.add(fakeProcess{pid: 10, ppid: 1, comm: "a", exe: "/bin/a", start: 1, sockets: []uint64{1}})

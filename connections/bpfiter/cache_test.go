@@ -2,7 +2,10 @@ package bpfiter
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 
@@ -125,34 +128,39 @@ type cacheSlot struct{ Key, Inode uint64 }
 
 // inodeCache opens the inode cache map of the program src's iterator
 // runs, found through the link's program.
-func inodeCache(t *testing.T, src *Source) *ebpf.Map {
-	t.Helper()
+func inodeCache(src *Source) (*ebpf.Map, error) {
 	info, err := src.iter.Info()
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	prog, err := ebpf.NewProgramFromID(info.Program)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	defer prog.Close()
 	pinfo, err := prog.Info()
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	ids, ok := pinfo.MapIDs()
-	require.True(t, ok, "the kernel lists no map ids of the program")
+	if !ok {
+		return nil, errors.New("the kernel lists no map ids of the program")
+	}
 	for _, id := range ids {
 		m, err := ebpf.NewMapFromID(id)
-		require.NoError(t, err)
+		if err != nil {
+			return nil, err
+		}
 		if minfo, err := m.Info(); err == nil && minfo.Name == iterMapConnbeatInodes {
-			t.Cleanup(func() { m.Close() })
-			return m
+			return m, nil
 		}
 		m.Close()
 	}
-	t.Fatalf("no map %s among the program's %v", iterMapConnbeatInodes, ids)
-	return nil
+	return nil, fmt.Errorf("no map %s among the program's %v", iterMapConnbeatInodes, ids)
 }
 
-// slotOf returns the index and content of the cache slot holding inode,
-// failing the test when none does.
-func slotOf(t *testing.T, cache *ebpf.Map, inode uint64) (uint32, cacheSlot) {
-	t.Helper()
+// slotOf returns the index and content of the cache slot holding inode.
+func slotOf(cache *ebpf.Map, inode uint64) (uint32, cacheSlot, error) {
 	var (
 		index uint32
 		slot  cacheSlot
@@ -160,79 +168,142 @@ func slotOf(t *testing.T, cache *ebpf.Map, inode uint64) (uint32, cacheSlot) {
 	entries := cache.Iterate()
 	for entries.Next(&index, &slot) {
 		if slot.Inode == inode {
-			return index, slot
+			return index, slot, nil
 		}
 	}
-	require.NoError(t, entries.Err())
-	t.Fatalf("no cache slot holds inode %d", inode)
-	return 0, slot
+	if err := entries.Err(); err != nil {
+		return 0, slot, err
+	}
+	return 0, slot, fmt.Errorf("no cache slot holds inode %d", inode)
+}
+
+// fdIDs returns the inode and the cookie (SO_COOKIE) of c's socket.
+func fdIDs(c syscall.Conn) (ino, cookie uint64, err error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0, err
+	}
+	cerr := raw.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if err = unix.Fstat(int(fd), &st); err == nil {
+			ino = st.Ino
+			cookie, err = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE)
+		}
+	})
+	return ino, cookie, errors.Join(cerr, err)
+}
+
+// cachedSocket is one of TestKernelInodeCacheHits' sockets as its
+// namespace's thread found it.
+type cachedSocket struct {
+	name            string
+	state           model.State
+	local, peer     uint16 // ports; peer 0 for the listener
+	inode           uint64
+	cookie          uint64
+	slot            cacheSlot // after the first poll
+	polledInode     uint64    // after its slot was given a made-up inode
+	otherStateInode uint64    // the client's, after its slot was keyed with another state
 }
 
 // TestKernelInodeCacheHits proves the program uses its inode cache: a
 // poll fills a slot for each cacheable socket of the test (keyed by its
 // cookie and state, holding its inode); a slot the test then overwrites
 // with a made-up inode is what the next poll reports, since a hit reads
-// nothing else. A slot keyed with another state is not used.
+// nothing else. A slot keyed with another state is not used. It runs in
+// a network namespace of its own: sockets of the host could take the
+// test's slots between a poll and the look at the cache.
 func TestKernelInodeCacheHits(t *testing.T) {
-	const slots = 1 << 10
-	src, err := open(slots)
+	if os.Geteuid() != 0 {
+		t.Skip("unshare(CLONE_NEWNET) needs root")
+	}
+	src, err := open(1 << 10)
 	kerneltest.RequireBPF(t, err)
 	t.Cleanup(func() { src.Close() })
-	lb := sockettest.New(t)
-	ln := lb.Listen("tcp4", "127.0.0.1:0")
-	lb.Connect(ln, "127.0.0.1", 1)
-	client, server := lb.Conns[0].(*net.TCPConn), lb.Conns[1].(*net.TCPConn)
+	cache, err := inodeCache(src)
+	require.NoError(t, err)
+	defer cache.Close()
 
-	socks := []struct {
-		name  string
-		conn  syscall.Conn
-		state model.State
-		local uint16
-		peer  uint16 // remote port, 0 for the listener
-	}{
-		{"client", client, model.StateEstablished, port(client.LocalAddr()), port(ln.Addr())},
-		{"server", server, model.StateEstablished, port(ln.Addr()), port(client.LocalAddr())},
-		{"listener", ln.(*net.TCPListener), model.StateListen, port(ln.Addr()), 0},
-	}
-	poll := func() []model.Socket {
-		t.Helper()
-		got, err := src.Sockets(context.Background(), nil)
-		require.NoError(t, err)
-		return lb.Ours(got)
-	}
-	inodeOf := func(got []model.Socket, local, peer uint16) uint64 {
-		t.Helper()
-		for _, s := range got {
-			if s.LocalPort == local && s.RemotePort == peer {
-				return s.Inode
+	const madeUp = 0x7ead_beef_0000_0000
+	var socks []cachedSocket
+	err = <-sockettest.InNewNetns(func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		client, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		server, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		defer server.Close()
+		lport, cport := port(ln.Addr()), port(client.LocalAddr())
+		socks = []cachedSocket{
+			{name: "client", state: model.StateEstablished, local: cport, peer: lport},
+			{name: "server", state: model.StateEstablished, local: lport, peer: cport},
+			{name: "listener", state: model.StateListen, local: lport},
+		}
+		for i, c := range []syscall.Conn{client.(*net.TCPConn), server.(*net.TCPConn), ln.(*net.TCPListener)} {
+			if socks[i].inode, socks[i].cookie, err = fdIDs(c); err != nil {
+				return err
 			}
 		}
-		t.Fatalf("no socket %d -> %d in %+v", local, peer, got)
-		return 0
-	}
+		// inodeOf polls and returns the inode listed for each socket.
+		inodeOf := func() (map[[2]uint16]uint64, error) {
+			got, err := src.Sockets(context.Background(), nil)
+			inodes := map[[2]uint16]uint64{}
+			for _, s := range got {
+				inodes[[2]uint16{s.LocalPort, s.RemotePort}] = s.Inode
+			}
+			return inodes, err
+		}
 
-	poll()
-	cache := inodeCache(t, src)
-	const madeUp = 0x7ead_beef_0000_0000
+		if _, err := inodeOf(); err != nil {
+			return err
+		}
+		var indexes []uint32
+		for i := range socks {
+			index, slot, err := slotOf(cache, socks[i].inode)
+			if err != nil {
+				return fmt.Errorf("%s after the first poll: %w", socks[i].name, err)
+			}
+			socks[i].slot = slot
+			indexes = append(indexes, index)
+			if err := cache.Update(index, cacheSlot{Key: slot.Key, Inode: madeUp + uint64(i)}, ebpf.UpdateExist); err != nil {
+				return err
+			}
+		}
+		inodes, err := inodeOf()
+		if err != nil {
+			return err
+		}
+		for i := range socks {
+			socks[i].polledInode = inodes[[2]uint16{socks[i].local, socks[i].peer}]
+		}
+
+		slot := cacheSlot{Key: socks[0].slot.Key&(1<<56-1) | uint64(model.StateCloseWait)<<56, Inode: madeUp}
+		if err := cache.Update(indexes[0], slot, ebpf.UpdateExist); err != nil {
+			return err
+		}
+		inodes, err = inodeOf()
+		socks[0].otherStateInode = inodes[[2]uint16{socks[0].local, socks[0].peer}]
+		return err
+	})
+	require.NoError(t, err, "in the test's network namespace")
+
 	for i, s := range socks {
-		index, slot := slotOf(t, cache, sockettest.Inode(t, s.conn))
-		assert.Equal(t, uint64(s.state), slot.Key>>56, "%s: the slot's key holds its state", s.name)
+		assert.Equal(t, uint64(s.state), s.slot.Key>>56, "%s: the slot's key holds its state", s.name)
 		if s.state == model.StateEstablished {
 			// (A listener's cookie, as the program reads it, is not
 			// the one SO_COOKIE returns on Linux 6.18.)
-			assert.Equal(t, sockettest.Cookie(t, s.conn), slot.Key&(1<<56-1), "%s: the slot's key holds its cookie", s.name)
+			assert.Equal(t, s.cookie, s.slot.Key&(1<<56-1), "%s: the slot's key holds its cookie", s.name)
 		}
-		require.NoError(t, cache.Update(index, cacheSlot{Key: slot.Key, Inode: madeUp + uint64(i)}, ebpf.UpdateExist))
+		assert.Equal(t, uint64(madeUp+i), s.polledInode, "%s: the poll read its inode from the cache", s.name)
 	}
-	got := poll()
-	for i, s := range socks {
-		assert.Equal(t, uint64(madeUp+i), inodeOf(got, s.local, s.peer), "%s: the poll read its inode from the cache", s.name)
-	}
-
-	// The client's slot keyed with another state misses: its inode is
-	// read from the socket again.
-	index, slot := slotOf(t, cache, madeUp)
-	slot.Key = slot.Key&(1<<56-1) | uint64(model.StateCloseWait)<<56
-	require.NoError(t, cache.Update(index, slot, ebpf.UpdateExist))
-	assert.Equal(t, sockettest.Inode(t, client), inodeOf(poll(), socks[0].local, socks[0].peer), "a slot of another state is not used")
+	assert.Equal(t, socks[0].inode, socks[0].otherStateInode, "a slot of another state is not used")
 }

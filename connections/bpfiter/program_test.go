@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
@@ -98,9 +99,7 @@ func TestCheckWordSize(t *testing.T) {
 // it has BTF.
 func TestCheckWordSizeKernel(t *testing.T) {
 	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		t.Skipf("no kernel BTF: %v", err)
-	}
+	kerneltest.RequireBPF(t, err) // skips only for a kernel without BTF
 	require.NoError(t, checkWordSize(spec))
 }
 

@@ -94,14 +94,7 @@ func FuzzProcFSNetTCP(f *testing.F) {
 	f.Add([]byte("h\n 0: 0100007F:FFFFF 0200007F:9C40 01 0:0 0:0 0 0 0 1\n"))
 	f.Add([]byte("h\n 0: 01007F:0050 0200007F:9C40 01 0:0 0:0 0 0 0 1\n"))
 	f.Add([]byte(""))
-	root := f.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "net"), 0o755); err != nil {
-		f.Fatal(err)
-	}
-	src, err := Open(root)
-	if err != nil {
-		f.Fatal(err)
-	}
+	root, src := fuzzRoot(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if err := os.WriteFile(filepath.Join(root, "net", "tcp"), data, 0o644); err != nil {
 			t.Fatal(err)
@@ -143,14 +136,7 @@ func FuzzProcFSLine(f *testing.F) {
 	f.Add(netip.MustParseAddr("127.0.0.1").AsSlice(), netip.MustParseAddr("127.0.0.2").AsSlice(), uint16(80), uint16(40000), uint8(1), uint32(1000), uint64(1002))
 	f.Add(netip.MustParseAddr("2001:db8::1").AsSlice(), netip.MustParseAddr("::ffff:10.0.0.1").AsSlice(), uint16(22), uint16(0), uint8(10), uint32(0), uint64(1<<40))
 	f.Add([]byte{0, 0, 0, 0}, []byte{}, uint16(0xffff), uint16(1), uint8(13), uint32(1<<31), uint64(0))
-	root := f.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "net"), 0o755); err != nil {
-		f.Fatal(err)
-	}
-	src, err := Open(root)
-	if err != nil {
-		f.Fatal(err)
-	}
+	root, src := fuzzRoot(f)
 	const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 	f.Fuzz(func(t *testing.T, lraw, rraw []byte, lport, rport uint16, state uint8, uid uint32, inode uint64) {
 		// Both ends of one family: 4 bytes, or 16.
@@ -184,6 +170,20 @@ func FuzzProcFSLine(f *testing.F) {
 			State: model.State(state), UID: uid, Inode: inode}
 		require.Equal(t, []model.Socket{want}, got, "%q", line)
 	})
+}
+
+// fuzzRoot makes an empty proc root for a fuzz target to write net/tcp
+// and net/tcp6 into, and a source reading it.
+func fuzzRoot(f *testing.F) (string, *Source) {
+	root := f.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "net"), 0o755); err != nil {
+		f.Fatal(err)
+	}
+	src, err := Open(root)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return root, src
 }
 
 // socketInode returns the inode the kernel lists for a connection's socket.

@@ -147,7 +147,7 @@ func TestPubStalledSubscriber(t *testing.T) {
 		select {
 		case err := <-done:
 			require.NoError(t, err)
-		case <-time.After(30 * time.Second):
+		case <-time.After(10 * time.Second):
 			require.FailNow(t, "Publish waited for the stalled subscriber")
 		}
 		dropped, acked := m.get("events.dropped"), m.get("events.acked")

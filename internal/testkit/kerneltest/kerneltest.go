@@ -30,12 +30,19 @@ func BPFMissing(err error) bool {
 // that cannot run the source skips the test, anything else fails it.
 func RequireBPF(t testing.TB, err error) {
 	t.Helper()
+	require(t, err, BPFMissing, "the bpf source")
+}
+
+// require passes a nil err, skips the test when missing(err) and fails it
+// otherwise (%+v: with the verifier's log for a refused program).
+func require(t testing.TB, err error, missing func(error) bool, source string) {
+	t.Helper()
 	switch {
 	case err == nil:
-	case BPFMissing(err):
-		t.Skipf("the bpf source cannot run here: %v", err)
+	case missing(err):
+		t.Skipf("%s cannot run here: %v", source, err)
 	default:
-		t.Fatalf("opening the bpf source: %+v", err)
+		t.Fatalf("opening %s: %+v", source, err)
 	}
 }
 
@@ -59,11 +66,5 @@ func NetlinkMissing(err error) bool {
 // RequireBPF does for the bpf source.
 func RequireNetlink(t testing.TB, err error) {
 	t.Helper()
-	switch {
-	case err == nil:
-	case NetlinkMissing(err):
-		t.Skipf("no sock_diag socket here: %v", err)
-	default:
-		t.Fatalf("opening the netlink source: %v", err)
-	}
+	require(t, err, NetlinkMissing, "the netlink source")
 }

@@ -154,18 +154,6 @@ func Inode(t testing.TB, c syscall.Conn) uint64 {
 	return st.Ino
 }
 
-// Cookie returns the kernel's cookie of a connection's or listener's
-// socket (SO_COOKIE), the key bpf programs find it by.
-func Cookie(t testing.TB, c syscall.Conn) uint64 {
-	t.Helper()
-	var cookie uint64
-	onFD(t, c, func(fd int) (err error) {
-		cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
-		return err
-	})
-	return cookie
-}
-
 // SetTCPOption sets the IPPROTO_TCP option opt of a connection or listener
 // (TCP_LINGER2, TCP_DEFER_ACCEPT, ...) to value.
 func SetTCPOption(t testing.TB, c syscall.Conn, opt, value int) {

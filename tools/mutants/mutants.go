@@ -1,0 +1,196 @@
+package main
+
+// A mutant is one deliberate break of the agent, and the test that must
+// catch it. Each edit replaces text that occurs exactly once in File; a
+// mutant of a .c file is compiled again with go generate.
+type mutant struct {
+	Name  string
+	File  string
+	Edits []edit
+	// Pkg and Run are the package and the -run pattern of the test that
+	// must fail.
+	Pkg, Run string
+	// Slow mutants' tests build and run the agent or start
+	// rabbitmq-server: minutes each. -fast leaves them out.
+	Slow bool
+}
+
+type edit struct{ From, To string }
+
+func one(from, to string) []edit { return []edit{{from, to}} }
+
+var mutants = []mutant{
+	// Socket sources.
+	{
+		Name: "netlink-family-protocol", File: "connections/netlink/wire.go",
+		Edits: []edit{
+			{"b = append(b, r.Family, r.Protocol, r.Ext, 0)", "b = append(b, r.Protocol, r.Family, r.Ext, 0)"},
+			{"r.Family, r.Protocol, r.Ext = b[0], b[1], b[2]", "r.Protocol, r.Family, r.Ext = b[0], b[1], b[2]"},
+		},
+		Pkg: "./connections/netlink", Run: "TestRequestBytesAsKernelLayout|TestKernelSameSocketsAsProcFS",
+	},
+	{
+		Name: "netlink-states-mask", File: "connections/netlink/source.go",
+		Edits: one("const allStates = 0x1ffe", "const allStates = 0x0ffe"),
+		Pkg:   "./connections/netlink", Run: "TestRequestBytesAsKernelLayout",
+	},
+	{
+		Name: "netlink-rtt-offset", File: "connections/netlink/wire.go",
+		Edits: one("tiRTT              = 68", "tiRTT              = 64"),
+		Pkg:   "./connections/netlink", Run: "TestWireLayout",
+	},
+	{
+		Name: "procfs-mapped-address", File: "connections/procfs/procfs.go",
+		Edits: one("return a.Unmap()", "return a"),
+		Pkg:   "./connections/procfs", Run: "TestProcFSFixture",
+	},
+	{
+		Name: "bpf-record-remote-address", File: "connections/bpfiter/decode.go",
+		Edits: one("s.RemoteIP = netip.AddrFrom4([4]byte(rec[recRemote:]))", "s.RemoteIP = netip.AddrFrom4([4]byte(rec[recLocal:]))"),
+		Pkg:   "./connections/bpfiter", Run: "TestDecodeRecord",
+	},
+
+	// The bpf program (C, compiled again by go generate).
+	{
+		Name: "bpf-cache-never-hits", File: "connections/bpfiter/iter.bpf.c",
+		Edits: one("if (slot && slot->key == key) {", "if (slot && slot->key == key + 1) {"),
+		Pkg:   "./connections/bpfiter", Run: "TestKernelInodeCacheHits",
+	},
+	{
+		Name: "bpf-cache-fin-wait2", File: "connections/bpfiter/iter.bpf.c",
+		Edits: one("state == TCP_CLOSE_WAIT || state == TCP_LISTEN;", "state == TCP_CLOSE_WAIT || state == TCP_LISTEN || state == 5 /* FIN_WAIT2 */;"),
+		Pkg:   "./connections/bpfiter", Run: "TestKernelInodeCacheNeverStale",
+	},
+	{
+		Name: "bpf-ipv6-remote-address", File: "connections/bpfiter/iter.bpf.c",
+		Edits: one("rec.remote[i] = sk->skc_v6_daddr.in6_u.u6_addr32[i];", "rec.remote[i] = sk->skc_v6_rcv_saddr.in6_u.u6_addr32[i];"),
+		Pkg:   "./connections/bpfiter", Run: "TestKernelSameSocketsAsNetlink",
+	},
+	{
+		Name: "bpf-verifier-refuses", File: "connections/bpfiter/iter.bpf.c",
+		Edits: one("\tif (!sk)\n\t\treturn 0;\n", ""),
+		Pkg:   "./connections", Run: "TestSelectSource$|TestAutoSourceSwitches",
+	},
+
+	// Joining sockets to processes.
+	{
+		Name: "join-shared-owner", File: "procs/resolver.go",
+		Edits: one("if best == nil || p.PID < best.PID {", "if best == nil || p.PID > best.PID {"),
+		Pkg:   "./procs", Run: "TestResolverSharedOwnerTie",
+	},
+	{
+		Name: "join-keeps-exited-owner", File: "procs/resolver.go",
+		Edits: one("\tfor _, ino := range p.sockets {\n\t\tr.removeOwner(ino, pid)\n\t}\n", ""),
+		Pkg:   "./procs", Run: "TestResolverKernelChurn",
+	},
+
+	// Classification.
+	{
+		Name: "classify-inbound", File: "classify/classify.go",
+		Edits: one("if c.isListening(s.LocalIP, s.LocalPort) {", "if !c.isListening(s.LocalIP, s.LocalPort) {"),
+		Pkg:   "./classify", Run: "TestClassifyDirections",
+	},
+	{
+		Name: "classify-dual-stack-listener", File: "classify/classify.go",
+		Edits: one("if l.ip == ip || l.ip == anyV6 || (is4 && l.ip == anyV4) {", "if l.ip == ip || (is4 && l.ip == anyV4) {"),
+		Pkg:   "./classify", Run: "TestClassifyDirections",
+	},
+	{
+		Name: "classify-local-connections", File: "classify/classify.go",
+		Edits: one("if !c.opts.LocalConnections && s.RemoteIP.IsLoopback() {", "if c.opts.LocalConnections && s.RemoteIP.IsLoopback() {"),
+		Pkg:   "./classify", Run: "TestClassifyLocalConnectionsOff",
+	},
+
+	// Dedup.
+	{
+		Name: "dedup-window-never-ends", File: "dedup/dedup.go",
+		Edits: one("if now.Sub(t) >= c.window {", "if now.Sub(t) >= 2*c.window {"),
+		Pkg:   "./dedup", Run: "TestFilterWindow",
+	},
+	{
+		Name: "dedup-key-ephemeral-port", File: "dedup/dedup.go",
+		Edits: one("k.pid, k.remoteIP, k.remotePort = pid, r.Socket.RemoteIP, r.Socket.RemotePort", "k.pid, k.remoteIP, k.remotePort, k.localPort = pid, r.Socket.RemoteIP, r.Socket.RemotePort, r.Socket.LocalPort"),
+		Pkg:   "./dedup", Run: "TestKeyIgnoresEphemeralPorts",
+	},
+	{
+		Name: "dedup-socket-count", File: "dedup/dedup.go",
+		Edits: one("c.groups[g].n++", "_ = g"),
+		Pkg:   "./dedup", Run: "TestFilterGroupsByKey",
+	},
+
+	// Event formats.
+	{
+		Name: "event-classic-ppid", File: "event/event.go",
+		Edits: one(`"ppid":       p.PPID,`, `"ppid":       p.PID,`),
+		Pkg:   "./event", Run: "TestClassic",
+	},
+	{
+		Name: "event-ecs-inbound-direction", File: "event/event.go",
+		Edits: one(`network["direction"] = "ingress"`, `network["direction"] = "egress"`),
+		Pkg:   "./event", Run: "TestECSInbound",
+	},
+	{
+		Name: "event-ecs-inbound-source", File: "event/event.go",
+		Edits: one(`f["source"], f["client"] = remote, remote.Clone()`, `f["source"], f["client"] = local, local.Clone()`),
+		Pkg:   "./event", Run: "TestECSInbound",
+	},
+	{
+		Name: "event-process-uid-delivered", File: "event/event.go",
+		Edits: one(`"uid":        p.UID,`, `"uid":        p.UID + 1,`),
+		Pkg:   "./tests", Run: "TestRedisOutput", Slow: true,
+	},
+
+	// Outputs: retries and acknowledgements.
+	{
+		Name: "http-5xx-dropped", File: "outputs/http/client.go",
+		Edits: one("\t\tbatch.Retry()\n\t\tif status/100 == 3 {", "\t\tbatch.Drop()\n\t\tif status/100 == 3 {"),
+		Pkg:   "./outputs/http", Run: "TestRetriesUntilAccepted",
+	},
+	{
+		Name: "http-connection-error-dropped", File: "outputs/http/client.go",
+		Edits: one("\t\tc.observer.RetryableErrors(n)\n\t\tbatch.Retry()\n\t\treturn fmt.Errorf(\"sending", "\t\tc.observer.RetryableErrors(n)\n\t\tbatch.Drop()\n\t\treturn fmt.Errorf(\"sending"),
+		Pkg:   "./outputs/http", Run: "TestConnectionErrorRetried",
+	},
+	{
+		Name: "amqp-nack-acked", File: "outputs/amqp/client.go",
+		Edits: one("if !p.confirm.Acked() {", "if false && !p.confirm.Acked() {"),
+		Pkg:   "./outputs/amqp", Run: "TestNackedEventsRetried", Slow: true,
+	},
+	{
+		Name: "amqp-unconfirmed-acked", File: "outputs/amqp/client.go",
+		Edits: one("\tif len(retry) == 0 {\n\t\tbatch.ACK()", "\tif true {\n\t\tbatch.ACK()"),
+		Pkg:   "./outputs/amqp", Run: "TestUnconfirmedNotAcked", Slow: true,
+	},
+	{
+		Name: "zeromq-pub-publish-waits", File: "outputs/zeromq/client.go",
+		Edits: one("if !p.offer(e.msg) {", "if _, err := p.write([]message{e.msg}); err != nil {"),
+		Pkg:   "./outputs/zeromq", Run: "TestPubStalledSubscriber/publish_does_not_wait",
+	},
+	{
+		Name: "zeromq-push-no-peer-dropped", File: "outputs/zeromq/client.go",
+		Edits: one("\t\t\tbatch.RetryEvents(rest)\n", "\t\t\tbatch.Drop()\n"),
+		Pkg:   "./outputs/zeromq", Run: "TestPushHoldsWithoutPeer",
+	},
+	{
+		Name: "handoff-waits-while-stalled", File: "beater/handoff.go",
+		Edits: one("\tif h.stalled {\n", "\tif false && h.stalled {\n"),
+		Pkg:   "./beater", Run: "TestHandoffDropsWhileStalled",
+	},
+	{
+		Name: "shutdown-skips-flush", File: "beater/shutdown.go",
+		Edits: one("\tif !ok {\n\t\treturn nil\n\t}\n\tdone := make(chan error, 1)", "\tif !ok || true {\n\t\treturn nil\n\t}\n\tdone := make(chan error, 1)"),
+		Pkg:   "./tests", Run: "TestShutdownFlushes", Slow: true,
+	},
+
+	// Redaction of command lines.
+	{
+		Name: "redact-flag-value", File: "procs/process.go",
+		Edits: one(`redactNext = i+1 < len(args) && !strings.HasPrefix(args[i+1], "-")`, `redactNext = false && i+1 < len(args)`),
+		Pkg:   "./procs", Run: "FuzzRedactArgs",
+	},
+	{
+		Name: "redact-url-password", File: "procs/process.go",
+		Edits: one(`a = urlUserinfo.ReplaceAllString(a, "${1}"+Redacted+"@")`, `_ = urlUserinfo`),
+		Pkg:   "./procs", Run: "FuzzRedactArgs",
+	},
+}
