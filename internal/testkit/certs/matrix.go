@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/connbeat/connbeat/internal/testkit"
 )
 
 // ServerCase is one server certificate of a TLS matrix: the PEM files a
@@ -106,25 +108,16 @@ func StartTLSServer(cert, key string, minVersion, maxVersion uint16, serve func(
 		return nil, err
 	}
 	s := &TLSServer{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				err := c.(*tls.Conn).Handshake()
-				s.mu.Lock()
-				s.results = append(s.results, err)
-				s.mu.Unlock()
-				if err == nil && serve != nil {
-					serve(c)
-				}
-			}()
+	testkit.Serve(ln, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		err := c.(*tls.Conn).Handshake()
+		s.mu.Lock()
+		s.results = append(s.results, err)
+		s.mu.Unlock()
+		if err == nil && serve != nil {
+			serve(c)
 		}
-	}()
+	})
 	return s, nil
 }
 
