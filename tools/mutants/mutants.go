@@ -153,7 +153,7 @@ var mutants = []mutant{
 	},
 	{
 		Name: "amqp-nack-acked", File: "outputs/amqp/client.go",
-		Edits: one("if !p.confirm.Acked() {", "if false && !p.confirm.Acked() {"),
+		Edits: one("if p.confirm.Acked() {", "if true || p.confirm.Acked() {"),
 		Pkg:   "./outputs/amqp", Run: "TestNackedEventsRetried", Slow: true,
 	},
 	{
@@ -184,13 +184,13 @@ var mutants = []mutant{
 
 	// Redaction of command lines.
 	{
-		Name: "redact-flag-value", File: "procs/process.go",
-		Edits: one(`redactNext = i+1 < len(args) && !strings.HasPrefix(args[i+1], "-")`, `redactNext = false && i+1 < len(args)`),
-		Pkg:   "./procs", Run: "FuzzRedactArgs",
+		Name: "redact-flag-value", File: "procs/redact/redact.go",
+		Edits: one("mask(idx, from, to)", "_, _ = from, to"),
+		Pkg:   "./procs/redact", Run: "TestCredentials",
 	},
 	{
-		Name: "redact-url-password", File: "procs/process.go",
-		Edits: one(`a = urlUserinfo.ReplaceAllString(a, "${1}"+Redacted+"@")`, `_ = urlUserinfo`),
-		Pkg:   "./procs", Run: "FuzzRedactArgs",
+		Name: "redact-url-password", File: "procs/redact/text.go",
+		Edits: one("`[A-Za-z][A-Za-z0-9+.-]*://[^\\s/?#@:]*:`", "`NEVER://[^\\s/?#@:]*:`"),
+		Pkg:   "./procs/redact", Run: "TestCredentials",
 	},
 }
