@@ -222,9 +222,16 @@ func (bt *Beater) drain() {
 	force := bt.force
 	bt.mu.Unlock()
 	if force != nil {
-		force()
+		// Closing the client can itself wait on an output that never
+		// answers (Kafka with its broker gone): bounded, like the rest.
+		go force()
 	}
-	<-bt.runDone
+	t.Reset(clientCloseWait)
+	select {
+	case <-bt.runDone:
+	case <-t.C:
+		bt.logger.Warnf("the poll loop did not end within %s of shutdown_timeout; stopping without it", clientCloseWait)
+	}
 }
 
 // shutdown ends Run: what the hand-off holds goes to libbeat, and every
@@ -244,7 +251,16 @@ func (bt *Beater) shutdown(h *handoff, acks *inflight, closeClient func()) {
 	} else {
 		bt.logger.Info("stopping: every published event was acknowledged by the output")
 	}
-	closeClient()
+	closed := make(chan struct{})
+	go func() {
+		closeClient()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(clientCloseWait):
+		bt.logger.Warnf("the publisher client did not close within %s; stopping without it", clientCloseWait)
+	}
 }
 
 // awaitPipelineClose keeps Run from returning, and the process from

@@ -14,6 +14,10 @@ import (
 // once connbeat's own drain is over.
 const closeWait = 10 * time.Second
 
+// clientCloseWait bounds the close of connbeat's own publisher client after
+// the drain: it can wait on an output that never answers.
+const clientCloseWait = 2 * time.Second
+
 // boundedPipeline puts connbeat's drain before libbeat's pipeline close,
 // and keeps a stop from hanging on an output that never closes.
 //
