@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/outputtest"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,23 +53,14 @@ func hostileBroker(t *testing.T, script []byte) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				hdr := make([]byte, 8)
-				if _, err := io.ReadFull(c, hdr); err != nil {
-					return
-				}
-				_, _ = c.Write(script)
-				_, _ = io.Copy(io.Discard, c)
-			}()
+	outputtest.Serve(ln, func(c net.Conn) {
+		hdr := make([]byte, 8)
+		if _, err := io.ReadFull(c, hdr); err != nil {
+			return
 		}
-	}()
+		_, _ = c.Write(script)
+		_, _ = io.Copy(io.Discard, c)
+	})
 	return ln.Addr().String()
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/outputtest"
 	"github.com/elastic/beats/v7/libbeat/outputs/outest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -25,24 +26,15 @@ func hostileEndpoint(t *testing.T, answer func(net.Conn, <-chan struct{})) strin
 	require.NoError(t, err)
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done); ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				go func() { <-done; c.Close() }()
-				req, err := nethttp.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, req.Body)
-				answer(c, done)
-			}()
+	outputtest.Serve(ln, func(c net.Conn) {
+		go func() { <-done; c.Close() }()
+		req, err := nethttp.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
+		_, _ = io.Copy(io.Discard, req.Body)
+		answer(c, done)
+	})
 	return "http://" + ln.Addr().String() + "/in"
 }
 
@@ -72,7 +64,9 @@ func TestHostileEndpoint(t *testing.T) {
 	}{
 		{"200 with an endless body", func(c net.Conn, _ <-chan struct{}) { endless(c, "HTTP/1.1 200 OK\r\n\r\n", junk) }, outest.BatchACK},
 		{"500 with an endless body", func(c net.Conn, _ <-chan struct{}) { endless(c, "HTTP/1.1 500 Oops\r\n\r\n", junk) }, outest.BatchRetry},
-		{"endless headers", func(c net.Conn, _ <-chan struct{}) { endless(c, "HTTP/1.1 200 OK\r\n", []byte("X-Junk: "+string(junk[:1000])+"\r\n")) }, outest.BatchRetry},
+		{"endless headers", func(c net.Conn, _ <-chan struct{}) {
+			endless(c, "HTTP/1.1 200 OK\r\n", []byte("X-Junk: "+string(junk[:1000])+"\r\n"))
+		}, outest.BatchRetry},
 		{"a byte a second", func(c net.Conn, done <-chan struct{}) {
 			for _, b := range []byte("HTTP/1.1 200 OK\r\n\r\n") {
 				if _, err := c.Write([]byte{b}); err != nil {
