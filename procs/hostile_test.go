@@ -7,12 +7,28 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/connbeat/connbeat/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // Hostile /proc: what a local user can make a process look like to the
 // agent, and the races between the fd scan and the metadata read.
+
+// refresh runs one poll's join over the sockets with these inodes.
+func refresh(t *testing.T, r *Resolver, inodes ...uint64) {
+	t.Helper()
+	_, err := r.Refresh(context.Background(), sockets(inodes...))
+	require.NoError(t, err)
+}
+
+// owner returns the process the join gives for ino, failing without one.
+func owner(t *testing.T, r *Resolver, ino uint64) (*model.Process, int) {
+	t.Helper()
+	p, n := r.Owner(ino)
+	require.NotNil(t, p, "no owner for inode %d", ino)
+	return p, n
+}
 
 // TestHugeCmdline: a process with a megabyte of arguments. Its command
 // line is read up to the bound only, cut at an argument boundary and
@@ -30,11 +46,9 @@ func TestHugeCmdline(t *testing.T) {
 	fp.add(fakeProcess{pid: 61, ppid: 1, comm: "sh", exe: "/bin/sh", args: one, sockets: []uint64{2}})
 	fp.add(fakeProcess{pid: 62, ppid: 1, comm: "ok", exe: "/bin/ok", args: []string{"ok", "-v"}, sockets: []uint64{3}})
 	r := newResolver(t, fp.root, MetadataOptions{Cmdline: true, RedactCmdline: true, Environ: true, EnvironAllowlist: []string{"BIG", "SMALL", "LATE"}})
-	_, err := r.Refresh(context.Background(), sockets(1, 2, 3))
-	require.NoError(t, err)
+	refresh(t, r, 1, 2, 3)
 
-	p, _ := r.Owner(1)
-	require.NotNil(t, p)
+	p, _ := owner(t, r, 1)
 	assert.True(t, p.ArgsTruncated)
 	assert.LessOrEqual(t, len(strings.Join(p.Args, "\x00")), DefaultMaxCmdlineBytes)
 	assert.Greater(t, len(strings.Join(p.Args, "\x00")), DefaultMaxCmdlineBytes-200, "filled up to the last whole argument")
@@ -44,13 +58,11 @@ func TestHugeCmdline(t *testing.T) {
 	assert.Equal(t, "s", p.Environ["SMALL"])
 	assert.NotContains(t, p.Environ, "LATE", "past the 256 KiB searched")
 
-	p, _ = r.Owner(2)
-	require.NotNil(t, p)
+	p, _ = owner(t, r, 2)
 	assert.True(t, p.ArgsTruncated)
 	assert.Equal(t, []string{strings.Repeat("A", DefaultMaxCmdlineBytes)}, p.Args, "a first argument past the bound stands cut")
 
-	p, _ = r.Owner(3)
-	require.NotNil(t, p)
+	p, _ = owner(t, r, 3)
 	assert.False(t, p.ArgsTruncated)
 	assert.False(t, p.EnvironTruncated)
 	assert.Equal(t, []string{"ok", "-v"}, p.Args)
@@ -65,11 +77,8 @@ func TestExecAfterSocket(t *testing.T) {
 		start: 800, startCode: 0x5500_0000, startStack: 0x7ffc_0000, sockets: []uint64{10}}
 	fp.add(bash)
 	r := newResolver(t, fp.root, MetadataOptions{Cmdline: true})
-	ctx := context.Background()
-	_, err := r.Refresh(ctx, sockets(10))
-	require.NoError(t, err)
-	before, _ := r.Owner(10)
-	require.NotNil(t, before)
+	refresh(t, r, 10)
+	before, _ := owner(t, r, 10)
 	assert.Equal(t, "bash", before.Binary)
 
 	sleep := bash
@@ -79,8 +88,7 @@ func TestExecAfterSocket(t *testing.T) {
 
 	// The fd table is unchanged: the next poll is a steady one and its
 	// join answers from memory. What is sent is read again.
-	_, err = r.Refresh(ctx, sockets(10))
-	require.NoError(t, err)
+	refresh(t, r, 10)
 	joined, _ := r.Owner(10)
 	now := r.Current(joined)
 	require.NotNil(t, now)
@@ -90,8 +98,7 @@ func TestExecAfterSocket(t *testing.T) {
 	assert.Equal(t, before.StartTime, now.StartTime, "the same process")
 
 	// The poll after that joins to the new image directly.
-	_, err = r.Refresh(ctx, sockets(10))
-	require.NoError(t, err)
+	refresh(t, r, 10)
 	joined, _ = r.Owner(10)
 	assert.Equal(t, "sleep", joined.Binary)
 }
@@ -106,19 +113,14 @@ func TestSetuidAfterSocket(t *testing.T) {
 	daemon := fakeProcess{pid: 80, ppid: 1, comm: "daemon", exe: "/usr/sbin/daemon", start: 5, uid: 0, sockets: []uint64{20}}
 	fp.add(daemon)
 	r := newResolver(t, fp.root, MetadataOptions{})
-	ctx := context.Background()
-	_, err := r.Refresh(ctx, sockets(20))
-	require.NoError(t, err)
-	p, _ := r.Owner(20)
-	require.NotNil(t, p)
+	refresh(t, r, 20)
+	p, _ := owner(t, r, 20)
 	assert.Equal(t, uint32(0), p.UID)
 
 	daemon.uid = 1000
 	fp.exec(daemon) // rewrites status with the new uids and chowns fd
-	_, err = r.Refresh(ctx, sockets(20))
-	require.NoError(t, err)
-	p, _ = r.Owner(20)
-	require.NotNil(t, p)
+	refresh(t, r, 20)
+	p, _ = owner(t, r, 20)
 	assert.Equal(t, uint32(1000), p.UID)
 }
 
@@ -130,8 +132,7 @@ func TestDeletedExecutables(t *testing.T) {
 	fp.add(fakeProcess{pid: 91, ppid: 1, comm: "sshd", exe: "/usr/sbin/sshd (deleted)", sockets: []uint64{31}})
 	fp.add(fakeProcess{pid: 92, ppid: 1, comm: "nginx", exe: "/usr/sbin/nginx", sockets: []uint64{32}})
 	r := newResolver(t, fp.root, MetadataOptions{})
-	_, err := r.Refresh(context.Background(), sockets(30, 31, 32))
-	require.NoError(t, err)
+	refresh(t, r, 30, 31, 32)
 	for ino, want := range map[uint64]struct {
 		exe     string
 		deleted bool
@@ -151,16 +152,13 @@ func TestPIDReusedBetweenScanAndRead(t *testing.T) {
 	fp := newFakeProc(t)
 	fp.add(fakeProcess{pid: 100, ppid: 1, comm: "victim", exe: "/bin/victim", start: 10, sockets: []uint64{40}})
 	r := newResolver(t, fp.root, MetadataOptions{})
-	ctx := context.Background()
-	_, err := r.Refresh(ctx, sockets(40))
-	require.NoError(t, err)
+	refresh(t, r, 40)
 
 	fp.reuse(fakeProcess{pid: 100, ppid: 1, comm: "intruder", exe: "/tmp/intruder", start: 20})
 	p, _ := r.Owner(40)
 	assert.Nil(t, p, "not the intruder's details")
 
-	_, err = r.Refresh(ctx, sockets(40))
-	require.NoError(t, err)
+	refresh(t, r, 40)
 	p, _ = r.Owner(40)
 	assert.Nil(t, p, "the intruder does not hold the socket")
 }
@@ -177,21 +175,16 @@ func TestManyForkedHolders(t *testing.T) {
 	}
 	fp.add(fakeProcess{pid: 9000, ppid: 1001, comm: "grandchild", exe: "/bin/srv", start: 3, sockets: []uint64{50}})
 	r := newResolver(t, fp.root, MetadataOptions{})
-	ctx := context.Background()
-	_, err := r.Refresh(ctx, sockets(50))
-	require.NoError(t, err)
-	p, n := r.Owner(50)
-	require.NotNil(t, p)
+	refresh(t, r, 50)
+	p, n := owner(t, r, 50)
 	assert.Equal(t, int32(1000), p.PID)
 	assert.Equal(t, workers+2, n)
 
 	// The master exits: its workers, reparented elsewhere, are the
 	// topmost holders now; the lowest pid stands for them.
 	fp.remove(1000)
-	_, err = r.Refresh(ctx, sockets(50))
-	require.NoError(t, err)
-	p, n = r.Owner(50)
-	require.NotNil(t, p)
+	refresh(t, r, 50)
+	p, n = owner(t, r, 50)
 	assert.Equal(t, int32(1001), p.PID)
 	assert.Equal(t, workers+1, n)
 	require.NoError(t, os.RemoveAll(filepath.Join(fp.root, "9000")))

@@ -18,8 +18,8 @@ const (
 	passThrough fault = iota
 	// slow holds each chunk of the server's answer for the proxy's delay.
 	slow
-	// flaky resets every other connection once the server has started
-	// answering on it.
+	// flaky resets every other connection, the first one included, once
+	// the server has started answering on it.
 	flaky
 	// halfWrite forwards half of the first chunk of the server's answer on
 	// each connection, then nothing more (the connection stays open until
@@ -118,7 +118,7 @@ func (p *faultProxy) answer(n int, client, server net.Conn) {
 			switch {
 			case f == slow:
 				time.Sleep(delay)
-			case f == flaky && n%2 == 0:
+			case f == flaky && n%2 == 1:
 				client.(*net.TCPConn).SetLinger(0) // RST
 				return
 			case f == halfWrite && first:

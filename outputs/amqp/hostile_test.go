@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connbeat/connbeat/internal/testkit"
+	"github.com/connbeat/connbeat/internal/testkit/outputtest"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -53,7 +53,7 @@ func hostileBroker(t *testing.T, script []byte) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
-	testkit.Serve(ln, func(c net.Conn) {
+	outputtest.Serve(ln, func(c net.Conn) {
 		hdr := make([]byte, 8)
 		if _, err := io.ReadFull(c, hdr); err != nil {
 			return

@@ -1,7 +1,6 @@
 package amqp
 
 import (
-	"crypto/tls"
 	"fmt"
 	"slices"
 	"testing"
@@ -22,25 +21,12 @@ import (
 func TestTLSMatrix(t *testing.T) {
 	m, err := certs.WriteMatrix(t.TempDir())
 	require.NoError(t, err)
-	type server struct {
-		name     string
-		cert     certs.ServerCase
-		min, max uint16
-	}
-	var servers []server
-	for _, c := range m.Cases {
-		servers = append(servers, server{c.Name, c, tls.VersionTLS12, tls.VersionTLS13})
-	}
-	old := m.Cases[0]
-	old.RefusedBy = certs.VerificationModes // libbeat's default is TLS 1.2 .. 1.3
-	servers = append(servers, server{"TLS 1.0/1.1 only", old, tls.VersionTLS10, tls.VersionTLS11})
-
-	for _, srv := range servers {
-		ts, err := certs.StartTLSServer(srv.cert.Cert, srv.cert.Key, srv.min, srv.max, nil)
+	for _, srv := range m.Servers() {
+		ts, err := srv.Start(nil)
 		require.NoError(t, err)
 		t.Cleanup(ts.Close)
 		for _, mode := range certs.VerificationModes {
-			t.Run(srv.name+"/"+mode, func(t *testing.T) {
+			t.Run(srv.Name+"/"+mode, func(t *testing.T) {
 				cl, _, err := newTestClient(t, fmt.Sprintf("hosts: [\"amqps://%s/\"]\ntimeout: 10s\nssl.certificate_authorities: [%q]\nssl.verification_mode: %s\n",
 					ts.Addr(), m.CA, mode))
 				require.NoError(t, err)
@@ -50,7 +36,7 @@ func TestTLSMatrix(t *testing.T) {
 				require.Eventually(t, func() bool { return len(ts.Handshakes()) > before }, 10*time.Second, 5*time.Millisecond,
 					"the server saw the handshake")
 				hs := ts.Handshakes()
-				if slices.Contains(srv.cert.RefusedBy, mode) {
+				if slices.Contains(srv.RefusedBy, mode) {
 					assert.Error(t, hs[before], "the client must refuse the handshake; dial said %v", err)
 				} else {
 					assert.NoError(t, hs[before], "the client must accept the handshake; dial said %v", err)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connbeat/connbeat/internal/testkit"
+	"github.com/connbeat/connbeat/internal/testkit/outputtest"
 	"github.com/elastic/beats/v7/libbeat/outputs/outest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,7 +26,7 @@ func hostileEndpoint(t *testing.T, answer func(net.Conn, <-chan struct{})) strin
 	require.NoError(t, err)
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done); ln.Close() })
-	testkit.Serve(ln, func(c net.Conn) {
+	outputtest.Serve(ln, func(c net.Conn) {
 		go func() { <-done; c.Close() }()
 		req, err := nethttp.ReadRequest(bufio.NewReader(c))
 		if err != nil {

@@ -2,7 +2,6 @@ package http
 
 import (
 	"bufio"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -41,31 +40,18 @@ func answer200(conn net.Conn) {
 func TestTLSMatrix(t *testing.T) {
 	m, err := certs.WriteMatrix(t.TempDir())
 	require.NoError(t, err)
-	type server struct {
-		name     string
-		cert     certs.ServerCase
-		min, max uint16
-	}
-	var servers []server
-	for _, c := range m.Cases {
-		servers = append(servers, server{c.Name, c, tls.VersionTLS12, tls.VersionTLS13})
-	}
-	old := m.Cases[0]
-	old.RefusedBy = certs.VerificationModes // libbeat's default is TLS 1.2 .. 1.3
-	servers = append(servers, server{"TLS 1.0/1.1 only", old, tls.VersionTLS10, tls.VersionTLS11})
-
-	for _, srv := range servers {
-		ts, err := certs.StartTLSServer(srv.cert.Cert, srv.cert.Key, srv.min, srv.max, answer200)
+	for _, srv := range m.Servers() {
+		ts, err := srv.Start(answer200)
 		require.NoError(t, err)
 		t.Cleanup(ts.Close)
 		for _, mode := range certs.VerificationModes {
-			t.Run(srv.name+"/"+mode, func(t *testing.T) {
+			t.Run(srv.Name+"/"+mode, func(t *testing.T) {
 				url := fmt.Sprintf("https://%s/in", ts.Addr())
 				c, obs := newTestClient(t, url, fmt.Sprintf("hosts: [x]\ntimeout: 10s\nssl.certificate_authorities: [%q]\nssl.verification_mode: %s\n", m.CA, mode))
 				b := outest.NewBatch(events(1)...)
 				err := c.Publish(t.Context(), b)
 				require.Len(t, b.Signals, 1)
-				if slices.Contains(srv.cert.RefusedBy, mode) {
+				if slices.Contains(srv.RefusedBy, mode) {
 					assert.Error(t, err)
 					assert.Equal(t, outest.BatchRetry, b.Signals[0].Tag, "kept for a retry: %v", err)
 					assert.Zero(t, obs.Acked)

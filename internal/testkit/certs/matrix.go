@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/connbeat/connbeat/internal/testkit"
+	"github.com/connbeat/connbeat/internal/testkit/outputtest"
 )
 
 // ServerCase is one server certificate of a TLS matrix: the PEM files a
@@ -80,6 +80,30 @@ func WriteMatrix(dir string) (Matrix, error) {
 	return m, nil
 }
 
+// MatrixServer is a test server's certificate case and TLS versions.
+type MatrixServer struct {
+	ServerCase
+	MinVersion, MaxVersion uint16
+}
+
+// Servers are the matrix's servers: each certificate case with TLS 1.2 and
+// 1.3, and the good certificate on a server that speaks only TLS 1.0 and
+// 1.1, which every mode refuses (libbeat's default is TLS 1.2 .. 1.3).
+func (m Matrix) Servers() []MatrixServer {
+	var out []MatrixServer
+	for _, c := range m.Cases {
+		out = append(out, MatrixServer{c, tls.VersionTLS12, tls.VersionTLS13})
+	}
+	old := m.Cases[0]
+	old.Name, old.RefusedBy = "TLS 1.0/1.1 only", VerificationModes
+	return append(out, MatrixServer{old, tls.VersionTLS10, tls.VersionTLS11})
+}
+
+// Start starts the server.
+func (s MatrixServer) Start(serve func(net.Conn)) (*TLSServer, error) {
+	return StartTLSServer(s.Cert, s.Key, s.MinVersion, s.MaxVersion, serve)
+}
+
 // VerificationModes are libbeat's ssl.verification_mode values.
 var VerificationModes = []string{"full", "strict", "certificate", "none"}
 
@@ -108,7 +132,7 @@ func StartTLSServer(cert, key string, minVersion, maxVersion uint16, serve func(
 		return nil, err
 	}
 	s := &TLSServer{ln: ln}
-	testkit.Serve(ln, func(c net.Conn) {
+	outputtest.Serve(ln, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		err := c.(*tls.Conn).Handshake()
 		s.mu.Lock()
