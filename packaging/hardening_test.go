@@ -192,8 +192,10 @@ except OSError as e:
 	}
 	sort.Strings(refused)
 	t.Logf("the agent made %d distinct system calls", len(used))
-	// bpf: the auto source's probe, refused with EPERM as without CAP_BPF.
-	assert.Equal(t, []string{"bpf"}, refused, "system calls the agent made that the unit's SystemCallFilter refuses")
+	// bpf only where the host holds 10,000 sockets or more: auto then tries
+	// the bpf source, which the filter refuses with EPERM as a missing
+	// CAP_BPF would, and stays on netlink. Nothing else may be refused.
+	assert.Subset(t, []string{"bpf"}, refused, "system calls the agent made that the unit's SystemCallFilter refuses")
 	assert.Contains(t, a.stderrText(), "connbeat started: source=netlink ")
 }
 
