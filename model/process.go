@@ -27,4 +27,17 @@ type Process struct {
 	Environ map[string]string
 	// EnvironTruncated says a value of Environ was cut to the bound.
 	EnvironTruncated bool
+	// Container is the container the process runs in, read from its
+	// cgroup path; nil for a process outside any container.
+	Container *Container
+}
+
+// Container identifies the container a process runs in.
+type Container struct {
+	// ID is the runtime's container id (64 hex digits for Docker,
+	// containerd, CRI-O and Podman; the machine name for systemd-nspawn).
+	ID string
+	// Runtime names the runtime the cgroup path belongs to ("docker",
+	// "containerd", "cri-o", "podman", "systemd-nspawn").
+	Runtime string
 }

@@ -59,6 +59,10 @@ type Record struct {
 	// Owners is how many processes hold the socket (forked workers share
 	// listeners); Process is the topmost of them.
 	Owners int
+	// Peer is the process at the other end when that end is a socket on
+	// this host too (loopback, or a veth between two namespaces); nil
+	// otherwise or when it could not be read.
+	Peer *Process
 }
 
 // Report is a record to send and the number of sockets it stands for.
