@@ -60,7 +60,22 @@ type Config struct {
 	ShutdownTimeout time.Duration `config:"shutdown_timeout"`
 	// Conntrack configures the conntrack input.
 	Conntrack Conntrack `config:"conntrack"`
+	// Capture chooses how connections are seen: events (eBPF, every
+	// connection as it happens), poll (read the socket tables each
+	// poll_interval) or auto (events where the kernel allows them).
+	Capture string `config:"capture"`
+	// FlowEvents adds one event per ended connection (connbeat.kind: flow).
+	FlowEvents bool `config:"flow_events"`
+	// UDPFlowTimeout is how long a UDP pair stays idle before its flow ends.
+	UDPFlowTimeout time.Duration `config:"udp_flow_timeout"`
 }
+
+// Capture modes, as connbeat.capture spells them.
+const (
+	CaptureAuto   = "auto"
+	CaptureEvents = "events"
+	CapturePoll   = "poll"
+)
 
 // Conntrack is the `connbeat.conntrack:` section: the input of the
 // kernel's connection tracking events.
@@ -89,7 +104,6 @@ const (
 	ConntrackUpdate  = "update"
 	ConntrackDestroy = "destroy"
 )
-
 
 // Bounds on the options.
 const (
@@ -137,7 +151,9 @@ func Default() Config {
 			TrackFlows:    65536,
 			SetSysctls:    true,
 		},
-		ShutdownTimeout:        10 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+		Capture:         CaptureAuto,
+		UDPFlowTimeout:  30 * time.Second,
 	}
 }
 
@@ -216,6 +232,10 @@ func (c *Config) Validate() error {
 	errs = append(errs, oneOf("socket_source", c.SocketSource, connections.Names()...))
 	errs = append(errs, oneOf("event_format", c.EventFormat, event.Formats()...))
 	errs = append(errs, oneOf("queue_full", c.QueueFullPolicy, QueueFullDrop, QueueFullBlock))
+	errs = append(errs, oneOf("capture", c.Capture, CaptureAuto, CaptureEvents, CapturePoll))
+	if c.UDPFlowTimeout < time.Second || c.UDPFlowTimeout > time.Hour {
+		errs = append(errs, fmt.Errorf("connbeat.udp_flow_timeout must be 1s .. 1h, got %s", c.UDPFlowTimeout))
+	}
 	if c.TCPInfo && slices.Contains(connections.Names(), c.SocketSource) && !connections.ReadsTCPInfo(c.SocketSource) {
 		errs = append(errs, fmt.Errorf("connbeat.tcp_info needs the netlink socket source; %s cannot read tcp_info (set socket_source: auto or netlink)", c.SocketSource))
 	}

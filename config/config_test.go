@@ -92,6 +92,8 @@ func TestLoadRejects(t *testing.T) {
 		{"conntrack tiny buffer", "conntrack.receive_buffer: 1KiB", []string{"connbeat.conntrack.receive_buffer must be between 4KiB and 1GiB, got 1024 bytes"}},
 		{"conntrack not a size", "conntrack.receive_buffer: lots", []string{"receive_buffer"}},
 		{"conntrack small queue", "conntrack.queue_size: 64KiB", []string{"connbeat.conntrack.queue_size must be between 1MiB and 4GiB, got 65536 bytes"}},
+		{"capture unknown", "capture: ebpf", []string{"connbeat.capture must be one of"}},
+		{"udp flow timeout", "udp_flow_timeout: 10ms", []string{"connbeat.udp_flow_timeout must be 1s .. 1h, got 10ms"}},
 		{"conntrack no tracking", "conntrack.track_flows: 0", []string{"connbeat.conntrack.track_flows must be between 1 and 16777216, got 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,16 +107,17 @@ func TestLoadRejects(t *testing.T) {
 }
 
 // TestKeysNameEveryOption: Keys, which unknown-key rejection and the docs
-// rely on, names the 13 options of the connbeat section and nothing else.
+// rely on, names the options of the connbeat section and nothing else.
 func TestKeysNameEveryOption(t *testing.T) {
 	keys := Keys()
 	for _, k := range []string{"poll_interval", "aggregation", "socket_source", "tcp_info", "event_format",
 		"proc_path", "expose_process_info", "expose_cmdline", "redact_cmdline", "expose_environ",
-		"environ_allowlist", "enable_local_connections", "queue_full", "shutdown_timeout", "max_cmdline_bytes"} {
+		"environ_allowlist", "enable_local_connections", "queue_full", "shutdown_timeout", "max_cmdline_bytes",
+		"capture", "flow_events", "udp_flow_timeout"} {
 		assert.True(t, keys[k], k)
 	}
 	assert.True(t, keys["conntrack"])
-	assert.Len(t, keys, 16)
+	assert.Len(t, keys, 19)
 }
 
 func TestLoadConntrack(t *testing.T) {
