@@ -55,6 +55,7 @@ func TestFieldsDeclared(t *testing.T) {
 			report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, proc),
 		} {
 			r.Owners = 3
+			r.Socket.NetNS = 4026531840
 			r.Socket.Info = &model.TCPInfo{RTTMicros: 1}
 			events = append(events, b.Build(r, ts).Fields)
 		}
@@ -90,7 +91,7 @@ func TestFieldsDeclared(t *testing.T) {
 	}
 	sort.Strings(missing)
 	assert.Empty(t, missing, "fields events carry that fields.yml does not declare")
-	for _, want := range []string{"Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type"} {
+	for _, want := range []string{"connbeat.netns", "Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type"} {
 		assert.True(t, seen[want], "the events above carry %s", want)
 	}
 }
