@@ -86,12 +86,22 @@ func (f *Finder) Each(ctx context.Context, list []Namespace, v Visit) error {
 			return
 		}
 		defer unix.Close(back)
+		var st unix.Stat_t
+		if err := unix.Fstat(back, &st); err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("stat of the reading thread's network namespace: %w", err)
+			return
+		}
+		// Already in the agent's namespace (always, in the agent): the
+		// agent's own is read without a setns, which needs CAP_SYS_ADMIN
+		// even into the namespace a thread is in.
+		home := st.Ino == f.own.Inode
 		stranded := false
 		for _, ns := range list {
 			if err = ctx.Err(); err != nil {
 				break
 			}
-			if !v.Enter(ns) {
+			if !v.Enter(ns) || (ns.Own && home) {
 				rerr := v.Read(ns)
 				v.Done(ns, outcome(rerr), rerr)
 				continue
