@@ -173,7 +173,15 @@ func (s *nsSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Soc
 	}
 	if !s.warned && (lerr != nil || err != nil || missed.Processes > 0 || firstProblem != nil) {
 		s.warned = true
-		s.logger.Warn(s.explain(lerr, err, missed, len(list), read, denied, failedThisPoll, firstProblem, problemNS))
+		msg := s.explain(lerr, err, missed, len(list), read, denied, failedThisPoll, firstProblem, problemNS)
+		if lerr == nil && err == nil && firstProblem == nil {
+			// Only processes whose namespace link is unreadable: their
+			// namespaces are most likely found through other processes
+			// (root is refused some, e.g. a sandbox's init).
+			s.logger.Info(msg)
+		} else {
+			s.logger.Warn(msg)
+		}
 	}
 	return dst, nil
 }
@@ -182,12 +190,12 @@ func (s *nsSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Soc
 // read and why.
 func (s *nsSource) explain(lerr, err error, missed netns.Missed, found, read, denied, failed int, first error, ns netns.Namespace) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "network namespaces: the %s source read %d of the %d found; their sockets are not reported:", s.r.name(), read, found)
+	fmt.Fprintf(&b, "network namespaces: the %s source read %d of the %d found; sockets of namespaces it cannot see or enter are not reported:", s.r.name(), read, found)
 	if lerr != nil {
 		fmt.Fprintf(&b, " %v (only the agent's own namespace is read);", lerr)
 	}
 	if missed.Processes > 0 {
-		fmt.Fprintf(&b, " %d processes' namespaces cannot be read (/proc/PID/ns/net of other users' processes needs CAP_SYS_PTRACE);", missed.Processes)
+		fmt.Fprintf(&b, " %d processes' namespace links cannot be read (permission denied on /proc/PID/ns/net; other users' processes need CAP_SYS_PTRACE);", missed.Processes)
 	}
 	if denied > 0 {
 		fmt.Fprintf(&b, " %d namespaces may not be entered (setns needs CAP_SYS_ADMIN; socket_source: procfs reads namespaces of readable processes without it);", denied)
