@@ -18,6 +18,9 @@ type Options struct {
 	Name string
 	// TCPInfo asks for the kernel's tcp_info figures (netlink only).
 	TCPInfo bool
+	// Transports are the transports to list (connbeat.protocols); the
+	// zero value lists all. A transport left out is not read at all.
+	Transports model.Transports
 	// ProcPath is the proc filesystem the procfs source reads.
 	ProcPath string
 	// Logger receives the one line that says why a source was passed over.
@@ -39,14 +42,14 @@ func Open(opts Options) (Source, error) {
 	}
 	m := newMetrics(opts.Metrics)
 	openBPF := func() (Source, error) {
-		src, err := bpfiter.Open()
+		src, err := bpfiter.OpenWith(bpfiter.Options{Transports: opts.Transports})
 		if err != nil {
 			return nil, err
 		}
 		return m.count(src), nil
 	}
 	openProcFS := func() (Source, error) {
-		src, err := procfs.Open(opts.ProcPath)
+		src, err := procfs.OpenWith(opts.ProcPath, procfs.Options{Transports: opts.Transports})
 		if err != nil {
 			return nil, fmt.Errorf("opening socket source (procfs at %s): %w", opts.ProcPath, err)
 		}
@@ -66,7 +69,7 @@ func Open(opts Options) (Source, error) {
 	default:
 		return nil, fmt.Errorf("unknown socket source %q (one of %v)", opts.Name, Names())
 	}
-	src, err := netlink.Open(netlink.Options{TCPInfo: opts.TCPInfo})
+	src, err := netlink.Open(netlink.Options{TCPInfo: opts.TCPInfo, Transports: opts.Transports})
 	switch {
 	case err == nil:
 		if opts.Name == Auto && !opts.TCPInfo {
