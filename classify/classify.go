@@ -1,5 +1,6 @@
 // Package classify turns sockets into listener and connection records with a
-// direction: inbound when the local end matches a listener, else outbound.
+// direction: inbound when the local end matches a listener of the same
+// transport, else outbound.
 package classify
 
 import (
@@ -19,9 +20,12 @@ type Options struct {
 	LocalConnections bool
 }
 
+// endpoint is a listener's address: a TCP listener accepts TCP
+// connections only, a UDP one is the local end of UDP ones only.
 type endpoint struct {
-	ip   netip.Addr
-	port uint16
+	transport model.Transport
+	ip        netip.Addr
+	port      uint16
 }
 
 // Classifier keeps its listener set between calls to avoid reallocating it.
@@ -31,7 +35,8 @@ type Classifier struct {
 	// a binary search over them beats hashing a 24-byte address for every
 	// connection to a listening port (half the sockets of a busy server).
 	listeners []endpoint
-	// ports has a bit set for every port some listener is bound to: most
+	// ports has a bit set for every port some listener (of any transport)
+	// is bound to: most
 	// connections' local port (an ephemeral one) is not, which settles
 	// their direction without a map lookup.
 	ports [1 << 16 / 64]uint64
@@ -47,15 +52,29 @@ var (
 	anyV6 = netip.IPv6Unspecified()
 )
 
-// Classify appends a record for each reportable socket to dst. Sockets in
-// the CLOSE state (not bound to a peer, not listening) are skipped.
+// IsListener reports whether s is a listener: a TCP socket in LISTEN, or
+// a bound UDP socket with no peer (the kernel keeps those in CLOSE; a
+// connected UDP socket is ESTABLISHED).
+func IsListener(s *model.Socket) bool {
+	switch s.Transport {
+	case model.TCP:
+		return s.State == model.StateListen
+	case model.UDP:
+		return s.State == model.StateClose && s.RemotePort == 0
+	}
+	return false
+}
+
+// Classify appends a record for each reportable socket to dst. TCP
+// sockets in the CLOSE state (not bound to a peer, not listening) are
+// skipped.
 func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []model.Record) []model.Record {
 	c.listeners = c.listeners[:0]
 	clear(c.ports[:])
 	for i := range sockets {
 		s := &sockets[i]
-		if s.State == model.StateListen {
-			c.listeners = append(c.listeners, endpoint{ip: s.LocalIP, port: s.LocalPort})
+		if IsListener(s) {
+			c.listeners = append(c.listeners, endpoint{transport: s.Transport, ip: s.LocalIP, port: s.LocalPort})
 			c.ports[s.LocalPort/64] |= 1 << (s.LocalPort % 64)
 		}
 	}
@@ -64,7 +83,7 @@ func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []mod
 		s := &sockets[i]
 		rec := model.Record{Socket: *s}
 		switch {
-		case s.State == model.StateListen:
+		case IsListener(s):
 			rec.Kind, rec.Direction = model.Listener, model.Listening
 		case s.State == model.StateClose || !s.RemoteIP.IsValid() || s.RemoteIP.IsUnspecified():
 			continue
@@ -73,7 +92,7 @@ func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []mod
 				continue
 			}
 			rec.Kind, rec.Direction = model.Connection, model.Outbound
-			if c.isListening(s.LocalIP, s.LocalPort) {
+			if c.isListening(s.Transport, s.LocalIP, s.LocalPort) {
 				rec.Direction = model.Inbound
 			}
 		}
@@ -85,11 +104,12 @@ func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []mod
 	return dst
 }
 
-// isListening reports whether a listener accepts connections to ip:port: one
-// bound to that address, to 0.0.0.0 for IPv4 addresses, or to :: (dual-stack
-// sockets accept IPv4 too, which the kernel lists in tcp6 as IPv4-mapped
-// addresses that the source has already unmapped).
-func (c *Classifier) isListening(ip netip.Addr, port uint16) bool {
+// isListening reports whether a listener of transport t accepts
+// connections to ip:port: one bound to that address, to 0.0.0.0 for IPv4
+// addresses, or to :: (dual-stack sockets accept IPv4 too, which the
+// kernel lists in tcp6 as IPv4-mapped addresses that the source has
+// already unmapped).
+func (c *Classifier) isListening(t model.Transport, ip netip.Addr, port uint16) bool {
 	if c.ports[port/64]&(1<<(port%64)) == 0 {
 		return false
 	}
@@ -106,6 +126,9 @@ func (c *Classifier) isListening(ip netip.Addr, port uint16) bool {
 	for _, l := range c.listeners[lo:] {
 		if l.port != port {
 			break
+		}
+		if l.transport != t {
+			continue
 		}
 		if l.ip == ip || l.ip == anyV6 || (is4 && l.ip == anyV4) {
 			return true
