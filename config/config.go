@@ -176,10 +176,14 @@ func Load(section *conf.C) (Config, error) {
 	if section == nil {
 		return c, nil
 	}
+	// A list in the file replaces the default one: unpacked over it, a
+	// shorter list would only overwrite its first elements ([tcp] over
+	// [tcp, udp] gave both).
 	if section.HasField("protocols") {
-		// A list in the file replaces the default one; unpacked over it,
-		// [tcp] would only overwrite its first element.
 		c.Protocols = nil
+	}
+	if sub, cerr := section.Child("conntrack", -1); cerr == nil && sub.HasField("events") {
+		c.Conntrack.Events = nil
 	}
 	// Report every problem at once: an operator fixing a typo should not
 	// discover the next error only on the next start.

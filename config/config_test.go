@@ -163,3 +163,14 @@ func TestLoadProtocols(t *testing.T) {
 		assert.Equal(t, tc.set, c.Transports(), tc.yaml)
 	}
 }
+
+// TestLoadConntrackEventsReplaced: a shorter events list replaces the
+// default one instead of overwriting its first element.
+func TestLoadConntrackEventsReplaced(t *testing.T) {
+	c, err := load(t, "conntrack.events: [update]")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"update"}, c.Conntrack.Events)
+	c, err = load(t, "conntrack: {enabled: true, events: [destroy]}")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"destroy"}, c.Conntrack.Events)
+}
