@@ -1,5 +1,6 @@
 // Package classify turns sockets into listener and connection records with a
-// direction: inbound when the local end matches a listener, else outbound.
+// direction: inbound when the local end matches a listener of the same
+// transport, else outbound.
 package classify
 
 import (
@@ -19,12 +20,14 @@ type Options struct {
 	LocalConnections bool
 }
 
-// endpoint is a listener's address within its network namespace: a
-// listener accepts connections of its own namespace only.
+// endpoint is a listener's address within its network namespace: a TCP
+// listener accepts TCP connections of its own namespace only, a UDP one is
+// the local end of UDP ones of its namespace only.
 type endpoint struct {
-	ip    netip.Addr
-	netns uint64
-	port  uint16
+	transport model.Transport
+	ip        netip.Addr
+	netns     uint64
+	port      uint16
 }
 
 // Classifier keeps its listener set between calls to avoid reallocating it.
@@ -34,7 +37,8 @@ type Classifier struct {
 	// a binary search over them beats hashing a 24-byte address for every
 	// connection to a listening port (half the sockets of a busy server).
 	listeners []endpoint
-	// ports has a bit set for every port some listener is bound to: most
+	// ports has a bit set for every port some listener (of any transport)
+	// is bound to: most
 	// connections' local port (an ephemeral one) is not, which settles
 	// their direction without a map lookup.
 	ports [1 << 16 / 64]uint64
@@ -50,15 +54,29 @@ var (
 	anyV6 = netip.IPv6Unspecified()
 )
 
-// Classify appends a record for each reportable socket to dst. Sockets in
-// the CLOSE state (not bound to a peer, not listening) are skipped.
+// IsListener reports whether s is a listener: a TCP socket in LISTEN, or
+// a bound UDP socket with no peer (the kernel keeps those in CLOSE; a
+// connected UDP socket is ESTABLISHED).
+func IsListener(s *model.Socket) bool {
+	switch s.Transport {
+	case model.TCP:
+		return s.State == model.StateListen
+	case model.UDP:
+		return s.State == model.StateClose && s.RemotePort == 0
+	}
+	return false
+}
+
+// Classify appends a record for each reportable socket to dst. TCP
+// sockets in the CLOSE state (not bound to a peer, not listening) are
+// skipped.
 func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []model.Record) []model.Record {
 	c.listeners = c.listeners[:0]
 	clear(c.ports[:])
 	for i := range sockets {
 		s := &sockets[i]
-		if s.State == model.StateListen {
-			c.listeners = append(c.listeners, endpoint{ip: s.LocalIP, netns: s.NetNS, port: s.LocalPort})
+		if IsListener(s) {
+			c.listeners = append(c.listeners, endpoint{transport: s.Transport, ip: s.LocalIP, netns: s.NetNS, port: s.LocalPort})
 			c.ports[s.LocalPort/64] |= 1 << (s.LocalPort % 64)
 		}
 	}
@@ -67,7 +85,7 @@ func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []mod
 		s := &sockets[i]
 		rec := model.Record{Socket: *s}
 		switch {
-		case s.State == model.StateListen:
+		case IsListener(s):
 			rec.Kind, rec.Direction = model.Listener, model.Listening
 		case s.State == model.StateClose || !s.RemoteIP.IsValid() || s.RemoteIP.IsUnspecified():
 			continue
@@ -76,7 +94,7 @@ func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []mod
 				continue
 			}
 			rec.Kind, rec.Direction = model.Connection, model.Outbound
-			if c.isListening(s.NetNS, s.LocalIP, s.LocalPort) {
+			if c.isListening(s.Transport, s.NetNS, s.LocalIP, s.LocalPort) {
 				rec.Direction = model.Inbound
 			}
 		}
@@ -88,12 +106,12 @@ func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []mod
 	return dst
 }
 
-// isListening reports whether a listener of network namespace netns
-// accepts connections to ip:port: one bound to that address, to 0.0.0.0
-// for IPv4 addresses, or to :: (dual-stack sockets accept IPv4 too, which
-// the kernel lists in tcp6 as IPv4-mapped addresses that the source has
+// isListening reports whether a listener of transport t in network
+// namespace netns accepts connections to ip:port: one bound to that address, to 0.0.0.0 for IPv4
+// addresses, or to :: (dual-stack sockets accept IPv4 too, which the
+// kernel lists in tcp6 as IPv4-mapped addresses that the source has
 // already unmapped).
-func (c *Classifier) isListening(netns uint64, ip netip.Addr, port uint16) bool {
+func (c *Classifier) isListening(t model.Transport, netns uint64, ip netip.Addr, port uint16) bool {
 	if c.ports[port/64]&(1<<(port%64)) == 0 {
 		return false
 	}
@@ -111,7 +129,7 @@ func (c *Classifier) isListening(netns uint64, ip netip.Addr, port uint16) bool 
 		if l.port != port {
 			break
 		}
-		if l.netns != netns {
+		if l.transport != t || l.netns != netns {
 			continue
 		}
 		if l.ip == ip || l.ip == anyV6 || (is4 && l.ip == anyV4) {

@@ -171,3 +171,56 @@ func TestClassifyWithinNamespace(t *testing.T) {
 		{model.Outbound, 300, 8},
 	}, rows)
 }
+
+func udp(s model.Socket) model.Socket {
+	s.Transport = model.UDP
+	return s
+}
+
+// TestClassifyUDP: a bound UDP socket without a peer (CLOSE) is a
+// listener; a connected one (ESTABLISHED) is inbound when a UDP listener
+// has its local address and port, else outbound. Listeners of one
+// transport never make a socket of the other inbound.
+func TestClassifyUDP(t *testing.T) {
+	closed := model.StateClose
+	sockets := []model.Socket{
+		udp(sock("0.0.0.0", 53, "0.0.0.0", 0, closed, 1)),           // UDP listener, wildcard v4
+		udp(sock("::", 443, "::", 0, closed, 2)),                    // UDP listener, dual-stack
+		sock("10.0.0.1", 8080, "0.0.0.0", 0, listen, 3),             // TCP listener
+		udp(sock("10.0.0.1", 53, "10.0.0.9", 40000, est, 10)),       // connected on the UDP listener's port: inbound
+		udp(sock("10.0.0.1", 443, "10.0.0.8", 40001, est, 11)),      // IPv4 on the dual-stack UDP listener's port
+		udp(sock("2001:db8::1", 443, "2001:db8::2", 1, est, 12)),    // IPv6 on it
+		udp(sock("10.0.0.1", 8080, "10.0.0.7", 40002, est, 13)),     // only TCP listens on 8080: outbound
+		sock("10.0.0.1", 53, "10.0.0.6", 40003, est, 14),            // TCP on the UDP listener's port: outbound
+		udp(sock("10.0.0.1", 40004, "8.8.8.8", 53, est, 15)),        // a DNS client: outbound
+		udp(sock("127.0.0.1", 40005, "0.0.0.0", 0, closed, 16)),     // unconnected client after sendto: bound, a listener
+		udp(sock("10.0.0.1", 40005, "10.0.0.5", 9, est, 17)),        // 40005 listens on 127.0.0.1 only: outbound
+		udp(sock("10.0.0.1", 40006, "0.0.0.0", 9, est, 18)),         // peer unspecified: skipped
+		udp(sock("10.0.0.1", 40007, "10.0.0.5", 9, closed, 19)),     // a peer in CLOSE: not a listener, skipped
+		sock("10.0.0.1", 40008, "0.0.0.0", 0, model.StateClose, 20), // TCP in CLOSE: skipped
+	}
+	got := New(Options{LocalConnections: true}).Classify(sockets, nil, nil)
+	type row struct {
+		Kind      model.Kind
+		Dir       model.Direction
+		Transport model.Transport
+		Inode     uint64
+	}
+	var rows []row
+	for _, r := range got {
+		rows = append(rows, row{r.Kind, r.Direction, r.Socket.Transport, r.Socket.Inode})
+	}
+	assert.Equal(t, []row{
+		{model.Listener, model.Listening, model.UDP, 1},
+		{model.Listener, model.Listening, model.UDP, 2},
+		{model.Listener, model.Listening, model.TCP, 3},
+		{model.Connection, model.Inbound, model.UDP, 10},
+		{model.Connection, model.Inbound, model.UDP, 11},
+		{model.Connection, model.Inbound, model.UDP, 12},
+		{model.Connection, model.Outbound, model.UDP, 13},
+		{model.Connection, model.Outbound, model.TCP, 14},
+		{model.Connection, model.Outbound, model.UDP, 15},
+		{model.Listener, model.Listening, model.UDP, 16},
+		{model.Connection, model.Outbound, model.UDP, 17},
+	}, rows)
+}

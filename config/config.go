@@ -29,6 +29,9 @@ type Config struct {
 	Aggregation time.Duration `config:"aggregation"`
 	// SocketSource picks how sockets are read: auto, bpf, netlink or procfs.
 	SocketSource string `config:"socket_source"`
+	// Protocols are the transports whose sockets are read: tcp, udp or
+	// both. A transport left out costs nothing (its sockets are not read).
+	Protocols []string `config:"protocols"`
 	// TCPInfo adds the kernel's tcp_info figures to connection events
 	// (netlink source only).
 	TCPInfo bool `config:"tcp_info"`
@@ -84,6 +87,12 @@ const (
 	CaptureAuto   = "auto"
 	CaptureEvents = "events"
 	CapturePoll   = "poll"
+)
+
+// Protocol names, as connbeat.protocols spells them.
+const (
+	ProtocolTCP = "tcp"
+	ProtocolUDP = "udp"
 )
 
 // Conntrack is the `connbeat.conntrack:` section: the input of the
@@ -145,6 +154,7 @@ func Default() Config {
 		PollInterval:           2 * time.Second,
 		Aggregation:            30 * time.Second,
 		SocketSource:           connections.Auto,
+		Protocols:              []string{ProtocolTCP, ProtocolUDP},
 		EventFormat:            event.Classic,
 		ProcPath:               "/proc",
 		NetworkNamespaces:      NamespacesAll,
@@ -176,6 +186,15 @@ func Load(section *conf.C) (Config, error) {
 	if section == nil {
 		return c, nil
 	}
+	// A list in the file replaces the default one: unpacked over it, a
+	// shorter list would only overwrite its first elements ([tcp] over
+	// [tcp, udp] gave both).
+	if section.HasField("protocols") {
+		c.Protocols = nil
+	}
+	if sub, cerr := section.Child("conntrack", -1); cerr == nil && sub.HasField("events") {
+		c.Conntrack.Events = nil
+	}
 	// Report every problem at once: an operator fixing a typo should not
 	// discover the next error only on the next start.
 	// Unpack runs Validate.
@@ -189,7 +208,24 @@ func Load(section *conf.C) (Config, error) {
 			}
 		}
 	}
+	if n, cerr := section.CountField("protocols"); section.HasField("protocols") && (cerr != nil || n == 0) {
+		err = errors.Join(err, errNoProtocols)
+	}
 	return c, err
+}
+
+// Transports returns the set of transports connbeat.protocols names.
+func (c *Config) Transports() model.Transports {
+	var s model.Transports
+	for _, p := range c.Protocols {
+		switch p {
+		case ProtocolTCP:
+			s |= model.TransportsOf(model.TCP)
+		case ProtocolUDP:
+			s |= model.TransportsOf(model.UDP)
+		}
+	}
+	return s
 }
 
 // ProcessMetadata says which process details the process joins read.
@@ -261,7 +297,27 @@ func (c *Config) Validate() error {
 	if c.ExposeEnviron && len(c.EnvironAllowlist) == 0 {
 		errs = append(errs, errors.New("connbeat.expose_environ is on but connbeat.environ_allowlist is empty: list the variables to ship (environments hold secrets, so none are shipped by default)"))
 	}
+	errs = append(errs, validateProtocols(c.Protocols))
 	errs = append(errs, c.Conntrack.validate())
+	return errors.Join(errs...)
+}
+
+var errNoProtocols = errors.New("connbeat.protocols must name at least one of tcp, udp")
+
+func validateProtocols(protocols []string) error {
+	if len(protocols) == 0 {
+		return errNoProtocols
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for i, p := range protocols {
+		if p != ProtocolTCP && p != ProtocolUDP {
+			errs = append(errs, fmt.Errorf("connbeat.protocols.%d must be one of tcp, udp, got %q", i, p))
+		} else if seen[p] {
+			errs = append(errs, fmt.Errorf("connbeat.protocols.%d: %q is listed twice", i, p))
+		}
+		seen[p] = true
+	}
 	return errors.Join(errs...)
 }
 

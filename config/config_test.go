@@ -6,6 +6,7 @@ import (
 
 	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/event"
+	"github.com/connbeat/connbeat/model"
 	conf "github.com/elastic/elastic-agent-libs/config"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -98,6 +99,10 @@ func TestLoadRejects(t *testing.T) {
 		{"conntrack small queue", "conntrack.queue_size: 64KiB", []string{"connbeat.conntrack.queue_size must be between 1MiB and 4GiB, got 65536 bytes"}},
 		{"capture unknown", "capture: ebpf", []string{"connbeat.capture must be one of"}},
 		{"udp flow timeout", "udp_flow_timeout: 10ms", []string{"connbeat.udp_flow_timeout must be 1s .. 1h, got 10ms"}},
+		{"protocol unknown", "protocols: [tcp, sctp]", []string{`connbeat.protocols.1 must be one of tcp, udp, got "sctp"`}},
+		{"protocol twice", "protocols: [udp, udp]", []string{`connbeat.protocols.1: "udp" is listed twice`}},
+		{"protocols empty", "protocols: []", []string{"connbeat.protocols must name at least one of tcp, udp"}},
+		{"protocols not a list", "protocols: {tcp: true}", []string{"protocols"}},
 		{"conntrack no tracking", "conntrack.track_flows: 0", []string{"connbeat.conntrack.track_flows must be between 1 and 16777216, got 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,11 +122,11 @@ func TestKeysNameEveryOption(t *testing.T) {
 	for _, k := range []string{"poll_interval", "aggregation", "socket_source", "tcp_info", "event_format",
 		"proc_path", "expose_process_info", "expose_cmdline", "redact_cmdline", "expose_environ",
 		"environ_allowlist", "enable_local_connections", "queue_full", "shutdown_timeout", "max_cmdline_bytes",
-		"capture", "flow_events", "udp_flow_timeout", "network_namespaces"} {
+		"capture", "flow_events", "udp_flow_timeout", "network_namespaces", "protocols"} {
 		assert.True(t, keys[k], k)
 	}
 	assert.True(t, keys["conntrack"])
-	assert.Len(t, keys, 20)
+	assert.Len(t, keys, 21)
 }
 
 func TestLoadConntrack(t *testing.T) {
@@ -141,4 +146,35 @@ conntrack:
 `)
 	require.NoError(t, err)
 	assert.Equal(t, Conntrack{Enabled: true, Events: []string{"new", "update", "destroy"}, ReceiveBuffer: 32 << 20, QueueSize: 128 << 20, TrackFlows: 1000}, c.Conntrack)
+}
+
+// TestLoadProtocols: both transports by default; a shorter list replaces
+// the default one rather than being merged into it.
+func TestLoadProtocols(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want []string
+		set  model.Transports
+	}{
+		{"{}", []string{"tcp", "udp"}, model.AllTransports},
+		{"protocols: [tcp]", []string{"tcp"}, model.TransportsOf(model.TCP)},
+		{"protocols: [udp]", []string{"udp"}, model.TransportsOf(model.UDP)},
+		{"protocols: [udp, tcp]", []string{"udp", "tcp"}, model.AllTransports},
+	} {
+		c, err := load(t, tc.yaml)
+		require.NoError(t, err, tc.yaml)
+		assert.Equal(t, tc.want, c.Protocols, tc.yaml)
+		assert.Equal(t, tc.set, c.Transports(), tc.yaml)
+	}
+}
+
+// TestLoadConntrackEventsReplaced: a shorter events list replaces the
+// default one instead of overwriting its first element.
+func TestLoadConntrackEventsReplaced(t *testing.T) {
+	c, err := load(t, "conntrack.events: [update]")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"update"}, c.Conntrack.Events)
+	c, err = load(t, "conntrack: {enabled: true, events: [destroy]}")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"destroy"}, c.Conntrack.Events)
 }

@@ -108,6 +108,7 @@ func (r *bpfReader) close() error { return r.src.Close() }
 // holds is entered and read through /proc/thread-self/net.
 type procfsReader struct {
 	procPath string
+	opts     procfs.Options
 	own      *procfs.Source
 }
 
@@ -123,7 +124,7 @@ func (r *procfsReader) read(ctx context.Context, ns netns.Namespace, dst []model
 	if ns.PID != 0 {
 		dir = r.procPath + "/" + strconv.Itoa(ns.PID)
 	}
-	src, err := procfs.Open(dir)
+	src, err := procfs.OpenWith(dir, r.opts)
 	if err != nil {
 		return dst, err
 	}

@@ -18,6 +18,9 @@ type Options struct {
 	Name string
 	// TCPInfo asks for the kernel's tcp_info figures (netlink only).
 	TCPInfo bool
+	// Transports are the transports to list (connbeat.protocols); the
+	// zero value lists all. A transport left out is not read at all.
+	Transports model.Transports
 	// ProcPath is the proc filesystem the procfs source reads.
 	ProcPath string
 	// Logger receives the one line that says why a source was passed over.
@@ -56,18 +59,19 @@ func Open(opts Options) (Source, error) {
 		return m.count(src), nil
 	}
 	openBPF := func() (Source, error) {
-		src, err := bpfiter.Open()
+		src, err := bpfiter.OpenWith(bpfiter.Options{Transports: opts.Transports})
 		if err != nil {
 			return nil, err
 		}
 		return wrap(&bpfReader{src: src})
 	}
 	openProcFS := func() (Source, error) {
-		src, err := procfs.Open(opts.ProcPath)
+		pfOpts := procfs.Options{Transports: opts.Transports}
+		src, err := procfs.OpenWith(opts.ProcPath, pfOpts)
 		if err != nil {
 			return nil, fmt.Errorf("opening socket source (procfs at %s): %w", opts.ProcPath, err)
 		}
-		return wrap(&procfsReader{procPath: opts.ProcPath, own: src})
+		return wrap(&procfsReader{procPath: opts.ProcPath, opts: pfOpts, own: src})
 	}
 
 	switch opts.Name {
@@ -83,7 +87,7 @@ func Open(opts Options) (Source, error) {
 	default:
 		return nil, fmt.Errorf("unknown socket source %q (one of %v)", opts.Name, Names())
 	}
-	nlOpts := netlink.Options{TCPInfo: opts.TCPInfo}
+	nlOpts := netlink.Options{TCPInfo: opts.TCPInfo, Transports: opts.Transports}
 	src, err := netlink.Open(nlOpts)
 	switch {
 	case err == nil:

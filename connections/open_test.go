@@ -17,6 +17,7 @@ import (
 	"github.com/connbeat/connbeat/internal/testkit/child"
 	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 	"github.com/connbeat/connbeat/internal/testkit/sandbox"
+	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
 
@@ -180,4 +181,47 @@ func selectWithoutBPF(t *testing.T) {
 	assert.True(t, model.IsUnavailable(err), "%v", err)
 	assert.ErrorIs(t, err, unix.EPERM)
 	assert.Zero(t, logs.Len(), "a forced source fails instead of logging")
+}
+
+// TestOpenTransports opens each source with connbeat.protocols' sets on
+// the real kernel beside the test's TCP and UDP sockets: each lists the
+// transports asked for and nothing of the others, and with both the same
+// sockets of the test as every other source.
+func TestOpenTransports(t *testing.T) {
+	lb := sockettest.New(t)
+	lb.UDPFamilies()
+	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 2)
+	var first []model.Socket
+	for _, name := range []string{ProcFS, Netlink, BPF, Auto} {
+		for _, set := range []model.Transports{model.TransportsOf(model.TCP), model.TransportsOf(model.UDP), model.AllTransports} {
+			t.Run(name+"/"+set.String(), func(t *testing.T) {
+				requireSource(t, name)
+				opts := sourceOptions(name, false, logp.NewNopLogger())
+				opts.Transports = set
+				src, err := Open(opts)
+				require.NoError(t, err)
+				defer src.Close()
+				got, err := src.Sockets(context.Background(), nil)
+				require.NoError(t, err)
+				for _, s := range got {
+					require.True(t, set.Has(s.Transport), "%+v", s)
+				}
+				ours := lb.Ours(got)
+				want := map[model.Transport]int{model.TCP: 5, model.UDP: sockettest.UDPCount}
+				n := 0
+				for tr, c := range want {
+					if set.Has(tr) {
+						n += c
+					}
+				}
+				assert.Len(t, ours, n)
+				if set == model.AllTransports {
+					if first == nil {
+						first = ours
+					}
+					assert.Equal(t, first, ours, "%s lists other sockets than procfs", name)
+				}
+			})
+		}
+	}
 }

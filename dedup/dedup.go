@@ -15,8 +15,9 @@ import (
 //   - inbound:   local ip, local port, remote ip
 //   - listener:  local ip, local port, pid
 //
-// and every key holds the socket's network namespace: the same addresses
-// in two namespaces are two services or peers.
+// and every key holds the socket's network namespace and transport: the
+// same addresses in two namespaces are two services or peers, and a TCP and
+// a UDP socket on the same addresses are different services.
 //
 // Its fields are laid out without padding (pad is always zero) so that maps
 // hash and compare it as one block of memory: Filter does a map operation
@@ -29,12 +30,13 @@ type Key struct {
 	localPort  uint16
 	remotePort uint16
 	dir        model.Direction
-	pad        [7]byte
+	transport  model.Transport
+	pad        [6]byte
 }
 
 // KeyOf returns the dedup key of a record.
 func KeyOf(r *model.Record) Key {
-	k := Key{dir: r.Direction, localIP: r.Socket.LocalIP, netns: r.Socket.NetNS}
+	k := Key{dir: r.Direction, transport: r.Socket.Transport, localIP: r.Socket.LocalIP, netns: r.Socket.NetNS}
 	var pid int32
 	if r.Process != nil {
 		pid = r.Process.PID

@@ -164,3 +164,37 @@ func TestKeyHoldsNamespace(t *testing.T) {
 	}, rows)
 	assert.NotEqual(t, KeyOf(&records[0]), KeyOf(&records[1]))
 }
+
+// TestFilterTransportInKey: the same addresses over TCP and UDP are two
+// keys in every direction, while UDP sockets group among themselves as
+// TCP ones do.
+func TestFilterTransportInKey(t *testing.T) {
+	asUDP := func(r model.Record) model.Record {
+		r.Socket.Transport = model.UDP
+		return r
+	}
+	records := []model.Record{
+		rec(model.Outbound, 10, "10.0.0.1", 40001, "10.0.0.9", 53),
+		asUDP(rec(model.Outbound, 10, "10.0.0.1", 40001, "10.0.0.9", 53)),
+		asUDP(rec(model.Outbound, 10, "10.0.0.1", 40002, "10.0.0.9", 53)),
+		rec(model.Inbound, 20, "10.0.0.1", 53, "10.0.0.7", 5000),
+		asUDP(rec(model.Inbound, 20, "10.0.0.1", 53, "10.0.0.7", 5000)),
+		rec(model.Listening, 20, "0.0.0.0", 53, "0.0.0.0", 0),
+		asUDP(rec(model.Listening, 20, "0.0.0.0", 53, "0.0.0.0", 0)),
+	}
+	got := New(time.Minute).Filter(records, t0, nil)
+	type row struct {
+		dir       model.Direction
+		transport model.Transport
+		sockets   int
+	}
+	var rows []row
+	for _, r := range got {
+		rows = append(rows, row{r.Direction, r.Socket.Transport, r.Sockets})
+	}
+	assert.Equal(t, []row{
+		{model.Outbound, model.TCP, 1}, {model.Outbound, model.UDP, 2},
+		{model.Inbound, model.TCP, 1}, {model.Inbound, model.UDP, 1},
+		{model.Listening, model.TCP, 1}, {model.Listening, model.UDP, 1},
+	}, rows)
+}

@@ -55,7 +55,11 @@ func (b *Builder) Build(r *model.Report, ts time.Time) beat.Event {
 		"kind":      r.Kind.String(),
 		"direction": r.Direction.String(),
 		"sockets":   r.Sockets,
-		"tcp_state": r.Socket.State.String(),
+	}
+	if r.Socket.Transport == model.TCP {
+		// UDP has no states of its own: the kernel's CLOSE and ESTABLISHED
+		// of a UDP socket say what kind and direction already say.
+		cb["tcp_state"] = r.Socket.State.String()
 	}
 	if r.Owners > 1 {
 		cb["owners"] = r.Owners
@@ -93,6 +97,11 @@ func (b *Builder) classicFields(r *model.Report) mapstr.M {
 	if r.Kind == model.Connection {
 		f["remote_ip"] = s.RemoteIP.String()
 		f["remote_port"] = s.RemotePort
+	}
+	if s.Transport != model.TCP {
+		// Classic events were TCP's alone and stay as they were: only
+		// other transports say theirs.
+		f["transport"] = s.Transport.String()
 	}
 	if p := r.Process; p != nil {
 		f["local_process"] = classicProcess(p)
@@ -150,7 +159,7 @@ func (b *Builder) ecsFields(r *model.Report) mapstr.M {
 	if s.LocalIP.Is6() {
 		netType = "ipv6"
 	}
-	network := mapstr.M{"transport": "tcp", "type": netType, "iana_number": "6"}
+	network := mapstr.M{"transport": s.Transport.String(), "type": netType, "iana_number": ianaNumber(s.Transport)}
 	related := []string{s.LocalIP.String()}
 	f := mapstr.M{"network": network}
 	switch r.Direction {
@@ -206,6 +215,14 @@ func putECSProcess(f mapstr.M, p *model.Process) {
 	user := mapstr.M{"id": strconv.FormatUint(uint64(p.UID), 10)}
 	putNonEmpty(user, "name", p.User)
 	f["user"] = user
+}
+
+// ianaNumber is ECS's network.iana_number of a transport.
+func ianaNumber(t model.Transport) string {
+	if t == model.UDP {
+		return "17"
+	}
+	return "6"
 }
 
 func tcpInfo(i *model.TCPInfo) mapstr.M {

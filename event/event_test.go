@@ -242,3 +242,51 @@ func TestSuspiciousAndTruncatedProcess(t *testing.T) {
 	assert.NotContains(t, ev.Fields["process"], "executable_deleted")
 	assert.NotContains(t, ev.Fields["connbeat"], "truncated_fields")
 }
+
+// udpReport is report for a UDP socket, in the states the kernel gives
+// one: CLOSE when bound (a listener), ESTABLISHED when connected.
+func udpReport(kind model.Kind, dir model.Direction, local string, lport uint16, remote string, rport uint16, p *model.Process) *model.Report {
+	r := report(kind, dir, local, lport, remote, rport, p)
+	r.Socket.Transport = model.UDP
+	if kind == model.Listener {
+		r.Socket.State = model.StateClose
+	}
+	return r
+}
+
+// TestUDPEvents: UDP events say their transport (classic: transport, as
+// only non-TCP events do; ECS: network.transport and iana_number 17) and
+// carry no tcp_state.
+func TestUDPEvents(t *testing.T) {
+	classic := NewBuilder(Classic, host)
+	ev := classic.Build(udpReport(model.Listener, model.Listening, "0.0.0.0", 53, "0.0.0.0", 0, nil), ts)
+	assert.Equal(t, mapstr.M{
+		"type":       "connbeat",
+		"direction":  "listening",
+		"transport":  "udp",
+		"local_ip":   "0.0.0.0",
+		"local_port": uint16(53),
+		"beat":       mapstr.M{"hostname": "web-1", "name": "web-1", "local_ips": []string{"10.0.0.1", "fd00::1"}},
+		"connbeat":   mapstr.M{"kind": "listener", "direction": "listening", "sockets": 2},
+	}, ev.Fields)
+	ev = classic.Build(udpReport(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.53", 53, nil), ts)
+	assert.Equal(t, "udp", ev.Fields["transport"])
+	assert.Equal(t, "10.0.0.53", ev.Fields["remote_ip"])
+	assert.Equal(t, mapstr.M{"kind": "connection", "direction": "outbound", "sockets": 2}, ev.Fields["connbeat"])
+
+	ecs := NewBuilder(ECS, host)
+	ev = ecs.Build(udpReport(model.Connection, model.Inbound, "fd00::1", 443, "fd00::2", 50000, nil), ts)
+	assert.Equal(t, mapstr.M{"transport": "udp", "type": "ipv6", "iana_number": "17", "direction": "ingress"}, ev.Fields["network"])
+	assert.Equal(t, mapstr.M{"ip": "fd00::2", "port": uint16(50000)}, ev.Fields["source"])
+	assert.Equal(t, mapstr.M{"ip": "fd00::1", "port": uint16(443)}, ev.Fields["destination"])
+	assert.Equal(t, mapstr.M{"kind": "connection", "direction": "inbound", "sockets": 2}, ev.Fields["connbeat"])
+	_, hasTransport := ev.Fields["transport"]
+	assert.False(t, hasTransport, "ECS says it in network.transport")
+
+	// TCP events say nothing new in classic, and tcp in ECS.
+	ev = classic.Build(report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, nil), ts)
+	_, hasTransport = ev.Fields["transport"]
+	assert.False(t, hasTransport)
+	ev = ecs.Build(report(model.Listener, model.Listening, "0.0.0.0", 22, "0.0.0.0", 0, nil), ts)
+	assert.Equal(t, mapstr.M{"transport": "tcp", "type": "ipv4", "iana_number": "6", "direction": "listening"}, ev.Fields["network"])
+}

@@ -53,6 +53,8 @@ func TestFieldsDeclared(t *testing.T) {
 			report(model.Listener, model.Listening, "10.0.0.1", 22, "0.0.0.0", 0, proc),
 			report(model.Connection, model.Inbound, "10.0.0.1", 22, "10.0.0.9", 40000, proc),
 			report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, proc),
+			udpReport(model.Listener, model.Listening, "0.0.0.0", 53, "0.0.0.0", 0, proc),
+			udpReport(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.53", 53, proc),
 		} {
 			r.Owners = 3
 			r.Socket.NetNS = 4026531840
@@ -91,7 +93,7 @@ func TestFieldsDeclared(t *testing.T) {
 	}
 	sort.Strings(missing)
 	assert.Empty(t, missing, "fields events carry that fields.yml does not declare")
-	for _, want := range []string{"connbeat.netns", "Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type"} {
+	for _, want := range []string{"connbeat.netns", "transport", "Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type"} {
 		assert.True(t, seen[want], "the events above carry %s", want)
 	}
 }

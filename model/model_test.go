@@ -40,3 +40,22 @@ func TestFlowNames(t *testing.T) {
 	assert.Equal(t, []string{"icmp", "tcp", "udp", "icmpv6", "sctp", "unknown"},
 		[]string{ProtoName(1), ProtoName(6), ProtoName(17), ProtoName(58), ProtoName(132), ProtoName(200)})
 }
+
+func TestTransports(t *testing.T) {
+	assert.Equal(t, AllTransports, TransportsOf(TCP, UDP))
+	assert.True(t, TransportsOf(UDP).Has(UDP))
+	assert.False(t, TransportsOf(UDP).Has(TCP))
+	assert.False(t, AllTransports.Has(Transport(9)))
+	assert.Equal(t, AllTransports, Transports(0).OrAll())
+	assert.Equal(t, TransportsOf(TCP), TransportsOf(TCP).OrAll())
+	assert.Equal(t, []string{"tcp,udp", "udp", ""},
+		[]string{AllTransports.String(), TransportsOf(UDP).String(), Transports(0).String()})
+}
+
+func TestTransportHasState(t *testing.T) {
+	for st := range State(20) {
+		assert.Equal(t, st.Valid(), TCP.HasState(st), "tcp %d", st)
+		assert.Equal(t, st == StateClose || st == StateEstablished, UDP.HasState(st), "udp %d", st)
+		assert.False(t, Transport(5).HasState(st))
+	}
+}

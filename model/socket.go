@@ -79,8 +79,11 @@ type Socket struct {
 	RemoteIP   netip.Addr
 	LocalPort  uint16
 	RemotePort uint16
-	State      State
-	Transport  Transport
+	// State is the kernel's sk_state. UDP has no states of its own: the
+	// kernel keeps StateClose for an unconnected (bound) UDP socket and
+	// StateEstablished for a connected one, and reports those.
+	State     State
+	Transport Transport
 	// UID owns the socket (the creating process's effective uid).
 	UID uint32
 	// Inode identifies the socket in /proc/PID/fd links; 0 for sockets no

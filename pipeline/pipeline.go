@@ -71,11 +71,12 @@ func New(opts Options) (*Pipeline, error) {
 		opts.Metrics = monitoring.NewRegistry()
 	}
 	src, err := connections.Open(connections.Options{
-		Name:     cfg.SocketSource,
-		TCPInfo:  cfg.TCPInfo,
-		ProcPath: cfg.ProcPath,
-		Logger:   opts.Logger,
-		Metrics:  opts.Metrics,
+		Name:       cfg.SocketSource,
+		TCPInfo:    cfg.TCPInfo,
+		Transports: cfg.Transports(),
+		ProcPath:   cfg.ProcPath,
+		Logger:     opts.Logger,
+		Metrics:    opts.Metrics,
 
 		AllNamespaces: cfg.NetworkNamespaces == config.NamespacesAll,
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
@@ -173,4 +175,61 @@ func TestRecordsEveryPoll(t *testing.T) {
 	assert.Equal(t, int64(2), snap.Ints["polls"])
 	assert.Zero(t, snap.Ints["dedup.keys"], "Records does not fill the dedup window")
 	assert.Zero(t, snap.Ints["reports"])
+}
+
+// TestRecordsUDP runs the pipeline over each socket source on the real
+// kernel beside the test's UDP sockets (bound on 127.0.0.1, ::1 and [::],
+// clients connected to each, a connected socket on 127.0.0.1's listener
+// port): the bound ones are listeners, the socket on the listener's port
+// inbound, the clients outbound, each joined to this process; with
+// protocols [tcp] none of them is read.
+func TestRecordsUDP(t *testing.T) {
+	lb := sockettest.New(t)
+	u := lb.UDPFamilies()
+	inbound := sockettest.UDPWant(t, u.Inbound).Inode
+	listeners := map[uint64]bool{}
+	for _, c := range []*net.UDPConn{u.V4, u.V6, u.Dual} {
+		listeners[sockettest.UDPWant(t, c).Inode] = true
+	}
+	for _, source := range []string{connections.ProcFS, connections.Netlink, connections.BPF} {
+		for _, protocols := range [][]string{{"tcp", "udp"}, {"tcp"}} {
+			t.Run(source+"/"+strings.Join(protocols, ","), func(t *testing.T) {
+				cfg := config.Default()
+				cfg.SocketSource = source
+				cfg.Protocols = protocols
+				p, err := New(Options{Config: cfg})
+				if source == connections.BPF {
+					kerneltest.RequireBPF(t, err)
+				}
+				require.NoError(t, err)
+				defer p.Close()
+				records, _, err := p.Records(context.Background())
+				require.NoError(t, err)
+				var ours []model.Record
+				for _, r := range records {
+					if len(lb.Ours([]model.Socket{r.Socket})) == 1 {
+						ours = append(ours, r)
+					}
+				}
+				if len(protocols) == 1 {
+					assert.Empty(t, ours, "UDP sockets with protocols [tcp]")
+					return
+				}
+				require.Len(t, ours, sockettest.UDPCount)
+				for _, r := range ours {
+					want := model.Outbound
+					switch {
+					case listeners[r.Socket.Inode]:
+						want = model.Listening
+					case r.Socket.Inode == inbound:
+						want = model.Inbound
+					}
+					assert.Equal(t, want, r.Direction, "%+v", r.Socket)
+					assert.Equal(t, model.UDP, r.Socket.Transport)
+					require.NotNil(t, r.Process, "owner of %+v", r.Socket)
+					assert.EqualValues(t, os.Getpid(), r.Process.PID)
+				}
+			})
+		}
+	}
 }

@@ -53,7 +53,9 @@ type wire struct {
 	} `json:"container"`
 
 	// classic
-	LocalIP      *string      `json:"local_ip"`
+	LocalIP *string `json:"local_ip"`
+	// Transport is set on classic events of UDP sockets only.
+	Transport    string       `json:"transport"`
 	LocalPort    int          `json:"local_port"`
 	RemoteIP     string       `json:"remote_ip"`
 	RemotePort   int          `json:"remote_port"`
@@ -118,6 +120,7 @@ func parse(line []byte) (report, error) {
 	var ok bool
 	if w.LocalIP != nil {
 		r.format = "classic"
+		r.transport = cmp.Or(clip(strings.ToLower(w.Transport)), r.transport)
 		if b := w.Beat; b != nil {
 			r.host = cmp.Or(r.host, b.Hostname)
 			ips = b.LocalIPs

@@ -122,3 +122,16 @@ func TestTransportsApart(t *testing.T) {
 	assert.Equal(t, 4, g.Edges[0].Connections)
 	assert.Equal(t, ":53 udp:53", portList(g.Edges[0].Ports, " "))
 }
+
+// TestTransportsApartClassic: classic events say udp in their transport
+// field (and nothing on TCP ones).
+func TestTransportsApartClassic(t *testing.T) {
+	m := New(DefaultLimits)
+	for _, transport := range []string{``, `"transport":"udp",`} {
+		m.Add([]byte(`{"host":{"name":"h"},"connbeat":{"direction":"outbound","sockets":2},` + transport +
+			`"local_ip":"198.51.100.1","local_port":5000,"remote_ip":"198.51.100.2","remote_port":53,"local_process":{"name":"resolver"}}`))
+	}
+	g := m.Graph()
+	require.Len(t, g.Edges, 1)
+	assert.Equal(t, []Port{{"tcp", 53}, {"udp", 53}}, g.Edges[0].Ports)
+}

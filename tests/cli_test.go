@@ -112,9 +112,9 @@ func TestExportTemplateHasFields(t *testing.T) {
 		"destination.properties.nat.properties.ip.type":        "ip",
 		"event.properties.duration.type":                       "long",
 		"connbeat.properties.conntrack.properties.resync.type": "boolean",
-		"process.properties.executable_deleted.type":          "boolean",
-		"local_process.properties.exe_deleted.type":           "boolean",
-		"connbeat.properties.truncated_fields.type":           "keyword",
+		"process.properties.executable_deleted.type":           "boolean",
+		"local_process.properties.exe_deleted.type":            "boolean",
+		"connbeat.properties.truncated_fields.type":            "keyword",
 	} {
 		assert.Equal(t, typ, p.Str(path), path)
 	}

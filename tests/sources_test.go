@@ -14,7 +14,8 @@ import (
 )
 
 // TestSocketSourcesAgree runs the built agent once per socket source on the
-// same loopback scenario and checks that each one reports the same events
+// same loopback scenario (TCP, and a UDP socket bound on ::1 with a client
+// connected to it) and checks that each one reports the same events
 // for it (directions, addresses, owning processes, states, socket counts),
 // and that the agent really read through the source it was given: libbeat's
 // seccomp allowlist has to let bpf(2) through for the bpf source to load.
@@ -26,7 +27,18 @@ func TestSocketSourcesAgree(t *testing.T) {
 	kerneltest.RequireBPF(t, err)
 	require.NoError(t, src.Close())
 	s := startScenario(t, "127.0.0.1", "127.0.0.2")
-	ours := func(e Event) bool { return e.Get("local_port") == s.port || e.Get("remote_port") == s.port }
+	// Classic TCP events have no transport field.
+	ours := func(e Event) bool {
+		return e.Str("transport") == "" && (e.Get("local_port") == s.port || e.Get("remote_port") == s.port)
+	}
+	// A UDP socket bound on ::1 and a client holding two UDP sockets
+	// connected to it.
+	udpSrv := StartPeer(t, nil, "serve", "udp", "[::1]:0", "1", "1")
+	_, udpPort := splitAddr(t, udpSrv.Addr)
+	udpCl := StartPeer(t, nil, "dial", "udp", udpSrv.Addr, "2")
+	oursUDP := func(e Event) bool {
+		return e.Str("transport") == "udp" && (e.Get("local_port") == udpPort || e.Get("remote_port") == udpPort)
+	}
 
 	got := map[string][]string{}
 	for _, source := range []string{"bpf", "netlink", "procfs"} {
@@ -44,17 +56,23 @@ func TestSocketSourcesAgree(t *testing.T) {
 				return ours(e) && e.Str("direction") == "inbound" && e.Str("remote_ip") == ip
 			})
 		}
+		a.WaitFor(source+": udp listener", func(e Event) bool {
+			return oursUDP(e) && e.Str("direction") == "listening" && e.Get("local_process.pid") == udpSrv.PID()
+		})
+		a.WaitFor(source+": udp outbound", func(e Event) bool {
+			return oursUDP(e) && e.Str("direction") == "outbound" && e.Get("local_process.pid") == udpCl.PID()
+		})
 		require.Zero(t, a.Stop(os.Interrupt))
 		assert.Contains(t, a.Stderr(), "connbeat started: source="+source+" ")
-		for _, e := range a.Matching(ours) {
-			got[source] = append(got[source], fmt.Sprintf("%s %s:%v -> %s:%v state=%s sockets=%v pid=%v binary=%s",
-				e.Str("direction"), e.Str("local_ip"), e.Get("local_port"), e.Str("remote_ip"), e.Get("remote_port"),
+		for _, e := range a.Matching(func(e Event) bool { return ours(e) || oursUDP(e) }) {
+			got[source] = append(got[source], fmt.Sprintf("%s %s %s:%v -> %s:%v state=%s sockets=%v pid=%v binary=%s",
+				e.Str("transport"), e.Str("direction"), e.Str("local_ip"), e.Get("local_port"), e.Str("remote_ip"), e.Get("remote_port"),
 				e.Str("connbeat.tcp_state"), e.Get("connbeat.sockets"), e.Get("local_process.pid"), e.Str("local_process.binary")))
 		}
 		sort.Strings(got[source])
 	}
 	t.Logf("bpf: %q", got["bpf"])
-	require.Len(t, got["bpf"], 5, "listener, 2 outbound, 2 inbound: %v", got["bpf"])
+	require.Len(t, got["bpf"], 5+2, "listener, 2 outbound, 2 inbound; udp listener and outbound: %v", got["bpf"])
 	assert.Equal(t, got["netlink"], got["bpf"])
 	assert.Equal(t, got["procfs"], got["bpf"])
 }

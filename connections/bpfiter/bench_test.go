@@ -3,7 +3,12 @@ package bpfiter
 import (
 	"bytes"
 	"context"
+	"net"
 	"testing"
+
+	"github.com/connbeat/connbeat/connections/netlink"
+	"github.com/connbeat/connbeat/connections/procfs"
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 
 	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
@@ -33,19 +38,56 @@ func BenchmarkDecode(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/socket")
 }
 
-// BenchmarkKernelSockets polls the live host, with 2,000 loopback
-// connections of its own on top of what the host holds, through the bpf
-// source and through netlink for comparison.
+// BenchmarkKernelSockets polls the live host's TCP sockets, with 2,000
+// loopback connections of its own on top of what the host holds, through
+// the bpf source and through netlink for comparison.
 func BenchmarkKernelSockets(b *testing.B) {
-	src := openKernel(b)
 	lb := sockettest.New(b)
 	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 1000)
 	lb.Connect(lb.Listen("tcp6", "[::1]:0"), "::1", 1000)
-	nl := openNetlink(b)
+	benchSources(b, model.TCP, lb, 2+4000)
+}
+
+// BenchmarkKernelSocketsUDP polls the live host's UDP sockets, with 4,000
+// connected UDP sockets and 2 bound ones of its own, through the bpf
+// source, netlink and procfs, each listing UDP alone: the UDP dump beside
+// BenchmarkKernelSockets' TCP one.
+func BenchmarkKernelSocketsUDP(b *testing.B) {
+	lb := sockettest.New(b)
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		ln := lb.ListenUDP("udp", net.JoinHostPort(host, "0"))
+		for range 2000 {
+			c, err := net.DialUDP("udp", nil, ln.LocalAddr().(*net.UDPAddr))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close() })
+		}
+	}
+	benchSources(b, model.UDP, lb, 2+4000)
+}
+
+// benchSources polls the sockets of one transport through each source
+// that lists it; ours is how many of lb's sockets each poll must list.
+func benchSources(b *testing.B, transport model.Transport, lb *sockettest.Loopback, ours int) {
+	openKernel(b) // skips where the programs cannot be loaded
+	only := model.TransportsOf(transport)
+	src, err := OpenWith(Options{Transports: only})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { src.Close() })
+	nl, err := netlink.Open(netlink.Options{Transports: only})
+	kerneltest.RequireNetlink(b, err)
+	b.Cleanup(func() { nl.Close() })
+	pf, err := procfs.OpenWith("/proc", procfs.Options{Transports: only})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, s := range []interface {
 		Name() string
 		Sockets(context.Context, []model.Socket) ([]model.Socket, error)
-	}{src, nl} {
+	}{src, nl, pf} {
 		b.Run(s.Name(), func(b *testing.B) {
 			var dst []model.Socket
 			b.ReportAllocs()
@@ -55,7 +97,7 @@ func BenchmarkKernelSockets(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			if len(lb.Ours(dst)) != 2+4000 {
+			if len(lb.Ours(dst)) != ours {
 				b.Fatalf("%d of the benchmark's sockets listed", len(lb.Ours(dst)))
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(dst)), "ns/socket")

@@ -30,7 +30,7 @@ import (
 func TestKernelInodeCacheNeverStale(t *testing.T) {
 	for _, slots := range []uint32{cacheSlots, 1} {
 		t.Run(map[uint32]string{cacheSlots: "default cache", 1: "one slot"}[slots], func(t *testing.T) {
-			src, err := open(slots)
+			src, err := open(slots, model.TransportsOf(model.TCP))
 			kerneltest.RequireBPF(t, err)
 			t.Cleanup(func() { src.Close() })
 			testInodeCache(t, src)
@@ -129,7 +129,7 @@ type cacheSlot struct{ Key, Inode uint64 }
 // inodeCache opens the inode cache map of the program src's iterator
 // runs, found through the link's program.
 func inodeCache(src *Source) (*ebpf.Map, error) {
-	info, err := src.iter.Info()
+	info, err := src.tcp.Info()
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func TestKernelInodeCacheHits(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("unshare(CLONE_NEWNET) needs root")
 	}
-	src, err := open(1 << 10)
+	src, err := open(1<<10, model.TransportsOf(model.TCP))
 	kerneltest.RequireBPF(t, err)
 	t.Cleanup(func() { src.Close() })
 	cache, err := inodeCache(src)

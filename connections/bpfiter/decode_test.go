@@ -16,6 +16,7 @@ type record struct {
 	state, substate uint8
 	lport, rport    uint16 // port numbers; rport is written in network order
 	uid             uint32
+	transport       model.Transport
 	inode           uint64
 	local, remote   [16]byte
 }
@@ -29,6 +30,7 @@ func (r record) bytes() []byte {
 	binary.NativeEndian.PutUint16(b[recLPort:], r.lport)
 	binary.BigEndian.PutUint16(b[recRPort:], r.rport)
 	binary.NativeEndian.PutUint32(b[recUID:], r.uid)
+	b[recTransport] = uint8(r.transport)
 	binary.NativeEndian.PutUint64(b[recInode:], r.inode)
 	copy(b[recLocal:], r.local[:])
 	copy(b[recRemote:], r.remote[:])
@@ -55,7 +57,7 @@ func addr16(s string) [16]byte {
 func recordOf(s model.Socket) []byte {
 	r := record{
 		family: afINET6, state: uint8(s.State), lport: s.LocalPort, rport: s.RemotePort,
-		uid: s.UID, inode: s.Inode, local: s.LocalIP.As16(), remote: s.RemoteIP.As16(),
+		uid: s.UID, inode: s.Inode, local: s.LocalIP.As16(), remote: s.RemoteIP.As16(), transport: s.Transport,
 	}
 	if s.State == model.StateTimeWait {
 		r.substate = stateTimeWait // only a timewait sock is in TIME_WAIT
@@ -159,22 +161,44 @@ func TestDecodeRecord(t *testing.T) {
 			want: model.Socket{LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.1"), LocalPort: 8080, RemotePort: 443,
 				State: model.StateEstablished},
 		},
+		{
+			name: "UDP bound (CLOSE)",
+			rec:  record{transport: model.UDP, family: afINET, state: 7, lport: 53, uid: 101, inode: 11, local: addr16("127.0.0.53")}.bytes(),
+			want: model.Socket{Transport: model.UDP, LocalIP: ip("127.0.0.53"), RemoteIP: ip("0.0.0.0"), LocalPort: 53,
+				State: model.StateClose, UID: 101, Inode: 11},
+		},
+		{
+			name: "UDP connected, IPv4-mapped unmapped",
+			rec: record{transport: model.UDP, family: afINET6, state: 1, lport: 40000, rport: 53, uid: 1, inode: 12,
+				local: addr16("::ffff:127.0.0.1"), remote: addr16("::ffff:127.0.0.53")}.bytes(),
+			want: model.Socket{Transport: model.UDP, LocalIP: ip("127.0.0.1"), RemoteIP: ip("127.0.0.53"), LocalPort: 40000, RemotePort: 53,
+				State: model.StateEstablished, UID: 1, Inode: 12},
+		},
+		{
+			name: "UDP IPv6 bound keeps uid and inode",
+			rec:  record{transport: model.UDP, family: afINET6, state: 7, lport: 5353, uid: 7, inode: 13, local: addr16("::1")}.bytes(),
+			want: model.Socket{Transport: model.UDP, LocalIP: ip("::1"), RemoteIP: ip("::"), LocalPort: 5353,
+				State: model.StateClose, UID: 7, Inode: 13},
+		},
+		{name: "UDP in LISTEN", rec: record{transport: model.UDP, family: afINET, state: 10}.bytes(), wantErr: "udp socket state 10 (substate 0) unknown"},
+		{name: "UDP in TIME_WAIT", rec: record{transport: model.UDP, family: afINET, state: stateTimeWait, substate: 6}.bytes(), wantErr: "udp socket state 6 (substate 6) unknown"},
+		{name: "transport 2", rec: record{transport: 2, family: afINET, state: 1}.bytes(), wantErr: "transport 2 unknown"},
 		{name: "family 0", rec: record{family: 0, state: 1}.bytes(), wantErr: "address family 0 unknown"},
 		{name: "family AF_UNIX", rec: record{family: 1, state: 1}.bytes(), wantErr: "address family 1 unknown"},
 		{name: "family in network order", rec: record{family: afINET << 8, state: 1}.bytes(), wantErr: "address family 512 unknown"},
-		{name: "state 0", rec: record{family: afINET, state: 0}.bytes(), wantErr: "socket state 0 (substate 0) unknown"},
-		{name: "state 13", rec: record{family: afINET, state: 13}.bytes(), wantErr: "socket state 13 (substate 0) unknown"},
-		{name: "state 255", rec: record{family: afINET6, state: 255}.bytes(), wantErr: "socket state 255 (substate 0) unknown"},
-		{name: "TIME_WAIT without substate", rec: record{family: afINET, state: stateTimeWait}.bytes(), wantErr: "socket state 6 (substate 0) unknown"},
+		{name: "state 0", rec: record{family: afINET, state: 0}.bytes(), wantErr: "tcp socket state 0 (substate 0) unknown"},
+		{name: "state 13", rec: record{family: afINET, state: 13}.bytes(), wantErr: "tcp socket state 13 (substate 0) unknown"},
+		{name: "state 255", rec: record{family: afINET6, state: 255}.bytes(), wantErr: "tcp socket state 255 (substate 0) unknown"},
+		{name: "TIME_WAIT without substate", rec: record{family: afINET, state: stateTimeWait}.bytes(), wantErr: "tcp socket state 6 (substate 0) unknown"},
 		{
 			name:    "TIME_WAIT with a substate no timewait sock has",
 			rec:     record{family: afINET, state: stateTimeWait, substate: stateNewSynRecv}.bytes(),
-			wantErr: "socket state 6 (substate 12) unknown",
+			wantErr: "tcp socket state 6 (substate 12) unknown",
 		},
 		{
 			name:    "TIME_WAIT substate ESTABLISHED",
 			rec:     record{family: afINET, state: stateTimeWait, substate: 1}.bytes(),
-			wantErr: "socket state 6 (substate 1) unknown",
+			wantErr: "tcp socket state 6 (substate 1) unknown",
 		},
 		{name: "short record", rec: record{family: afINET, state: 1}.bytes()[:recLen-1], wantErr: "record of 55 bytes, want 56"},
 		{name: "long record", rec: append(record{family: afINET, state: 1}.bytes(), 0), wantErr: "record of 57 bytes, want 56"},
@@ -201,6 +225,7 @@ func TestRecordOf(t *testing.T) {
 		{LocalIP: ip("192.0.2.1"), RemoteIP: ip("198.51.100.2"), LocalPort: 1, RemotePort: 65535, State: model.StateLastAck, UID: 1, Inode: 2},
 		{LocalIP: ip("2001:db8::1"), RemoteIP: ip("::1"), LocalPort: 65535, RemotePort: 1, State: model.StateClosing, UID: 3, Inode: 4},
 		{LocalIP: ip("127.0.0.1"), RemoteIP: ip("::"), LocalPort: 80, State: model.StateListen, Inode: 5},
+		{Transport: model.UDP, LocalIP: ip("::1"), RemoteIP: ip("::1"), LocalPort: 5, RemotePort: 6, State: model.StateEstablished, UID: 7, Inode: 8},
 	} {
 		rec := recordOf(s)
 		got, err := decodeRecord(rec)

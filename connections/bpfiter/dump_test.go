@@ -73,7 +73,7 @@ func TestKernelLargeDump(t *testing.T) {
 
 	// The same walk read 1,000 bytes at a time: 17 records and 48 bytes
 	// of the next.
-	r, err := src.iter.Open()
+	r, err := src.tcp.Open()
 	require.NoError(t, err)
 	defer r.Close()
 	cr := &countingReader{r: r}

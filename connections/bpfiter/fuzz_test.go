@@ -25,6 +25,11 @@ func seedRecords() [][]byte {
 		record{family: afINET, state: stateNewSynRecv, lport: 80, rport: 3, uid: 9, inode: 9}.bytes(),
 		record{family: afINET, state: stateTimeWait, substate: stateNewSynRecv}.bytes(),
 		record{family: 3, state: 1}.bytes(),
+		record{transport: model.UDP, family: afINET, state: 7, lport: 53, uid: 101, inode: 11}.bytes(),
+		record{transport: model.UDP, family: afINET6, state: 1, lport: 40000, rport: 53, uid: 1, inode: 12,
+			local: addr16("::ffff:127.0.0.1"), remote: addr16("::ffff:127.0.0.53")}.bytes(),
+		record{transport: model.UDP, family: afINET, state: 10}.bytes(),
+		record{transport: 9, family: afINET, state: 1}.bytes(),
 		record{family: afINET, state: 0}.bytes(),
 		make([]byte, recLen-1),
 		nil,
@@ -47,7 +52,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if len(rec) != recLen {
 			t.Fatalf("a record of %d bytes decoded", len(rec))
 		}
-		if !s.State.Valid() || s.State == model.StateNewSynRecv {
+		if !s.Transport.HasState(s.State) || s.State == model.StateNewSynRecv {
 			t.Fatalf("state %v reported", s.State)
 		}
 		if !s.LocalIP.IsValid() || !s.RemoteIP.IsValid() || s.LocalIP.Is4In6() || s.RemoteIP.Is4In6() {

@@ -1,8 +1,9 @@
 //go:build ignore
 
-/* The tcp iterator program: one 56-byte record a socket, written with
- * bpf_seq_write. program.go documents the record, loads this program
- * (compiled by bpf2go, see the go:generate line there) and attaches it.
+/* The tcp and udp iterator programs: one 56-byte record a socket, written
+ * with bpf_seq_write. program.go documents the record, loads these
+ * programs (compiled by bpf2go, see the go:generate line there) and
+ * attaches them.
  */
 
 #include "kernel.h"
@@ -30,6 +31,12 @@ enum {
 	TCP_NEW_SYN_RECV = 12,
 };
 
+/* The transport byte of a record: model.Transport's numbers. */
+enum {
+	TRANSPORT_TCP = 0,
+	TRANSPORT_UDP = 1,
+};
+
 /* The record, laid out as program.go and decode.go read it. Ports and
  * addresses are in network order as the kernel keeps them, except the
  * local port (skc_num, host order).
@@ -41,7 +48,8 @@ struct record {
 	__u16 lport;
 	__be16 rport;
 	__u32 uid; /* as the iterator reports it */
-	__u32 zero;
+	__u8 transport; /* TRANSPORT_TCP or TRANSPORT_UDP */
+	__u8 zero[3];
 	__u64 inode; /* of the socket's file, 0 when no file holds it */
 	__be32 local[4];  /* IPv4: the first 4 bytes */
 	__be32 remote[4];
@@ -53,6 +61,7 @@ _Static_assert(__builtin_offsetof(struct record, substate) == 3, "record substat
 _Static_assert(__builtin_offsetof(struct record, lport) == 4, "record local port");
 _Static_assert(__builtin_offsetof(struct record, rport) == 6, "record remote port");
 _Static_assert(__builtin_offsetof(struct record, uid) == 8, "record uid");
+_Static_assert(__builtin_offsetof(struct record, transport) == 12, "record transport");
 _Static_assert(__builtin_offsetof(struct record, inode) == 16, "record inode");
 _Static_assert(__builtin_offsetof(struct record, local) == 24, "record local address");
 _Static_assert(__builtin_offsetof(struct record, remote) == 40, "record remote address");
@@ -118,6 +127,29 @@ static __always_inline __u64 socket_inode(struct sock_common *sk)
 	return ino;
 }
 
+/* fill_addresses copies what every socket's head holds: family, state,
+ * ports and addresses.
+ */
+static __always_inline void fill_addresses(struct record *rec, struct sock_common *sk)
+{
+	rec->family = sk->skc_family;
+	rec->state = sk->skc_state;
+	rec->lport = sk->skc_num;
+	rec->rport = sk->skc_dport;
+	/* Without IPv6 in the kernel the test is false at load and the IPv6
+	 * loads, which the loader could not relocate, are never verified.
+	 */
+	if (bpf_core_field_exists(sk->skc_v6_daddr) && rec->family == AF_INET6) {
+		for (int i = 0; i < 4; i++) {
+			rec->local[i] = sk->skc_v6_rcv_saddr.in6_u.u6_addr32[i];
+			rec->remote[i] = sk->skc_v6_daddr.in6_u.u6_addr32[i];
+		}
+	} else {
+		rec->local[0] = sk->skc_rcv_saddr;
+		rec->remote[0] = sk->skc_daddr;
+	}
+}
+
 SEC("iter/tcp")
 int connbeat_tcp(struct bpf_iter__tcp *ctx)
 {
@@ -133,24 +165,10 @@ int connbeat_tcp(struct bpf_iter__tcp *ctx)
 	if (!sk)
 		return 0;
 
-	state = sk->skc_state;
-	rec.family = sk->skc_family;
-	rec.state = state;
-	rec.lport = sk->skc_num;
-	rec.rport = sk->skc_dport;
+	fill_addresses(&rec, sk);
+	state = rec.state;
+	rec.transport = TRANSPORT_TCP;
 	rec.uid = ctx->uid;
-	/* Without IPv6 in the kernel the test is false at load and the IPv6
-	 * loads, which the loader could not relocate, are never verified.
-	 */
-	if (bpf_core_field_exists(sk->skc_v6_daddr) && rec.family == AF_INET6) {
-		for (int i = 0; i < 4; i++) {
-			rec.local[i] = sk->skc_v6_rcv_saddr.in6_u.u6_addr32[i];
-			rec.remote[i] = sk->skc_v6_daddr.in6_u.u6_addr32[i];
-		}
-	} else {
-		rec.local[0] = sk->skc_rcv_saddr;
-		rec.remote[0] = sk->skc_daddr;
-	}
 
 	/* A TIME_WAIT socket is an inet_timewait_sock: no file, but the state
 	 * it stands for (FIN_WAIT2 or TIME_WAIT) is its substate.
@@ -182,6 +200,30 @@ int connbeat_tcp(struct bpf_iter__tcp *ctx)
 	}
 
 write:
+	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+	return 0;
+}
+
+/* The udp iterator visits full UDP sockets only, each hashed (bound) one
+ * with the socket lock held. A UDP socket's state is CLOSE, or ESTABLISHED
+ * once connected. Its inode is read every time: unlike TCP, a UDP socket
+ * loses its file without a state change under that lock, so the inode
+ * cache's reasoning does not hold; hosts have far fewer UDP sockets.
+ */
+SEC("iter/udp")
+int connbeat_udp(struct bpf_iter__udp *ctx)
+{
+	/* A udp_sock begins with its sock_common (udp_sock.inet.sk.__sk_common). */
+	struct sock_common *sk = (struct sock_common *)ctx->udp_sk;
+	struct record rec = {};
+
+	if (!sk)
+		return 0;
+
+	fill_addresses(&rec, sk);
+	rec.transport = TRANSPORT_UDP;
+	rec.uid = ctx->uid;
+	rec.inode = socket_inode(sk);
 	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
 	return 0;
 }

@@ -25,6 +25,7 @@ type iterSlot struct {
 const (
 	iterMapConnbeatInodes = "connbeat_inodes"
 	iterProgConnbeatTcp   = "connbeat_tcp"
+	iterProgConnbeatUdp   = "connbeat_udp"
 	iterVarSlotMask       = "slot_mask"
 )
 
@@ -71,6 +72,7 @@ type iterSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type iterProgramSpecs struct {
 	ConnbeatTcp *ebpf.ProgramSpec `ebpf:"connbeat_tcp"`
+	ConnbeatUdp *ebpf.ProgramSpec `ebpf:"connbeat_udp"`
 }
 
 // iterMapSpecs contains maps before they are loaded into the kernel.
@@ -128,11 +130,13 @@ type iterVariables struct {
 // It can be passed to loadIterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type iterPrograms struct {
 	ConnbeatTcp *ebpf.Program `ebpf:"connbeat_tcp"`
+	ConnbeatUdp *ebpf.Program `ebpf:"connbeat_udp"`
 }
 
 func (p *iterPrograms) Close() error {
 	return _IterClose(
 		p.ConnbeatTcp,
+		p.ConnbeatUdp,
 	)
 }
 

@@ -97,6 +97,15 @@ struct bpf_iter__tcp {
 	uid_t uid;
 };
 
+struct udp_sock;
+
+/* The context of a udp iterator program. */
+struct bpf_iter__udp {
+	struct bpf_iter_meta *meta;
+	struct udp_sock *udp_sk;
+	uid_t uid;
+};
+
 #pragma clang attribute pop
 
 #endif

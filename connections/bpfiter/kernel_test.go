@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/connections/netlink"
+	"github.com/connbeat/connbeat/connections/procfs"
 	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
@@ -260,4 +261,52 @@ func TestKernelFinWait2(t *testing.T) {
 		assert.Zero(t, s.Inode, "no file holds %+v", s)
 	}
 	// As root the orphan's uid is 0 too; TestKernelOtherUID tells them apart.
+}
+
+// TestKernelUDP lists the test's UDP sockets through the udp iterator:
+// bound on 127.0.0.1, ::1 (IPv6 only) and [::] (dual-stack), clients
+// connected to each (one through an IPv4-mapped address), a connected
+// socket on a listener's port: what the test opened, as netlink and
+// procfs list them, every record decoded.
+func TestKernelUDP(t *testing.T) {
+	src := openKernel(t)
+	require.NotNil(t, src.udp, "the udp iterator is attached by default")
+	lb := sockettest.New(t)
+	u := lb.UDPFamilies()
+	got := sameAsNetlink(t, src, lb, func(s []model.Socket) bool { return len(s) == sockettest.UDPCount })
+	assert.Equal(t, u.Want(t), got)
+
+	pf, err := procfs.Open("/proc")
+	require.NoError(t, err)
+	fromPF, err := pf.Sockets(context.Background(), nil)
+	require.NoError(t, err)
+	assert.Equal(t, lb.Ours(fromPF), got, "bpf and procfs disagree")
+	lb.CheckReuse(src, sockettest.UDPCount, nil)
+}
+
+// TestKernelTransports: a transport left out has no program loaded and
+// none of its sockets listed.
+func TestKernelTransports(t *testing.T) {
+	openKernel(t) // skips where the programs cannot be loaded
+	lb := sockettest.New(t)
+	lb.UDPFamilies()
+	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 2)
+	for _, tc := range []struct {
+		only model.Transport
+		ours int
+	}{{model.TCP, 5}, {model.UDP, sockettest.UDPCount}} {
+		t.Run(tc.only.String(), func(t *testing.T) {
+			src, err := OpenWith(Options{Transports: model.TransportsOf(tc.only)})
+			require.NoError(t, err)
+			defer src.Close()
+			assert.Equal(t, tc.only == model.TCP, src.tcp != nil, "tcp iterator attached")
+			assert.Equal(t, tc.only == model.UDP, src.udp != nil, "udp iterator attached")
+			got, err := src.Sockets(context.Background(), nil)
+			require.NoError(t, err)
+			for _, s := range got {
+				require.Equal(t, tc.only, s.Transport, "%+v", s)
+			}
+			assert.Len(t, lb.Ours(got), tc.ours)
+		})
+	}
 }

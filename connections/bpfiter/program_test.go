@@ -160,9 +160,9 @@ func TestKernelProgramWithoutIPv6(t *testing.T) {
 			editMember("sock_common", name, func(m *btf.Member) { m.Name += "_gone" })(t, spec)
 		}
 	})
-	iter, err := attach(spec, cacheSlots)
+	it, err := attach(spec, cacheSlots, model.TransportsOf(model.TCP))
 	require.NoError(t, err)
-	src := &Source{iter: iter, buf: make([]byte, readSize)}
+	src := &Source{iters: it, buf: make([]byte, readSize)}
 	defer src.Close()
 
 	lb := sockettest.New(t)
@@ -196,9 +196,9 @@ func TestKernelProgramWithoutIPv6(t *testing.T) {
 func TestKernelVerifierRefusal(t *testing.T) {
 	openKernel(t) // skips where nothing can be loaded
 	spec := kernelSpec(t, editMember("sock_common", "skc_state", func(m *btf.Member) { m.Offset = 30000 * 8 }))
-	iter, err := attach(spec, cacheSlots)
+	it, err := attach(spec, cacheSlots, model.TransportsOf(model.TCP))
 	if err == nil {
-		iter.Close()
+		it.close()
 	}
 	require.Error(t, err)
 	var verr *ebpf.VerifierError
@@ -217,9 +217,9 @@ func TestKernelVerifierRefusal(t *testing.T) {
 func TestKernelMissingField(t *testing.T) {
 	openKernel(t) // skips where nothing can be loaded
 	spec := kernelSpec(t, editMember("inet_timewait_sock", "tw_substate", func(m *btf.Member) { m.Name = "tw_gone" }))
-	iter, err := attach(spec, cacheSlots)
+	it, err := attach(spec, cacheSlots, model.TransportsOf(model.TCP))
 	if err == nil {
-		iter.Close()
+		it.close()
 	}
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "bad CO-RE relocation")

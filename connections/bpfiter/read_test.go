@@ -63,15 +63,15 @@ func TestReadRecords(t *testing.T) {
 		},
 		{
 			name: "every record undecodable", r: bytes.NewReader(bytes.Repeat(bad, 3)), bufLen: readSize,
-			records: 3, skipped: 3, wantErr: "no record of the tcp iterator decoded: address family 99 unknown",
+			records: 3, skipped: 3, wantErr: "no record decoded: address family 99 unknown",
 		},
 		{
 			name: "trailing partial record", r: iotest.OneByteReader(bytes.NewReader(data[:len(data)-1])), bufLen: readSize,
-			want: want[:39], records: 39, wantErr: "tcp iterator ended inside a record (55 bytes over)",
+			want: want[:39], records: 39, wantErr: "ended inside a record (55 bytes over)",
 		},
 		{
 			name: "read error after records", r: io.MultiReader(bytes.NewReader(data[:recLen*2+5]), iotest.ErrReader(errBroken)), bufLen: readSize,
-			want: want[:2], records: 2, wantErr: "reading the tcp iterator: broken pipe to the kernel", wantIs: errBroken,
+			want: want[:2], records: 2, wantErr: "reading: broken pipe to the kernel", wantIs: errBroken,
 		},
 		{name: "buffer too small", r: bytes.NewReader(data), bufLen: recLen - 1, wantErr: "read buffer of 55 bytes, want at least 56"},
 	}

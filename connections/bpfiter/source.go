@@ -1,10 +1,10 @@
-// Package bpfiter lists TCP sockets through a BPF iterator over the
-// kernel's TCP socket tables (the "tcp" bpf_iter, Linux 5.9 and later). A
-// small program (iter.bpf.c, compiled ahead of time with CO-RE relocations
-// and embedded; the running kernel's BTF places its fields at load) writes
-// one fixed 56-byte record a socket: a poll costs one walk of the tables
-// and a copy, where a sock_diag dump builds a netlink message with
-// attributes for every socket.
+// Package bpfiter lists TCP and UDP sockets through BPF iterators over the
+// kernel's socket tables (the "tcp" and "udp" bpf_iters, Linux 5.9 and
+// later). Small programs (iter.bpf.c, compiled ahead of time with CO-RE
+// relocations and embedded; the running kernel's BTF places their fields
+// at load) write one fixed 56-byte record a socket: a poll costs one walk
+// of each table and a copy, where a sock_diag dump builds a netlink
+// message with attributes for every socket.
 //
 // It needs CAP_BPF and CAP_PERFMON (or root) and a kernel with BTF; where
 // any of that is missing, Open returns a *model.UnavailableError and
@@ -31,31 +31,41 @@ const Name = "bpf"
 // seq_file buffer (8 pages) a read.
 const readSize = 64 << 10
 
-// Source reads sockets through an attached iterator link, one iterator
-// instance a poll. It is not safe for concurrent use.
+// Source reads sockets through attached iterator links, one iterator
+// instance of each a poll. It is not safe for concurrent use.
 type Source struct {
-	iter *link.Iter
-	buf  []byte
+	iters
+	buf []byte
 	// records counts the records of the last poll; skipped those
 	// that did not decode.
 	records, skipped int
 }
 
-// Open loads the iterator program and attaches it. The kernel's BTF is
-// read (mapped, decoded lazily) for it and not kept. The program's inode
-// cache takes 2 MiB of kernel memory.
-func Open() (*Source, error) { return open(cacheSlots) }
+// Options configure a Source.
+type Options struct {
+	// Transports are the transports to list; the zero value lists all. A
+	// transport left out costs nothing: its program is not even loaded.
+	Transports model.Transports
+}
 
-// open is Open with an inode cache of slots entries, a power of two.
-func open(slots uint32) (*Source, error) {
+// Open loads the iterator programs of TCP and UDP and attaches them. The
+// kernel's BTF is read (mapped, decoded lazily) for it and not kept. The
+// tcp program's inode cache takes 2 MiB of kernel memory.
+func Open() (*Source, error) { return OpenWith(Options{}) }
+
+// OpenWith is Open for the transports opts names.
+func OpenWith(opts Options) (*Source, error) { return open(cacheSlots, opts.Transports) }
+
+// open is OpenWith with an inode cache of slots entries, a power of two.
+func open(slots uint32, transports model.Transports) (*Source, error) {
 	if slots == 0 || slots&(slots-1) != 0 {
 		return nil, fmt.Errorf("bpf source: inode cache of %d slots, want a power of two", slots)
 	}
-	iter, err := load(slots)
+	it, err := load(slots, transports.OrAll())
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	s := &Source{iter: iter, buf: make([]byte, readSize)}
+	s := &Source{iters: it, buf: make([]byte, readSize)}
 	// Read once, so that a kernel that loads the program but cannot run
 	// the iterator is found out now rather than at the first poll.
 	if _, err := s.Sockets(context.Background(), nil); err != nil {
@@ -77,26 +87,19 @@ func unavailable(err error) error {
 	return &model.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
 }
 
-func load(slots uint32) (*link.Iter, error) {
+func load(slots uint32, transports model.Transports) (iters, error) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
-		return nil, fmt.Errorf("kernel BTF: %w", err)
+		return iters{}, fmt.Errorf("kernel BTF: %w", err)
 	}
-	return attach(spec, slots)
+	return attach(spec, slots, transports)
 }
 
 // Name implements connections.Source.
 func (s *Source) Name() string { return Name }
 
 // Close implements connections.Source.
-func (s *Source) Close() error {
-	if s.iter == nil {
-		return nil
-	}
-	err := s.iter.Close()
-	s.iter = nil
-	return err
-}
+func (s *Source) Close() error { return s.iters.close() }
 
 // Skipped returns how many records of the last poll did not decode (an
 // unknown state or family); they are left out of the result.
@@ -106,19 +109,40 @@ func (s *Source) Skipped() int { return s.skipped }
 // poll read but could not use: the records that did not decode.
 func (s *Source) Anomalies() int { return s.skipped }
 
-// Sockets implements connections.Source: one walk of the socket tables of
-// the agent's network namespace, IPv4 and IPv6 together.
+// Sockets implements connections.Source: one walk of each transport's
+// socket tables of the agent's network namespace, IPv4 and IPv6 together.
 func (s *Source) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
-	if s.iter == nil {
+	if s.tcp == nil && s.udp == nil {
 		return dst, errors.New("bpf source closed")
 	}
-	r, err := s.iter.Open()
+	s.records, s.skipped = 0, 0
+	for _, it := range [...]struct {
+		name string
+		link *link.Iter
+	}{{"tcp", s.tcp}, {"udp", s.udp}} {
+		if it.link == nil {
+			continue
+		}
+		var err error
+		var records, skipped int
+		dst, records, skipped, err = s.walk(ctx, it.link, dst)
+		s.records += records
+		s.skipped += skipped
+		if err != nil {
+			return dst, fmt.Errorf("%s iterator: %w", it.name, err)
+		}
+	}
+	return dst, nil
+}
+
+// walk reads one instance of an iterator to its end.
+func (s *Source) walk(ctx context.Context, l *link.Iter, dst []model.Socket) ([]model.Socket, int, int, error) {
+	r, err := l.Open()
 	if err != nil {
-		return dst, fmt.Errorf("starting a tcp iterator: %w", err)
+		return dst, 0, 0, fmt.Errorf("starting: %w", err)
 	}
 	defer r.Close()
-	dst, s.records, s.skipped, err = readRecords(ctx, r, s.buf, dst)
-	return dst, err
+	return readRecords(ctx, r, s.buf, dst)
 }
 
 // readRecords decodes the records r yields, read into buf (which must
@@ -156,14 +180,14 @@ func readRecords(ctx context.Context, r io.Reader, buf []byte, dst []model.Socke
 			break
 		}
 		if err != nil {
-			return dst, records, skipped, fmt.Errorf("reading the tcp iterator: %w", err)
+			return dst, records, skipped, fmt.Errorf("reading: %w", err)
 		}
 	}
 	if have != 0 {
-		return dst, records, skipped, fmt.Errorf("tcp iterator ended inside a record (%d bytes over)", have)
+		return dst, records, skipped, fmt.Errorf("ended inside a record (%d bytes over)", have)
 	}
 	if skipped == records && firstErr != nil {
-		return dst, records, skipped, fmt.Errorf("no record of the tcp iterator decoded: %w", firstErr)
+		return dst, records, skipped, fmt.Errorf("no record decoded: %w", firstErr)
 	}
 	return dst, records, skipped, nil
 }

@@ -6,10 +6,12 @@ import (
 	"github.com/connbeat/connbeat/model"
 )
 
-// syntheticDump builds the datagrams of a dump of n connections (2n
-// sockets, a quarter IPv6) as the kernel sends them: messages packed into
-// datagrams of at most 32 KiB, the last one ended by NLMSG_DONE.
-func syntheticDump(n int, withInfo bool) [][]byte {
+// synthetic builds the datagrams of a dump of n connections (2n sockets,
+// a quarter IPv6) as the kernel sends them: messages packed into datagrams
+// of at most 32 KiB, the last one ended by NLMSG_DONE. With udp it is a
+// UDP dump of 2n connected IPv4 sockets instead (without attributes, as
+// UDP dumps come).
+func synthetic(n int, withInfo, udp bool) [][]byte {
 	const maxDatagram = 32 << 10
 	var (
 		frames [][]byte
@@ -29,6 +31,11 @@ func syntheticDump(n int, withInfo bool) [][]byte {
 	}
 	for i := 0; i < n; i++ {
 		port := uint16(20000 + i%40000)
+		if udp {
+			add(v4msg(1, "127.0.0.1", port, "127.0.0.1", 53))
+			add(v4msg(1, "127.0.0.1", port, "127.0.0.2", 53))
+			continue
+		}
 		if i%4 == 3 {
 			add(v6msg(1, "::1", port, "::1", 8443))
 			add(v6msg(1, "::1", 8443, "::1", port))
@@ -42,16 +49,17 @@ func syntheticDump(n int, withInfo bool) [][]byte {
 }
 
 // BenchmarkDecode decodes a dump of 40,000 connections (80,000 sockets)
-// into a reused slice, as the source does every poll.
+// into a reused slice, as the source does every poll; udp decodes a UDP
+// dump of 80,000 connected sockets.
 func BenchmarkDecode(b *testing.B) {
-	for _, withInfo := range []bool{false, true} {
-		name := "plain"
-		if withInfo {
-			name = "tcp_info"
-		}
+	for _, name := range []string{"plain", "tcp_info", "udp"} {
+		withInfo, udp := name == "tcp_info", name == "udp"
 		b.Run(name, func(b *testing.B) {
-			frames := syntheticDump(40000, withInfo)
+			frames := synthetic(40000, withInfo, udp)
 			d := decoder{wantInfo: withInfo}
+			if udp {
+				d.transport = model.UDP
+			}
 			var dst []model.Socket
 			b.ReportAllocs()
 			for b.Loop() {

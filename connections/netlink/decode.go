@@ -14,6 +14,9 @@ type decoder struct {
 	sockets  []model.Socket
 	infos    infoSlab
 	wantInfo bool
+	// transport is that of the dump being decoded: inet_diag_msg does not
+	// carry it.
+	transport model.Transport
 	// intr is set when a message carried NLM_F_DUMP_INTR: the kernel's
 	// socket table changed during the dump, which may have missed sockets.
 	intr bool
@@ -118,12 +121,13 @@ func (d *decoder) add(body []byte) error {
 		return err
 	}
 	s, ok := m.socket()
-	if !ok {
-		// Not a TCP socket of a family we asked for: skip it rather than
-		// report a made-up address or state.
+	s.Transport = d.transport
+	if !ok || !s.Transport.HasState(s.State) {
+		// Not a socket of a family and state the dump could hold: skip it
+		// rather than report a made-up address or state.
 		return nil
 	}
-	if d.wantInfo && s.State != model.StateListen {
+	if d.wantInfo && s.Transport == model.TCP && s.State != model.StateListen {
 		// messageLen is a multiple of 4: the attributes follow directly.
 		payload, found, err := findAttr(body[messageLen:], attrInfo)
 		if err != nil {

@@ -13,27 +13,40 @@ import (
 // sockets the kernel could have sent.
 func FuzzFeed(f *testing.F) {
 	for _, frame := range frames.Read(f, fixtureDump) {
-		f.Add(frame, true)
+		f.Add(frame, true, false)
 	}
 	info := &model.TCPInfo{RTTMicros: 1, BytesAcked: 2}
 	f.Add(appendMsg(appendMsg(nil, msgTypeDiag, flagDumpIntr, 0, diagBody(v6msg(1, "::1", 1, "::1", 2), info)),
-		msgTypeDone, 0, 0, doneBody(0)), true)
-	f.Add(appendMsg(nil, msgTypeError, 0, 0, doneBody(-2)), false)
-	f.Fuzz(func(t *testing.T, buf []byte, wantInfo bool) {
+		msgTypeDone, 0, 0, doneBody(0)), true, false)
+	f.Add(appendMsg(nil, msgTypeError, 0, 0, doneBody(-2)), false, false)
+	// A UDP dump: a bound socket, a connected one (with an attribute, which
+	// a UDP dump does not carry), one in a state UDP has not.
+	f.Add(appendMsg(appendMsg(appendMsg(appendMsg(nil,
+		msgTypeDiag, 0, 0, diagBody(v4msg(7, "0.0.0.0", 53, "0.0.0.0", 0), nil)),
+		msgTypeDiag, 0, 0, diagBody(v6msg(1, "::ffff:127.0.0.1", 40000, "::ffff:127.0.0.1", 53), info)),
+		msgTypeDiag, 0, 0, diagBody(v4msg(10, "127.0.0.1", 53, "0.0.0.0", 0), nil)),
+		msgTypeDone, 0, 0, doneBody(0)), true, true)
+	f.Fuzz(func(t *testing.T, buf []byte, wantInfo, udp bool) {
 		var h header
 		seq := uint32(0)
 		if h.unmarshal(buf) == nil {
 			seq = h.Seq
 		}
 		d := decoder{wantInfo: wantInfo}
+		if udp {
+			d.transport = model.UDP
+		}
 		d.reset(nil)
 		_, _ = d.feed(buf, seq)
 		if max := len(buf) / (headerLen + messageLen); len(d.sockets) > max {
 			t.Fatalf("%d sockets from %d bytes (at most %d)", len(d.sockets), len(buf), max)
 		}
 		for _, s := range d.sockets {
-			if !s.State.Valid() || !s.LocalIP.IsValid() || !s.RemoteIP.IsValid() {
+			if s.Transport != d.transport || !s.Transport.HasState(s.State) || !s.LocalIP.IsValid() || !s.RemoteIP.IsValid() {
 				t.Fatalf("invalid socket %+v", s)
+			}
+			if s.Transport == model.UDP && s.Info != nil {
+				t.Fatalf("tcp_info on a UDP socket: %+v", s)
 			}
 			if s.LocalIP.Is4In6() || s.RemoteIP.Is4In6() {
 				t.Fatalf("mapped address left in %+v", s)

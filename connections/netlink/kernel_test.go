@@ -2,6 +2,7 @@ package netlink
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -43,9 +44,9 @@ func TestKernelSameSocketsAsProcFS(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			nl := openKernel(t, Options{perFamily: perFamily})
 			if perFamily {
-				require.Len(t, nl.reqs, 2, "one inet_diag_req_v2 dump per family")
+				require.Len(t, requestsOf(nl, model.TCP), 2, "one inet_diag_req_v2 dump per family")
 			} else {
-				require.Len(t, nl.reqs, 1, "this kernel refused the TCPDIAG_GETSOCK dump")
+				require.Len(t, requestsOf(nl, model.TCP), 1, "this kernel refused the TCPDIAG_GETSOCK dump")
 			}
 			testSameSocketsAsProcFS(t, nl)
 		})
@@ -176,4 +177,74 @@ func TestKernelReuse(t *testing.T) {
 	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 5)
 
 	lb.CheckReuse(src, 11, nil)
+}
+
+// requestsOf returns the dump requests of one transport a source makes
+// each poll.
+func requestsOf(src *Source, t model.Transport) []request {
+	var out []request
+	for _, r := range src.reqs {
+		if r.transport() == t {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestKernelUDP lists the test's UDP sockets (bound on 127.0.0.1, ::1
+// IPv6-only and [::] dual-stack; clients connected to each, one through an
+// IPv4-mapped address; a connected socket on a listener's port) through
+// the UDP dumps, beside either kind of TCP dump and with tcp_info on: the
+// same sockets as /proc/net/udp and udp6 list, and what the test opened.
+func TestKernelUDP(t *testing.T) {
+	for _, opts := range []Options{{}, {perFamily: true}, {TCPInfo: true}} {
+		t.Run(fmt.Sprintf("%+v", opts), func(t *testing.T) {
+			nl := openKernel(t, opts)
+			require.Len(t, requestsOf(nl, model.UDP), 2, "one UDP dump per family")
+			pf, err := procfs.Open("/proc")
+			require.NoError(t, err)
+			lb := sockettest.New(t)
+			u := lb.UDPFamilies()
+
+			a, err := nl.Sockets(context.Background(), nil)
+			require.NoError(t, err)
+			b, err := pf.Sockets(context.Background(), nil)
+			require.NoError(t, err)
+			fromNL := lb.Ours(a)
+			assert.Equal(t, u.Want(t), fromNL)
+			assert.Equal(t, lb.Ours(b), fromNL)
+			for _, s := range fromNL {
+				assert.Nil(t, s.Info, "UDP sockets have no tcp_info")
+			}
+			lb.CheckReuse(nl, sockettest.UDPCount, nil)
+		})
+	}
+}
+
+// TestKernelTransports: a transport left out is not dumped at all (no
+// request of it is sent) and none of its sockets is listed.
+func TestKernelTransports(t *testing.T) {
+	lb := sockettest.New(t)
+	lb.UDPFamilies()
+	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 2)
+	for _, tc := range []struct {
+		only  model.Transport
+		other model.Transport
+		ours  int
+	}{
+		{model.TCP, model.UDP, 5},
+		{model.UDP, model.TCP, sockettest.UDPCount},
+	} {
+		t.Run(tc.only.String(), func(t *testing.T) {
+			src := openKernel(t, Options{Transports: model.TransportsOf(tc.only)})
+			assert.Empty(t, requestsOf(src, tc.other), "requests of %s", tc.other)
+			assert.NotEmpty(t, requestsOf(src, tc.only))
+			got, err := src.Sockets(context.Background(), nil)
+			require.NoError(t, err)
+			for _, s := range got {
+				require.Equal(t, tc.only, s.Transport, "%+v", s)
+			}
+			assert.Len(t, lb.Ours(got), tc.ours)
+		})
+	}
 }

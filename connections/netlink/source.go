@@ -1,7 +1,7 @@
-// Package netlink lists TCP sockets through the kernel's sock_diag netlink
-// interface (inet_diag v2 dumps), the fast socket source: the kernel hands
-// over binary records instead of formatting /proc/net/tcp text, and can add
-// each socket's tcp_info.
+// Package netlink lists TCP and UDP sockets through the kernel's sock_diag
+// netlink interface (inet_diag dumps), the fast socket source: the kernel
+// hands over binary records instead of formatting /proc/net/tcp text, and
+// can add each TCP socket's tcp_info.
 package netlink
 
 import (
@@ -28,38 +28,68 @@ const maxIntrRetries = 3
 
 // Options configure a Source.
 type Options struct {
-	// TCPInfo asks the kernel for each socket's tcp_info; connections
+	// TCPInfo asks the kernel for each TCP socket's tcp_info; connections
 	// (not listeners) then carry Socket.Info.
 	TCPInfo bool
+	// Transports are the transports to dump; the zero value dumps all. A
+	// transport left out costs nothing: no dump of it is requested.
+	Transports model.Transports
 
 	// perFamily skips the single TCPDIAG_GETSOCK dump even where the
 	// kernel answers it, so tests can compare both kinds of dump.
 	perFamily bool
 }
 
-// Source dumps TCP sockets over one NETLINK_SOCK_DIAG socket that it keeps
+// Source dumps TCP and UDP sockets over one NETLINK_SOCK_DIAG socket that it keeps
 // open and reuses, with reused buffers. It is not safe for concurrent use.
 type Source struct {
 	opts Options
 	conn *conn // nil after a failed dump; reopened on the next call
 	dec  decoder
-	// reqs are the dumps of one poll: a single TCPDIAG_GETSOCK dump of
-	// both families, or one inet_diag_req_v2 dump per family.
+	// reqs are the dumps of one poll: for TCP a single TCPDIAG_GETSOCK
+	// dump of both families, or one inet_diag_req_v2 dump per family; for
+	// UDP one inet_diag_req_v2 dump per family.
 	reqs []request
 	// interrupted counts dumps the kernel flagged as interrupted.
 	interrupted int
 }
 
 // Open returns a netlink source after checking that the kernel answers a
-// TCP dump request. When it does not (no sock_diag support, a seccomp
-// policy, a missing tcp_diag module) the error is a
-// *model.UnavailableError.
+// dump request of each transport it is to list. When it does not (no
+// sock_diag support, a seccomp policy, a missing tcp_diag or udp_diag
+// module) the error is a *model.UnavailableError.
 func Open(opts Options) (*Source, error) {
+	opts.Transports = opts.Transports.OrAll()
 	c, err := dial()
 	if err != nil {
 		return nil, &model.UnavailableError{Source: Name, Err: err}
 	}
 	s := &Source{opts: opts, conn: c, dec: decoder{wantInfo: opts.TCPInfo}}
+	if opts.Transports.Has(model.TCP) {
+		if err := s.openTCP(); err != nil {
+			s.Close()
+			return nil, &model.UnavailableError{Source: Name, Err: err}
+		}
+	}
+	if opts.Transports.Has(model.UDP) {
+		// The same cheap probe: an empty state mask.
+		probe := request{Family: familyINET, Protocol: protoUDP}
+		if err := s.dump(context.Background(), &probe); err != nil {
+			s.Close()
+			return nil, &model.UnavailableError{Source: Name, Err: fmt.Errorf("UDP dump (udp_diag): %w", err)}
+		}
+		// UDP sockets have two states, CLOSE and ESTABLISHED; the full
+		// mask costs nothing more and lists whatever the kernel has.
+		s.reqs = append(s.reqs,
+			request{Family: familyINET, Protocol: protoUDP, States: allStates},
+			request{Family: familyINET6, Protocol: protoUDP, States: allStates})
+	}
+	return s, nil
+}
+
+// openTCP probes the kernel's TCP dumps and sets the requests of one.
+func (s *Source) openTCP() error {
+	opts := s.opts
 	var ext uint8
 	if opts.TCPInfo {
 		ext = 1 << (attrInfo - 1)
@@ -73,22 +103,18 @@ func Open(opts Options) (*Source, error) {
 	if !opts.perFamily {
 		probe := request{Compat: true}
 		if s.dump(context.Background(), &probe) == nil {
-			s.reqs = []request{{Compat: true, Ext: ext, States: allStates}}
-			return s, nil
+			s.reqs = append(s.reqs, request{Compat: true, Ext: ext, States: allStates})
+			return nil
 		}
 	}
 	probe := request{Family: familyINET, Protocol: protoTCP}
 	if err := s.dump(context.Background(), &probe); err != nil {
-		if s.conn != nil {
-			s.conn.close()
-		}
-		return nil, &model.UnavailableError{Source: Name, Err: err}
+		return err
 	}
-	s.reqs = []request{
-		{Family: familyINET, Protocol: protoTCP, Ext: ext, States: allStates},
-		{Family: familyINET6, Protocol: protoTCP, Ext: ext, States: allStates},
-	}
-	return s, nil
+	s.reqs = append(s.reqs,
+		request{Family: familyINET, Protocol: protoTCP, Ext: ext, States: allStates},
+		request{Family: familyINET6, Protocol: protoTCP, Ext: ext, States: allStates})
+	return nil
 }
 
 // Anomalies returns how many dumps of the last poll the kernel flagged
@@ -109,8 +135,8 @@ func (s *Source) Close() error {
 	return err
 }
 
-// Sockets implements connections.Source: it dumps IPv4 and IPv6 TCP
-// sockets, redoing the dumps when the kernel flags one as interrupted. The
+// Sockets implements connections.Source: it dumps IPv4 and IPv6 sockets
+// of each transport, redoing the dumps when the kernel flags one as interrupted. The
 // Info of returned sockets points into storage the source reuses: it is
 // valid until the next call.
 func (s *Source) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
@@ -158,6 +184,8 @@ func (s *Source) dump(ctx context.Context, r *request) error {
 }
 
 func (s *Source) run(ctx context.Context, r *request) (done bool, err error) {
+	// inet_diag_msg does not say its protocol: the request does.
+	s.dec.transport = r.transport()
 	seq, err := s.conn.send(r, flagDump)
 	if err != nil {
 		return false, err
@@ -184,6 +212,10 @@ func dumpName(r *request) string {
 	switch {
 	case r.Compat:
 		return "TCP"
+	case r.Protocol == protoUDP && r.Family == familyINET6:
+		return "UDP IPv6"
+	case r.Protocol == protoUDP:
+		return "UDP IPv4"
 	case r.Family == familyINET6:
 		return "IPv6"
 	}

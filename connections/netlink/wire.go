@@ -125,6 +125,14 @@ type request struct {
 	Compat   bool
 }
 
+// transport is the transport of the sockets the request dumps.
+func (r *request) transport() model.Transport {
+	if !r.Compat && r.Protocol == protoUDP {
+		return model.UDP
+	}
+	return model.TCP
+}
+
 // msgType is the netlink message type the request is sent as.
 func (r *request) msgType() uint16 {
 	if r.Compat {

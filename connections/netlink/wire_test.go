@@ -285,3 +285,26 @@ func TestInfoSlabGivesBack(t *testing.T) {
 	s.reset()
 	assert.Len(t, s.chunks, 3, "keeps twice the last use plus one chunk")
 }
+
+// TestFeedUDP decodes a UDP dump: sockets carry the dump's transport, a
+// bound one in CLOSE and a connected one in ESTABLISHED (IPv4-mapped
+// addresses unmapped), never tcp_info even when asked for; a message in a
+// state no UDP socket has is left out.
+func TestFeedUDP(t *testing.T) {
+	info := &model.TCPInfo{RTTMicros: 1}
+	buf := appendMsg(nil, msgTypeDiag, 0, 5, diagBody(v4msg(7, "0.0.0.0", 53, "0.0.0.0", 0), nil))
+	buf = appendMsg(buf, msgTypeDiag, 0, 5, diagBody(v6msg(1, "::ffff:127.0.0.1", 40000, "::ffff:127.0.0.2", 53), info))
+	buf = appendMsg(buf, msgTypeDiag, 0, 5, diagBody(v4msg(10, "127.0.0.1", 54, "0.0.0.0", 0), nil))
+	buf = appendMsg(buf, msgTypeDone, 0, 5, doneBody(0))
+	d := decoder{wantInfo: true, transport: model.UDP}
+	d.reset(nil)
+	done, err := d.feed(buf, 5)
+	require.NoError(t, err)
+	assert.True(t, done)
+	assert.Equal(t, []model.Socket{
+		{Transport: model.UDP, LocalIP: netip.MustParseAddr("0.0.0.0"), RemoteIP: netip.MustParseAddr("0.0.0.0"),
+			LocalPort: 53, State: model.StateClose, UID: 1000, Inode: 4242},
+		{Transport: model.UDP, LocalIP: netip.MustParseAddr("127.0.0.1"), RemoteIP: netip.MustParseAddr("127.0.0.2"),
+			LocalPort: 40000, RemotePort: 53, State: model.StateEstablished, UID: 33, Inode: 77},
+	}, d.sockets)
+}

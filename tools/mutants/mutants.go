@@ -50,7 +50,23 @@ var mutants = []mutant{
 		Pkg:   "./connections/bpfiter", Run: "TestDecodeRecord",
 	},
 
+	{
+		Name: "netlink-udp-as-tcp", File: "connections/netlink/source.go",
+		Edits: one("s.dec.transport = r.transport()", "s.dec.transport = model.TCP"),
+		Pkg:   "./connections/netlink", Run: "TestKernelUDP",
+	},
+	{
+		Name: "procfs-udp-as-tcp", File: "connections/procfs/procfs.go",
+		Edits: one("dst = appendLines(dst, procfs.NetTCP(lines), model.UDP)", "dst = appendLines(dst, procfs.NetTCP(lines), model.TCP)"),
+		Pkg:   "./connections/procfs", Run: "TestProcFSFixture",
+	},
+
 	// The bpf program (C, compiled again by go generate).
+	{
+		Name: "bpf-udp-as-tcp", File: "connections/bpfiter/iter.bpf.c",
+		Edits: one("rec.transport = TRANSPORT_UDP;", "rec.transport = TRANSPORT_TCP;"),
+		Pkg:   "./connections/bpfiter", Run: "TestKernelUDP",
+	},
 	{
 		Name: "bpf-cache-never-hits", File: "connections/bpfiter/iter.bpf.c",
 		Edits: one("if (slot && slot->key == key) {", "if (slot && slot->key == key + 1) {"),
@@ -63,12 +79,12 @@ var mutants = []mutant{
 	},
 	{
 		Name: "bpf-ipv6-remote-address", File: "connections/bpfiter/iter.bpf.c",
-		Edits: one("rec.remote[i] = sk->skc_v6_daddr.in6_u.u6_addr32[i];", "rec.remote[i] = sk->skc_v6_rcv_saddr.in6_u.u6_addr32[i];"),
+		Edits: one("rec->remote[i] = sk->skc_v6_daddr.in6_u.u6_addr32[i];", "rec->remote[i] = sk->skc_v6_rcv_saddr.in6_u.u6_addr32[i];"),
 		Pkg:   "./connections/bpfiter", Run: "TestKernelSameSocketsAsNetlink",
 	},
 	{
 		Name: "bpf-verifier-refuses", File: "connections/bpfiter/iter.bpf.c",
-		Edits: one("\tif (!sk)\n\t\treturn 0;\n", ""),
+		Edits: one("\t * end of the walk.\n\t */\n\tif (!sk)\n\t\treturn 0;\n", "\t * end of the walk.\n\t */\n"),
 		Pkg:   "./connections", Run: "TestSelectSource$|TestAutoSourceSwitches",
 	},
 
@@ -87,8 +103,18 @@ var mutants = []mutant{
 	// Classification.
 	{
 		Name: "classify-inbound", File: "classify/classify.go",
-		Edits: one("if c.isListening(s.LocalIP, s.LocalPort) {", "if !c.isListening(s.LocalIP, s.LocalPort) {"),
+		Edits: one("if c.isListening(s.Transport, s.LocalIP, s.LocalPort) {", "if !c.isListening(s.Transport, s.LocalIP, s.LocalPort) {"),
 		Pkg:   "./classify", Run: "TestClassifyDirections",
+	},
+	{
+		Name: "classify-listener-of-any-transport", File: "classify/classify.go",
+		Edits: one("if l.transport != t {", "if l.transport != t && false {"),
+		Pkg:   "./classify", Run: "TestClassifyUDP",
+	},
+	{
+		Name: "classify-udp-bound-not-listener", File: "classify/classify.go",
+		Edits: one("return s.State == model.StateClose && s.RemotePort == 0", "return s.State == model.StateListen"),
+		Pkg:   "./classify", Run: "TestClassifyUDP",
 	},
 	{
 		Name: "classify-dual-stack-listener", File: "classify/classify.go",
@@ -102,6 +128,11 @@ var mutants = []mutant{
 	},
 
 	// Dedup.
+	{
+		Name: "dedup-transport-left-out", File: "dedup/dedup.go",
+		Edits: one("k := Key{dir: r.Direction, transport: r.Socket.Transport, localIP: r.Socket.LocalIP}", "k := Key{dir: r.Direction, localIP: r.Socket.LocalIP}"),
+		Pkg:   "./dedup", Run: "TestFilterTransportInKey",
+	},
 	{
 		Name: "dedup-window-never-ends", File: "dedup/dedup.go",
 		Edits: one("if now.Sub(t) >= c.window {", "if now.Sub(t) >= 2*c.window {"),
@@ -119,6 +150,11 @@ var mutants = []mutant{
 	},
 
 	// Event formats.
+	{
+		Name: "event-ecs-transport-always-tcp", File: "event/event.go",
+		Edits: one(`network := mapstr.M{"transport": s.Transport.String(),`, `network := mapstr.M{"transport": "tcp",`),
+		Pkg:   "./event", Run: "TestUDPEvents",
+	},
 	{
 		Name: "event-classic-ppid", File: "event/event.go",
 		Edits: one(`"ppid":       p.PPID,`, `"ppid":       p.PID,`),

@@ -23,17 +23,24 @@ import (
 type Loopback struct {
 	t testing.TB
 	// endpoints are the listeners' addresses and those clients reach them
-	// at: a socket is the test's when one of its ends is one of these.
-	endpoints map[netip.AddrPort]bool
+	// at: a socket is the test's when one of its ends is one of these, on
+	// the same transport.
+	endpoints map[endpoint]bool
 	// Conns are the connections Connect made, in pairs: the dialled end,
 	// then the accepted end.
 	Conns []net.Conn
 }
 
+// endpoint is an address and port of one transport.
+type endpoint struct {
+	transport model.Transport
+	ap        netip.AddrPort
+}
+
 // New returns an empty Loopback; what it opens is closed at the end of
 // the test.
 func New(t testing.TB) *Loopback {
-	return &Loopback{t: t, endpoints: map[netip.AddrPort]bool{}}
+	return &Loopback{t: t, endpoints: map[endpoint]bool{}}
 }
 
 // Listen listens on network and addr and marks the listener's address as
@@ -50,15 +57,18 @@ func (l *Loopback) Listen(network, addr string) net.Listener {
 	return ln
 }
 
-// Mark makes ap (unmapped) one of the test's endpoints, for a listener
-// made otherwise than with Listen; a wildcard address marks 127.0.0.1 and
-// ::1 at its port.
-func (l *Loopback) Mark(ap netip.AddrPort) {
+// Mark makes ap (unmapped) one of the test's TCP endpoints, for a
+// listener made otherwise than with Listen; a wildcard address marks
+// 127.0.0.1 and ::1 at its port.
+func (l *Loopback) Mark(ap netip.AddrPort) { l.MarkTransport(model.TCP, ap) }
+
+// MarkTransport is Mark for a transport.
+func (l *Loopback) MarkTransport(t model.Transport, ap netip.AddrPort) {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	l.endpoints[ap] = true
+	l.endpoints[endpoint{t, ap}] = true
 	if ap.Addr().IsUnspecified() {
-		l.endpoints[netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())] = true
-		l.endpoints[netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())] = true
+		l.endpoints[endpoint{t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())}] = true
+		l.endpoints[endpoint{t, netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())}] = true
 	}
 }
 
@@ -89,7 +99,8 @@ func (l *Loopback) Dial(ln net.Listener, dial string) net.Conn {
 func (l *Loopback) Ours(sockets []model.Socket) []model.Socket {
 	var out []model.Socket
 	for _, s := range sockets {
-		if l.endpoints[netip.AddrPortFrom(s.LocalIP, s.LocalPort)] || l.endpoints[netip.AddrPortFrom(s.RemoteIP, s.RemotePort)] {
+		if l.endpoints[endpoint{s.Transport, netip.AddrPortFrom(s.LocalIP, s.LocalPort)}] ||
+			l.endpoints[endpoint{s.Transport, netip.AddrPortFrom(s.RemoteIP, s.RemotePort)}] {
 			out = append(out, s)
 		}
 	}
@@ -171,11 +182,14 @@ func onFD(t testing.TB, c syscall.Conn, fn func(fd int) error) {
 	require.NoError(t, ferr)
 }
 
-// Sort orders sockets by local then remote address and port, state, uid
-// and inode, so that two sources' lists compare as wholes.
+// Sort orders sockets by transport, local then remote address and port,
+// state, uid and inode, so that two sources' lists compare as wholes.
 func Sort(s []model.Socket) {
 	sort.Slice(s, func(i, j int) bool {
 		a, b := s[i], s[j]
+		if a.Transport != b.Transport {
+			return a.Transport < b.Transport
+		}
 		if c := a.LocalIP.Compare(b.LocalIP); c != 0 {
 			return c < 0
 		}

@@ -5,6 +5,7 @@
 //	cbpeer listen ADDR              listen, accept and hold every connection
 //	cbpeer connect ADDR [SRC] [N]   open N connections (from source ip SRC) and hold them
 //	cbpeer flash ADDR               connect, then exit at once
+//	cbpeer dial udp ADDR N          connect N UDP sockets to ADDR and hold them
 //	cbpeer serve tcp|udp ADDR N M   answer each client's first N bytes (a
 //	                                datagram, for udp) with M bytes
 //	cbpeer exchange tcp|udp ADDR N M  send N bytes, read M, then hold the
@@ -48,6 +49,26 @@ func run(args []string) error {
 				return err
 			}
 			held = append(held, c)
+		}
+	case "dial":
+		if len(args) < 4 {
+			return fmt.Errorf("usage: cbpeer dial udp ADDR N")
+		}
+		n, err := strconv.Atoi(args[3])
+		if err != nil {
+			return err
+		}
+		var held []net.Conn
+		for range n {
+			c, err := net.Dial(args[1], args[2])
+			if err != nil {
+				return err
+			}
+			held = append(held, c)
+		}
+		fmt.Println("ready", held[0].LocalAddr())
+		for {
+			time.Sleep(time.Hour)
 		}
 	case "serve", "exchange":
 		if len(args) < 5 {
