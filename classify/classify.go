@@ -19,9 +19,12 @@ type Options struct {
 	LocalConnections bool
 }
 
+// endpoint is a listener's address within its network namespace: a
+// listener accepts connections of its own namespace only.
 type endpoint struct {
-	ip   netip.Addr
-	port uint16
+	ip    netip.Addr
+	netns uint64
+	port  uint16
 }
 
 // Classifier keeps its listener set between calls to avoid reallocating it.
@@ -55,7 +58,7 @@ func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []mod
 	for i := range sockets {
 		s := &sockets[i]
 		if s.State == model.StateListen {
-			c.listeners = append(c.listeners, endpoint{ip: s.LocalIP, port: s.LocalPort})
+			c.listeners = append(c.listeners, endpoint{ip: s.LocalIP, netns: s.NetNS, port: s.LocalPort})
 			c.ports[s.LocalPort/64] |= 1 << (s.LocalPort % 64)
 		}
 	}
@@ -73,7 +76,7 @@ func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []mod
 				continue
 			}
 			rec.Kind, rec.Direction = model.Connection, model.Outbound
-			if c.isListening(s.LocalIP, s.LocalPort) {
+			if c.isListening(s.NetNS, s.LocalIP, s.LocalPort) {
 				rec.Direction = model.Inbound
 			}
 		}
@@ -85,11 +88,12 @@ func (c *Classifier) Classify(sockets []model.Socket, owner OwnerFunc, dst []mod
 	return dst
 }
 
-// isListening reports whether a listener accepts connections to ip:port: one
-// bound to that address, to 0.0.0.0 for IPv4 addresses, or to :: (dual-stack
-// sockets accept IPv4 too, which the kernel lists in tcp6 as IPv4-mapped
-// addresses that the source has already unmapped).
-func (c *Classifier) isListening(ip netip.Addr, port uint16) bool {
+// isListening reports whether a listener of network namespace netns
+// accepts connections to ip:port: one bound to that address, to 0.0.0.0
+// for IPv4 addresses, or to :: (dual-stack sockets accept IPv4 too, which
+// the kernel lists in tcp6 as IPv4-mapped addresses that the source has
+// already unmapped).
+func (c *Classifier) isListening(netns uint64, ip netip.Addr, port uint16) bool {
 	if c.ports[port/64]&(1<<(port%64)) == 0 {
 		return false
 	}
@@ -106,6 +110,9 @@ func (c *Classifier) isListening(ip netip.Addr, port uint16) bool {
 	for _, l := range c.listeners[lo:] {
 		if l.port != port {
 			break
+		}
+		if l.netns != netns {
+			continue
 		}
 		if l.ip == ip || l.ip == anyV6 || (is4 && l.ip == anyV4) {
 			return true

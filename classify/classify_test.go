@@ -134,3 +134,40 @@ func BenchmarkClassify(b *testing.B) {
 		dst = c.Classify(sockets, nil, dst[:0])
 	}
 }
+
+// TestClassifyWithinNamespace: a listener makes connections inbound only in
+// its own network namespace; the same address and port listening in two
+// namespaces are two listeners.
+func TestClassifyWithinNamespace(t *testing.T) {
+	inNS := func(s model.Socket, ns uint64) model.Socket { s.NetNS = ns; return s }
+	sockets := []model.Socket{
+		inNS(sock("0.0.0.0", 80, "0.0.0.0", 0, listen, 1), 100),        // ns A listens on :80
+		inNS(sock("10.0.0.1", 80, "10.0.0.9", 50000, est, 2), 100),     // A: inbound
+		inNS(sock("10.0.0.1", 80, "10.0.0.9", 50000, est, 3), 200),     // B, same addresses: outbound
+		inNS(sock("127.0.0.1", 8080, "0.0.0.0", 0, listen, 4), 200),    // B listens on 127.0.0.1:8080
+		inNS(sock("127.0.0.1", 8080, "0.0.0.0", 0, listen, 5), 300),    // C too, same address
+		inNS(sock("127.0.0.1", 8080, "127.0.0.1", 40000, est, 6), 300), // C: inbound
+		inNS(sock("127.0.0.1", 8080, "127.0.0.1", 40000, est, 7), 100), // A: no listener there
+		inNS(sock("127.0.0.1", 40000, "127.0.0.1", 8080, est, 8), 300), // C's client: outbound
+	}
+	got := New(Options{LocalConnections: true}).Classify(sockets, nil, nil)
+	type row struct {
+		Dir   model.Direction
+		NetNS uint64
+		Inode uint64
+	}
+	var rows []row
+	for _, r := range got {
+		rows = append(rows, row{r.Direction, r.Socket.NetNS, r.Socket.Inode})
+	}
+	assert.Equal(t, []row{
+		{model.Listening, 100, 1},
+		{model.Inbound, 100, 2},
+		{model.Outbound, 200, 3},
+		{model.Listening, 200, 4},
+		{model.Listening, 300, 5},
+		{model.Inbound, 300, 6},
+		{model.Outbound, 100, 7},
+		{model.Outbound, 300, 8},
+	}, rows)
+}

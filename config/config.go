@@ -37,6 +37,9 @@ type Config struct {
 	// ProcPath is the proc filesystem to read (a host's /proc mounted
 	// elsewhere when the agent runs in a container).
 	ProcPath string `config:"proc_path"`
+	// NetworkNamespaces says whose sockets are read: every network
+	// namespace on the host (all) or the agent's own only (own).
+	NetworkNamespaces string `config:"network_namespaces"`
 	// ExposeProcessInfo joins sockets to processes at all.
 	ExposeProcessInfo bool `config:"expose_process_info"`
 	// ExposeCmdline ships process command lines.
@@ -69,6 +72,12 @@ type Config struct {
 	// UDPFlowTimeout is how long a UDP pair stays idle before its flow ends.
 	UDPFlowTimeout time.Duration `config:"udp_flow_timeout"`
 }
+
+// Namespace scopes, as connbeat.network_namespaces spells them.
+const (
+	NamespacesAll = "all"
+	NamespacesOwn = "own"
+)
 
 // Capture modes, as connbeat.capture spells them.
 const (
@@ -138,6 +147,7 @@ func Default() Config {
 		SocketSource:           connections.Auto,
 		EventFormat:            event.Classic,
 		ProcPath:               "/proc",
+		NetworkNamespaces:      NamespacesAll,
 		ExposeProcessInfo:      true,
 		ExposeCmdline:          true,
 		RedactCmdline:          true,
@@ -231,6 +241,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, oneOf("socket_source", c.SocketSource, connections.Names()...))
 	errs = append(errs, oneOf("event_format", c.EventFormat, event.Formats()...))
+	errs = append(errs, oneOf("network_namespaces", c.NetworkNamespaces, NamespacesAll, NamespacesOwn))
 	errs = append(errs, oneOf("queue_full", c.QueueFullPolicy, QueueFullDrop, QueueFullBlock))
 	errs = append(errs, oneOf("capture", c.Capture, CaptureAuto, CaptureEvents, CapturePoll))
 	if c.UDPFlowTimeout < time.Second || c.UDPFlowTimeout > time.Hour {

@@ -30,6 +30,7 @@ func TestLoadDefaults(t *testing.T) {
 	assert.Equal(t, 30*time.Second, c.Aggregation)
 	assert.True(t, c.ExposeCmdline)
 	assert.False(t, c.ExposeEnviron, "environments hold secrets: off by default")
+	assert.Equal(t, "all", c.NetworkNamespaces, "every network namespace by default")
 }
 
 func TestLoadValues(t *testing.T) {
@@ -43,6 +44,7 @@ expose_environ: true
 environ_allowlist: [SERVICE_NAME, _X1]
 queue_full: block
 shutdown_timeout: 30s
+network_namespaces: own
 `)
 	require.NoError(t, err)
 	want := Default()
@@ -55,6 +57,7 @@ shutdown_timeout: 30s
 	want.EnvironAllowlist = []string{"SERVICE_NAME", "_X1"}
 	want.QueueFullPolicy = QueueFullBlock
 	want.ShutdownTimeout = 30 * time.Second
+	want.NetworkNamespaces = NamespacesOwn
 	assert.Equal(t, want, c)
 }
 
@@ -74,6 +77,7 @@ func TestLoadRejects(t *testing.T) {
 		{"zero aggregation", "aggregation: 0s", []string{"connbeat.aggregation must be positive"}},
 		{"aggregation below interval", "poll_interval: 10s\naggregation: 5s", []string{"connbeat.aggregation (5s) must not be shorter than connbeat.poll_interval (10s)"}},
 		{"bad format", "event_format: xml", []string{`connbeat.event_format must be one of classic, ecs, got "xml"`}},
+		{"bad namespaces", "network_namespaces: host", []string{`connbeat.network_namespaces must be one of all, own, got "host"`}},
 		{"bad source", "socket_source: ebpf", []string{`connbeat.socket_source must be one of auto, bpf, netlink, procfs, got "ebpf"`}},
 		{"bad queue policy", "queue_full: wait", []string{"connbeat.queue_full must be one of drop, block"}},
 		{"tcp_info with procfs", "socket_source: procfs\ntcp_info: true", []string{"connbeat.tcp_info needs the netlink socket source; procfs cannot"}},
@@ -113,11 +117,11 @@ func TestKeysNameEveryOption(t *testing.T) {
 	for _, k := range []string{"poll_interval", "aggregation", "socket_source", "tcp_info", "event_format",
 		"proc_path", "expose_process_info", "expose_cmdline", "redact_cmdline", "expose_environ",
 		"environ_allowlist", "enable_local_connections", "queue_full", "shutdown_timeout", "max_cmdline_bytes",
-		"capture", "flow_events", "udp_flow_timeout"} {
+		"capture", "flow_events", "udp_flow_timeout", "network_namespaces"} {
 		assert.True(t, keys[k], k)
 	}
 	assert.True(t, keys["conntrack"])
-	assert.Len(t, keys, 19)
+	assert.Len(t, keys, 20)
 }
 
 func TestLoadConntrack(t *testing.T) {

@@ -25,6 +25,13 @@ type Options struct {
 	// Metrics is where the source's counters are registered; nil keeps
 	// them private.
 	Metrics *monitoring.Registry
+	// AllNamespaces reads every network namespace of the host (those of
+	// processes, and the named ones under NamedNetnsPath); otherwise only
+	// the namespace of the thread that calls Open.
+	AllNamespaces bool
+	// NamedNetnsPath is where named namespaces are mounted; empty:
+	// /run/netns.
+	NamedNetnsPath string
 }
 
 // Open opens the socket source opts.Name names, counted in opts.Metrics.
@@ -38,19 +45,29 @@ func Open(opts Options) (Source, error) {
 		opts.Logger = logp.NewNopLogger()
 	}
 	m := newMetrics(opts.Metrics)
+	nsm := newNSMetrics(m.reg)
+	// wrap makes a source of a reader: every namespace read, counted.
+	wrap := func(r nsReader) (Source, error) {
+		src, err := newNSSource(r, opts, nsm)
+		if err != nil {
+			r.close()
+			return nil, fmt.Errorf("opening socket source (%s): %w", r.name(), err)
+		}
+		return m.count(src), nil
+	}
 	openBPF := func() (Source, error) {
 		src, err := bpfiter.Open()
 		if err != nil {
 			return nil, err
 		}
-		return m.count(src), nil
+		return wrap(&bpfReader{src: src})
 	}
 	openProcFS := func() (Source, error) {
 		src, err := procfs.Open(opts.ProcPath)
 		if err != nil {
 			return nil, fmt.Errorf("opening socket source (procfs at %s): %w", opts.ProcPath, err)
 		}
-		return m.count(src), nil
+		return wrap(&procfsReader{procPath: opts.ProcPath, own: src})
 	}
 
 	switch opts.Name {
@@ -66,13 +83,18 @@ func Open(opts Options) (Source, error) {
 	default:
 		return nil, fmt.Errorf("unknown socket source %q (one of %v)", opts.Name, Names())
 	}
-	src, err := netlink.Open(netlink.Options{TCPInfo: opts.TCPInfo})
+	nlOpts := netlink.Options{TCPInfo: opts.TCPInfo}
+	src, err := netlink.Open(nlOpts)
 	switch {
 	case err == nil:
-		if opts.Name == Auto && !opts.TCPInfo {
-			return newAutoSource(m.count(src), openBPF, opts.Logger, m.switches), nil
+		nl, err := wrap(&netlinkReader{opts: nlOpts, own: src, others: map[uint64]*netlink.Source{}})
+		if err != nil {
+			return nil, err
 		}
-		return m.count(src), nil
+		if opts.Name == Auto && !opts.TCPInfo {
+			return newAutoSource(nl, openBPF, opts.Logger, m.switches), nil
+		}
+		return nl, nil
 	case opts.Name == Netlink:
 		return nil, fmt.Errorf("opening socket source (socket_source: netlink): %w", err)
 	case !model.IsUnavailable(err):

@@ -15,12 +15,16 @@ import (
 //   - inbound:   local ip, local port, remote ip
 //   - listener:  local ip, local port, pid
 //
+// and every key holds the socket's network namespace: the same addresses
+// in two namespaces are two services or peers.
+//
 // Its fields are laid out without padding (pad is always zero) so that maps
 // hash and compare it as one block of memory: Filter does a map operation
 // per socket, every poll.
 type Key struct {
 	localIP    netip.Addr
 	remoteIP   netip.Addr
+	netns      uint64
 	pid        int32
 	localPort  uint16
 	remotePort uint16
@@ -30,7 +34,7 @@ type Key struct {
 
 // KeyOf returns the dedup key of a record.
 func KeyOf(r *model.Record) Key {
-	k := Key{dir: r.Direction, localIP: r.Socket.LocalIP}
+	k := Key{dir: r.Direction, localIP: r.Socket.LocalIP, netns: r.Socket.NetNS}
 	var pid int32
 	if r.Process != nil {
 		pid = r.Process.PID

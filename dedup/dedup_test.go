@@ -133,3 +133,34 @@ func BenchmarkFilter(b *testing.B) {
 		dst = c.Filter(records, t0.Add(time.Second), dst[:0])
 	}
 }
+
+// TestKeyHoldsNamespace: records alike in all but their network namespace
+// are different reports, each counting its own sockets.
+func TestKeyHoldsNamespace(t *testing.T) {
+	inNS := func(r model.Record, ns uint64) model.Record { r.Socket.NetNS = ns; return r }
+	records := []model.Record{
+		inNS(rec(model.Listening, 10, "127.0.0.1", 8080, "0.0.0.0", 0), 1),
+		inNS(rec(model.Listening, 10, "127.0.0.1", 8080, "0.0.0.0", 0), 2),
+		inNS(rec(model.Inbound, 10, "10.0.0.1", 80, "10.0.0.9", 40001), 1),
+		inNS(rec(model.Inbound, 10, "10.0.0.1", 80, "10.0.0.9", 40002), 1),
+		inNS(rec(model.Inbound, 10, "10.0.0.1", 80, "10.0.0.9", 40003), 2),
+		inNS(rec(model.Outbound, 11, "10.0.0.9", 40001, "10.0.0.1", 80), 1),
+		inNS(rec(model.Outbound, 11, "10.0.0.9", 40003, "10.0.0.1", 80), 2),
+	}
+	got := New(time.Minute).Filter(records, t0, nil)
+	type row struct {
+		Dir     model.Direction
+		NetNS   uint64
+		Sockets int
+	}
+	var rows []row
+	for _, r := range got {
+		rows = append(rows, row{r.Direction, r.Socket.NetNS, r.Sockets})
+	}
+	assert.Equal(t, []row{
+		{model.Listening, 1, 1}, {model.Listening, 2, 1},
+		{model.Inbound, 1, 2}, {model.Inbound, 2, 1},
+		{model.Outbound, 1, 1}, {model.Outbound, 2, 1},
+	}, rows)
+	assert.NotEqual(t, KeyOf(&records[0]), KeyOf(&records[1]))
+}

@@ -60,6 +60,11 @@ func (b *Builder) Build(r *model.Report, ts time.Time) beat.Event {
 	if r.Owners > 1 {
 		cb["owners"] = r.Owners
 	}
+	if r.Socket.NetNS != 0 {
+		// ECS has no field for a network namespace; connbeat.* is where
+		// both formats keep what is connbeat's own.
+		cb["netns"] = r.Socket.NetNS
+	}
 	if info := r.Socket.Info; info != nil {
 		cb["tcp_info"] = tcpInfo(info)
 	}

@@ -69,6 +69,7 @@ func TestClassicOutbound(t *testing.T) {
 func TestClassicListenerWithoutProcess(t *testing.T) {
 	r := report(model.Listener, model.Listening, "::", 22, "::", 0, nil)
 	r.Owners = 0
+	r.Socket.NetNS = 4026531840
 	ev := NewBuilder(Classic, host).Build(r, ts)
 	assert.Equal(t, mapstr.M{
 		"type":       "connbeat",
@@ -76,13 +77,14 @@ func TestClassicListenerWithoutProcess(t *testing.T) {
 		"local_ip":   "::",
 		"local_port": uint16(22),
 		"beat":       mapstr.M{"hostname": "web-1", "name": "web-1", "local_ips": []string{"10.0.0.1", "fd00::1"}},
-		"connbeat":   mapstr.M{"kind": "listener", "direction": "listening", "sockets": 2, "tcp_state": "listen"},
+		"connbeat":   mapstr.M{"kind": "listener", "direction": "listening", "sockets": 2, "tcp_state": "listen", "netns": uint64(4026531840)},
 	}, ev.Fields, "no local_process when the owner could not be read")
 }
 
 func TestECSInbound(t *testing.T) {
 	r := report(model.Connection, model.Inbound, "fd00::1", 443, "fd00::9", 50000, proc)
 	r.Owners = 3
+	r.Socket.NetNS = 4026532281
 	r.Socket.Info = &model.TCPInfo{RTTMicros: 120, RTTVarMicros: 30, TotalRetransmits: 2, BytesAcked: 1000, BytesReceived: 500, SegsIn: 7, SegsOut: 9}
 	ev := NewBuilder(ECS, host).Build(r, ts)
 	local := mapstr.M{"ip": "fd00::1", "port": uint16(443)}
@@ -99,7 +101,7 @@ func TestECSInbound(t *testing.T) {
 			"start": start, "env_vars": mapstr.M{"SERVICE_NAME": "probe"},
 		},
 		"user": mapstr.M{"id": "1000", "name": "alice"},
-		"connbeat": mapstr.M{"kind": "connection", "direction": "inbound", "sockets": 2, "tcp_state": "established", "owners": 3,
+		"connbeat": mapstr.M{"kind": "connection", "direction": "inbound", "sockets": 2, "tcp_state": "established", "owners": 3, "netns": uint64(4026532281),
 			"tcp_info": mapstr.M{"rtt_us": uint32(120), "rtt_var_us": uint32(30), "retransmits": uint32(0), "total_retransmits": uint32(2),
 				"bytes_acked": uint64(1000), "bytes_received": uint64(500), "segs_in": uint32(7), "segs_out": uint32(9)}},
 	}, ev.Fields)

@@ -57,6 +57,7 @@ func TestFieldsDeclared(t *testing.T) {
 			report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, &inContainer),
 		} {
 			r.Owners = 3
+			r.Socket.NetNS = 4026531840
 			r.Socket.Info = &model.TCPInfo{RTTMicros: 1}
 			if r.Kind == model.Connection {
 				r.Peer = &inContainer
@@ -95,7 +96,7 @@ func TestFieldsDeclared(t *testing.T) {
 	}
 	sort.Strings(missing)
 	assert.Empty(t, missing, "fields events carry that fields.yml does not declare")
-	for _, want := range []string{"Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type",
+	for _, want := range []string{"connbeat.netns", "Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type",
 		"container.id", "container.runtime", "connbeat.peer.process.pid", "connbeat.peer.container.id", "remote_process.pid", "remote_container.id"} {
 		assert.True(t, seen[want], "the events above carry %s", want)
 	}

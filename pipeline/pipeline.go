@@ -79,6 +79,8 @@ func New(opts Options) (*Pipeline, error) {
 		ProcPath: cfg.ProcPath,
 		Logger:   opts.Logger,
 		Metrics:  opts.Metrics,
+
+		AllNamespaces: cfg.NetworkNamespaces == config.NamespacesAll,
 	})
 	if err != nil {
 		return nil, err

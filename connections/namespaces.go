@@ -1,0 +1,223 @@
+package connections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/monitoring"
+
+	"github.com/connbeat/connbeat/connections/netns"
+	"github.com/connbeat/connbeat/model"
+)
+
+// nsReader reads the sockets of one network namespace through one kind of
+// source; nsSource runs it for every namespace of a poll.
+type nsReader interface {
+	name() string
+	// enter says whether reading ns must happen on a thread inside it.
+	enter(ns netns.Namespace) bool
+	// read appends ns's sockets to dst; entered when enter says so.
+	read(ctx context.Context, ns netns.Namespace, dst []model.Socket) ([]model.Socket, error)
+	// anomalies is what the last read could not use (see anomalous).
+	anomalies() int
+	// prune releases what the reader keeps for namespaces that live
+	// does not hold any more.
+	prune(live map[uint64]struct{})
+	close() error
+}
+
+// nsMetrics count what the polls of every namespace saw and missed,
+// under socket_source.netns.
+type nsMetrics struct {
+	// namespaces read by the last poll; missed ones found but not read
+	// (not allowed in), processes whose namespace could not be read.
+	namespaces, denied, hiddenProcesses *monitoring.Int
+	// failed counts namespace reads that failed (other than the agent's
+	// own, whose failure fails the poll).
+	failed *monitoring.Uint
+}
+
+func newNSMetrics(reg *monitoring.Registry) *nsMetrics {
+	r := reg.GetOrCreateRegistry("netns")
+	return &nsMetrics{
+		namespaces:      monitoring.NewInt(r, "namespaces"),
+		denied:          monitoring.NewInt(r, "denied"),
+		hiddenProcesses: monitoring.NewInt(r, "hidden_processes"),
+		failed:          monitoring.NewUint(r, "failed"),
+	}
+}
+
+// nsSource is a Source that reads every network namespace the Finder
+// lists, each through its reader, and marks each socket with its
+// namespace's inode.
+type nsSource struct {
+	r      nsReader
+	finder *netns.Finder
+	list   []netns.Namespace
+	live   map[uint64]struct{}
+	// anoms sums the readers' anomalies over the last poll.
+	anoms   int
+	logger  *logp.Logger
+	metrics *nsMetrics
+	// warned: the one line saying what the agent cannot read was logged.
+	warned bool
+	closed bool
+}
+
+func newNSSource(r nsReader, opts Options, m *nsMetrics) (*nsSource, error) {
+	fopts := netns.Options{ProcPath: opts.ProcPath, OwnOnly: !opts.AllNamespaces, NamedPath: opts.NamedNetnsPath}
+	if fopts.NamedPath == "" {
+		fopts.NamedPath = "/run/netns"
+	}
+	f, err := netns.New(fopts)
+	if err != nil {
+		return nil, err
+	}
+	return &nsSource{r: r, finder: f, live: map[uint64]struct{}{}, logger: opts.Logger, metrics: m}, nil
+}
+
+// Name implements Source.
+func (s *nsSource) Name() string { return s.r.name() }
+
+// Anomalies implements anomalous.
+func (s *nsSource) Anomalies() int { return s.anoms }
+
+// Close implements Source.
+func (s *nsSource) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.r.close()
+	if ferr := s.finder.Close(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// Sockets implements Source: the agent's own namespace first, then every
+// other one. A failure to read the agent's namespace fails the poll, as it
+// would without namespaces; another namespace that cannot be read is left
+// out, counted, and named once in the log.
+func (s *nsSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
+	if s.closed {
+		return dst, fmt.Errorf("%s source closed", s.r.name())
+	}
+	s.anoms = 0
+	list, missed, lerr := s.finder.List(s.list[:0])
+	s.list = list
+	var (
+		ownErr         error
+		read, denied   int
+		firstProblem   error
+		problemNS      netns.Namespace
+		failedThisPoll int
+	)
+	err := s.finder.Each(ctx, list, netns.Visit{
+		Enter: s.r.enter,
+		Read: func(ns netns.Namespace) error {
+			n := len(dst)
+			out, err := s.r.read(ctx, ns, dst)
+			s.anoms += s.r.anomalies()
+			if err != nil && !ns.Own {
+				// A namespace read halfway is left out whole.
+				dst = out[:n]
+				return err
+			}
+			for i := n; i < len(out); i++ {
+				out[i].NetNS = ns.Inode
+			}
+			dst = out
+			return err
+		},
+		Done: func(ns netns.Namespace, o netns.Outcome, err error) {
+			if ns.Own {
+				if err != nil {
+					ownErr = err
+				} else {
+					read++
+				}
+				return
+			}
+			switch o {
+			case netns.Read:
+				read++
+				return
+			case netns.Vanished:
+				return
+			case netns.Denied:
+				denied++
+			default:
+				failedThisPoll++
+			}
+			if firstProblem == nil {
+				firstProblem, problemNS = err, ns
+			}
+		},
+	})
+	s.metrics.namespaces.Set(int64(read))
+	s.metrics.denied.Set(int64(denied))
+	s.metrics.hiddenProcesses.Set(int64(missed.Processes))
+	s.metrics.failed.Add(uint64(failedThisPoll))
+	if err == nil || errors.Is(err, netns.ErrStranded) {
+		s.prune(list)
+	}
+	switch {
+	case ownErr != nil:
+		return dst, ownErr
+	case err != nil && !errors.Is(err, netns.ErrStranded):
+		return dst, err
+	}
+	if !s.warned && (lerr != nil || err != nil || missed.Processes > 0 || firstProblem != nil) {
+		s.warned = true
+		msg := s.explain(lerr, err, missed, len(list), read, denied, failedThisPoll, firstProblem, problemNS)
+		if lerr == nil && err == nil && firstProblem == nil {
+			// Only processes whose namespace link is unreadable: their
+			// namespaces are most likely found through other processes
+			// (root is refused some, e.g. a sandbox's init).
+			s.logger.Info(msg)
+		} else {
+			s.logger.Warn(msg)
+		}
+	}
+	return dst, nil
+}
+
+// explain is the one log line that says which namespaces a poll could not
+// read and why.
+func (s *nsSource) explain(lerr, err error, missed netns.Missed, found, read, denied, failed int, first error, ns netns.Namespace) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "network namespaces: the %s source read %d of the %d found; sockets of namespaces it cannot see or enter are not reported:", s.r.name(), read, found)
+	if lerr != nil {
+		fmt.Fprintf(&b, " %v (only the agent's own namespace is read);", lerr)
+	}
+	if missed.Processes > 0 {
+		fmt.Fprintf(&b, " %d processes' namespace links cannot be read (permission denied on /proc/PID/ns/net; other users' processes need CAP_SYS_PTRACE);", missed.Processes)
+	}
+	if denied > 0 {
+		fmt.Fprintf(&b, " %d namespaces may not be entered (setns needs CAP_SYS_ADMIN; socket_source: procfs reads namespaces of readable processes without it);", denied)
+	}
+	if failed > 0 {
+		fmt.Fprintf(&b, " %d namespace reads failed;", failed)
+	}
+	if first != nil {
+		fmt.Fprintf(&b, " first: namespace %d: %v;", ns.Inode, first)
+	}
+	if err != nil {
+		fmt.Fprintf(&b, " %v;", err)
+	}
+	return strings.TrimSuffix(b.String(), ";") + " (logged once; counted in socket_source.netns)"
+}
+
+// prune lets the reader release what it keeps for namespaces that are
+// gone.
+func (s *nsSource) prune(list []netns.Namespace) {
+	clear(s.live)
+	for _, ns := range list {
+		s.live[ns.Inode] = struct{}{}
+	}
+	s.r.prune(s.live)
+}

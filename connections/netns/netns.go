@@ -1,0 +1,233 @@
+// Package netns finds the host's network namespaces and runs a read inside
+// each of them, so that every socket source reads every namespace through
+// the same loop: the namespaces of processes (/proc/PID/ns/net, one entry
+// per namespace inode) and the named ones under /run/netns that no process
+// holds.
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Namespace is one network namespace found by a List.
+type Namespace struct {
+	// Inode is the namespace's inode number in the nsfs, what `ip netns
+	// identify`, `lsns` and /proc/PID/ns/net's link name show.
+	Inode uint64
+	// PID is a process found in the namespace, 0 for a named namespace no
+	// process holds. The process may exit at any time.
+	PID int
+	// Path is where the namespace can be opened: /proc/PID/ns/net, or the
+	// named namespace's file under /run/netns.
+	Path string
+	// Own marks the agent's own namespace: the one of the thread that
+	// called New.
+	Own bool
+}
+
+// Options configure a Finder.
+type Options struct {
+	// ProcPath is the proc filesystem of the host's processes.
+	ProcPath string
+	// NamedPath is where named namespaces are mounted ("/run/netns";
+	// empty: none are looked for).
+	NamedPath string
+	// OwnOnly lists the agent's own namespace only.
+	OwnOnly bool
+}
+
+// Missed is what a List could not see.
+type Missed struct {
+	// Processes counts processes whose namespace link could not be read
+	// (another user's process without CAP_SYS_PTRACE): their namespaces
+	// are found only if another process or a name shows them.
+	Processes int
+	// Malformed counts namespace links or files that did not name a
+	// network namespace.
+	Malformed int
+}
+
+// Finder lists network namespaces. It keeps its agent's own namespace
+// open (one fd for its life), the one place a reading thread returns to;
+// every other namespace is opened only while it is read. It is not safe
+// for concurrent use.
+type Finder struct {
+	opts Options
+	own  Namespace
+	// ownFD is the agent's namespace, to enter it from any thread.
+	ownFD int
+	// nsDev is the nsfs device: a file under NamedPath on another device
+	// is not a mounted namespace (a stale name after a failed `ip netns
+	// del`).
+	nsDev uint64
+	seen  map[uint64]struct{}
+	names []string
+}
+
+// New returns a Finder whose own namespace is the calling thread's.
+func New(opts Options) (*Finder, error) {
+	if opts.ProcPath == "" {
+		opts.ProcPath = "/proc"
+	}
+	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the agent's network namespace: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("stat of the agent's network namespace: %w", err)
+	}
+	return &Finder{
+		opts:  opts,
+		own:   Namespace{Inode: st.Ino, Path: "/proc/thread-self/ns/net", Own: true},
+		ownFD: fd,
+		nsDev: uint64(st.Dev),
+		seen:  map[uint64]struct{}{},
+	}, nil
+}
+
+// Own returns the agent's own namespace.
+func (f *Finder) Own() Namespace { return f.own }
+
+// Close releases the agent's namespace fd.
+func (f *Finder) Close() error {
+	if f.ownFD < 0 {
+		return nil
+	}
+	err := unix.Close(f.ownFD)
+	f.ownFD = -1
+	return err
+}
+
+// List appends the namespaces found now to dst, the agent's own first,
+// each once. Processes that exit during the scan, and processes whose
+// namespace is not readable, are passed over (the latter counted in
+// Missed); only an unreadable proc directory is an error.
+func (f *Finder) List(dst []Namespace) ([]Namespace, Missed, error) {
+	var missed Missed
+	dst = append(dst, f.own)
+	if f.opts.OwnOnly {
+		return dst, missed, nil
+	}
+	clear(f.seen)
+	f.seen[f.own.Inode] = struct{}{}
+	dir, err := os.Open(f.opts.ProcPath)
+	if err != nil {
+		return dst, missed, fmt.Errorf("listing processes: %w", err)
+	}
+	defer dir.Close()
+	var link [64]byte
+	for {
+		names, err := dir.Readdirnames(512)
+		for _, name := range names {
+			pid, perr := strconv.Atoi(name)
+			if perr != nil || pid <= 0 {
+				continue
+			}
+			path := f.opts.ProcPath + "/" + name + "/ns/net"
+			n, lerr := readlink(path, link[:])
+			switch {
+			case lerr == nil:
+			case errors.Is(lerr, fs.ErrNotExist) || errors.Is(lerr, unix.ESRCH):
+				continue // exited
+			case errors.Is(lerr, fs.ErrPermission):
+				missed.Processes++
+				continue
+			default:
+				missed.Malformed++
+				continue
+			}
+			ino, ok := ParseLink(link[:n])
+			if !ok {
+				missed.Malformed++
+				continue
+			}
+			if _, dup := f.seen[ino]; dup {
+				continue
+			}
+			f.seen[ino] = struct{}{}
+			dst = append(dst, Namespace{Inode: ino, PID: pid, Path: path})
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return dst, missed, fmt.Errorf("listing processes: %w", err)
+		}
+	}
+	return f.named(dst, &missed), missed, nil
+}
+
+// named appends the namespaces mounted under NamedPath that no process
+// showed.
+func (f *Finder) named(dst []Namespace, missed *Missed) []Namespace {
+	if f.opts.NamedPath == "" {
+		return dst
+	}
+	dir, err := os.Open(f.opts.NamedPath)
+	if err != nil {
+		// No named namespace was ever made (no /run/netns), or it is
+		// unreadable: either way there is nothing more to find.
+		return dst
+	}
+	f.names, _ = dir.Readdirnames(-1)
+	dir.Close()
+	for _, name := range f.names {
+		path := filepath.Join(f.opts.NamedPath, name)
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			continue // deleted meanwhile
+		}
+		if uint64(st.Dev) != f.nsDev || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			missed.Malformed++
+			continue
+		}
+		if _, dup := f.seen[st.Ino]; dup {
+			continue
+		}
+		f.seen[st.Ino] = struct{}{}
+		dst = append(dst, Namespace{Inode: st.Ino, Path: path})
+	}
+	return dst
+}
+
+// readlink reads a link into buf without allocating.
+func readlink(path string, buf []byte) (int, error) {
+	for {
+		n, err := unix.Readlink(path, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "readlink", Path: path, Err: err}
+		}
+		return n, nil
+	}
+}
+
+// ParseLink parses the target of a /proc/PID/ns/net link, "net:[INODE]".
+func ParseLink(b []byte) (uint64, bool) {
+	s, ok := strings.CutPrefix(string(b), "net:[")
+	if !ok {
+		return 0, false
+	}
+	s, ok = strings.CutSuffix(s, "]")
+	if !ok || s == "" || s[0] == '+' {
+		return 0, false
+	}
+	ino, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || ino == 0 {
+		return 0, false
+	}
+	return ino, true
+}
