@@ -25,8 +25,6 @@ const dockerMetadata = `processors:
   - add_docker_metadata:
       host: unix:///var/run/docker.sock
       match_fields: [container.id]
-      match_pids: []
-      match_source: false
 `
 
 // cbpeerImage builds an image around a static cbpeer and removes it when
