@@ -20,12 +20,22 @@ import (
 // configured with libbeat's add_docker_metadata processor as
 // docs/configuration.md#containers-and-kubernetes documents it.
 
-// dockerMetadata is the processor config of docs/configuration.md.
-const dockerMetadata = `processors:
-  - add_docker_metadata:
-      host: unix:///var/run/docker.sock
-      match_fields: [container.id]
-`
+// dockerMetadata returns the add_docker_metadata config that
+// docs/configuration.md gives, so that the tested config is the
+// documented one.
+func dockerMetadata(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../docs/configuration.md")
+	require.NoError(t, err)
+	for _, block := range strings.Split(string(b), "```yaml\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		if strings.Contains(block, "add_docker_metadata:") {
+			return block
+		}
+	}
+	t.Fatal("docs/configuration.md has no add_docker_metadata config")
+	return ""
+}
 
 // cbpeerImage builds an image around a static cbpeer and removes it when
 // the test ends; it returns the image's tag.
@@ -83,7 +93,7 @@ func agentWithDocker(t *testing.T, format string) *Agent {
 	t.Helper()
 	return RunAgent(t, AgentOptions{
 		Connbeat: fmt.Sprintf("  poll_interval: 300ms\n  aggregation: 1h\n  event_format: %s\n", format),
-		Extra:    dockerMetadata,
+		Extra:    dockerMetadata(t),
 	})
 }
 
