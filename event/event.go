@@ -77,6 +77,14 @@ func (b *Builder) Build(r *model.Report, ts time.Time) beat.Event {
 			cb["truncated_fields"] = cut
 		}
 	}
+	putContainer(fields, r.Process)
+	if r.Peer != nil {
+		if b.ecs {
+			cb["peer"] = ecsPeer(r.Peer)
+		} else {
+			putClassicPeer(fields, r.Peer)
+		}
+	}
 	fields["connbeat"] = cb
 	return beat.Event{Timestamp: ts, Fields: fields}
 }

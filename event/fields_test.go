@@ -47,18 +47,23 @@ func TestFieldsDeclared(t *testing.T) {
 	objects = append(objects, "local_process.environ.", "process.env_vars.")
 
 	var events []mapstr.M
+	inContainer := *proc
+	inContainer.Container = &model.Container{ID: "c0ffee", Runtime: "docker"}
 	for _, format := range Formats() {
 		b := NewBuilder(format, host)
 		for _, r := range []*model.Report{
-			report(model.Listener, model.Listening, "10.0.0.1", 22, "0.0.0.0", 0, proc),
-			report(model.Connection, model.Inbound, "10.0.0.1", 22, "10.0.0.9", 40000, proc),
-			report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, proc),
+			report(model.Listener, model.Listening, "10.0.0.1", 22, "0.0.0.0", 0, &inContainer),
+			report(model.Connection, model.Inbound, "10.0.0.1", 22, "10.0.0.9", 40000, &inContainer),
+			report(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.9", 443, &inContainer),
 			udpReport(model.Listener, model.Listening, "0.0.0.0", 53, "0.0.0.0", 0, proc),
 			udpReport(model.Connection, model.Outbound, "10.0.0.1", 40000, "10.0.0.53", 53, proc),
 		} {
 			r.Owners = 3
 			r.Socket.NetNS = 4026531840
 			r.Socket.Info = &model.TCPInfo{RTTMicros: 1}
+			if r.Kind == model.Connection {
+				r.Peer = &inContainer
+			}
 			events = append(events, b.Build(r, ts).Fields)
 		}
 		flows := []*model.Flow{dnatDestroy()}
@@ -93,7 +98,8 @@ func TestFieldsDeclared(t *testing.T) {
 	}
 	sort.Strings(missing)
 	assert.Empty(t, missing, "fields events carry that fields.yml does not declare")
-	for _, want := range []string{"connbeat.netns", "transport", "Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type"} {
+	for _, want := range []string{"connbeat.netns", "transport", "Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type",
+		"container.id", "container.runtime", "connbeat.peer.process.pid", "connbeat.peer.container.id", "remote_process.pid", "remote_container.id"} {
 		assert.True(t, seen[want], "the events above carry %s", want)
 	}
 }

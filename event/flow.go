@@ -64,6 +64,7 @@ func classicFlow(f *model.Flow, ts time.Time) mapstr.M {
 	}
 	if f.Process != nil {
 		m["local_process"] = classicProcess(f.Process)
+		putContainer(m, f.Process)
 	}
 	return m
 }
@@ -166,6 +167,7 @@ func ecsFlow(f *model.Flow) mapstr.M {
 	}
 	if f.Process != nil {
 		putECSProcess(m, f.Process)
+		putContainer(m, f.Process)
 	}
 	return m
 }

@@ -1,6 +1,7 @@
 // Package pipeline runs one poll through connbeat's stages, in the order the
 // data flows: connections (sockets) -> procs (owners) -> classify ->
-// dedup -> event. The agent and the benchmark build it through the same
+// peers (the owner of a connection's other end, when local) -> dedup ->
+// event. The agent and the benchmark build it through the same
 // New, so what the benchmark measures is what the agent runs.
 package pipeline
 
@@ -19,6 +20,7 @@ import (
 	"github.com/connbeat/connbeat/dedup"
 	"github.com/connbeat/connbeat/event"
 	"github.com/connbeat/connbeat/model"
+	"github.com/connbeat/connbeat/peers"
 	"github.com/connbeat/connbeat/procs"
 )
 
@@ -51,6 +53,7 @@ type Pipeline struct {
 	source   connections.Source
 	resolver *procs.Resolver // nil when process info is off
 	classify *classify.Classifier
+	peers    *peers.Linker // nil when process info is off
 	dedup    *dedup.Cache
 	events   *event.Builder
 	metrics  metrics
@@ -100,6 +103,7 @@ func New(opts Options) (*Pipeline, error) {
 			return nil, fmt.Errorf("process join: %w", err)
 		}
 		logAccess(cfg.ProcPath, p.resolver, opts.Logger)
+		p.peers = peers.New()
 	}
 	return p, nil
 }
@@ -168,6 +172,9 @@ func (p *Pipeline) classified(ctx context.Context) (Stats, error) {
 		return stats, err
 	}
 	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
+	if p.peers != nil {
+		p.peers.Link(p.records)
+	}
 	return stats, nil
 }
 
@@ -180,6 +187,7 @@ func (p *Pipeline) publish(ctx context.Context, now time.Time, publish func(beat
 		// were read: what is sent says what runs now.
 		for i := range p.reports {
 			p.reports[i].Process = p.resolver.Current(p.reports[i].Process)
+			p.reports[i].Peer = p.resolver.Current(p.reports[i].Peer)
 		}
 	}
 	for i := range p.reports {

@@ -47,6 +47,7 @@ type fakeProcess struct {
 	startCode, startStack uint64
 	sockets               []uint64
 	files                 []string // other fd targets
+	cgroup                string   // /proc/PID/cgroup; "0::/" when empty
 }
 
 func (f *fakeProc) add(p fakeProcess) {
@@ -70,7 +71,7 @@ func (f *fakeProc) add(p fakeProcess) {
 // are not looked at).
 func (f *fakeProc) exec(p fakeProcess) {
 	dir := filepath.Join(f.root, fmt.Sprint(p.pid))
-	for _, name := range []string{"stat", "status", "cmdline", "environ", "exe"} {
+	for _, name := range []string{"stat", "status", "cmdline", "environ", "exe", "cgroup"} {
 		require.NoError(f.t, os.RemoveAll(filepath.Join(dir, name)))
 	}
 	f.writeImage(dir, p)
@@ -87,6 +88,11 @@ func (f *fakeProc) writeImage(dir string, p fakeProcess) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "status"), []byte(status), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "cmdline"), []byte(strings.Join(p.args, "\x00")+"\x00"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "environ"), []byte(strings.Join(p.environ, "\x00")+"\x00"), 0o644))
+	cgroup := p.cgroup
+	if cgroup == "" {
+		cgroup = "0::/\n"
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "cgroup"), []byte(cgroup), 0o644))
 	if p.exe != "" {
 		require.NoError(t, os.Symlink(p.exe, filepath.Join(dir, "exe")))
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/connbeat/connbeat/model"
+	"github.com/connbeat/connbeat/procs/container"
 	"github.com/connbeat/connbeat/procs/redact"
 	"github.com/prometheus/procfs"
 )
@@ -137,6 +138,7 @@ func (m *metaReader) read(key procKey, st procfs.ProcStat) *model.Process {
 		p.UID = uint32(status.UIDs[0])
 		p.User = m.userName(p.UID)
 	}
+	p.Container = m.container(key.pid)
 	if m.opts.Cmdline {
 		path := filepath.Join(m.root, strconv.Itoa(int(key.pid)), "cmdline")
 		if args, truncated, err := readNULList(path, m.opts.MaxCmdlineBytes); err == nil && len(args) > 0 {
@@ -153,6 +155,23 @@ func (m *metaReader) read(key procKey, st procfs.ProcStat) *model.Process {
 		}
 	}
 	return p
+}
+
+// container reads the container the process runs in from its cgroup
+// file; nil outside containers and when the file is unreadable (the
+// process exited) or malformed, which leaves the rest of the details
+// valid.
+func (m *metaReader) container(pid int32) *model.Container {
+	f, err := os.Open(filepath.Join(m.root, strconv.Itoa(int(pid)), "cgroup"))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	c, err := container.Parse(f)
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // readNULList reads at most max bytes of a NUL-separated list (a command

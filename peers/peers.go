@@ -1,0 +1,134 @@
+// Package peers names, for each connection whose other end is a socket on
+// this host too, the process that holds that other end: a connection's
+// (local, remote) is its peer's (remote, local), on loopback within one
+// network namespace, or across namespaces (a veth pair, a bridge between
+// containers) when the addresses are not loopback ones.
+package peers
+
+import (
+	"github.com/connbeat/connbeat/model"
+)
+
+// ambiguous marks a key more than one record has: its peer cannot be told.
+const ambiguous = -1
+
+// key is one end of a connection as its socket sees it. Addresses are
+// kept as 16 bytes (IPv4 ones mapped) and the fields laid out without
+// padding or pointers, so that maps hash and compare it as one block of
+// memory: Link does a few map operations per connection, every poll.
+type key struct {
+	local, remote [16]byte
+	netns         uint64
+	lport, rport  uint16
+	transport     model.Transport
+	pad           [3]byte
+}
+
+// swap returns the key of the other end's socket.
+func (k key) swap() key {
+	k.local, k.remote = k.remote, k.local
+	k.lport, k.rport = k.rport, k.lport
+	return k
+}
+
+// Linker sets model.Record.Peer. It keeps its maps between calls to
+// avoid reallocating them and is not safe for concurrent use.
+type Linker struct {
+	// same indexes the connection records by namespace and addresses;
+	// across by addresses only, for those that may cross namespaces.
+	same, across map[key]int32
+	// size is the largest number of records the maps were filled with
+	// since they were made: maps do not shrink when cleared.
+	size int
+}
+
+// New returns a Linker.
+func New() *Linker {
+	return &Linker{same: map[key]int32{}, across: map[key]int32{}}
+}
+
+// Link sets the Peer of every connection record whose other end is
+// another record of the same poll: O(n) in the records, with two map
+// operations each. A peer found more than once (the same addresses in two
+// other namespaces) is left unset rather than guessed. Records whose
+// peer is not local, or whose peer's owner is unknown, get a nil Peer.
+func (l *Linker) Link(records []model.Record) {
+	l.reset(len(records))
+	for i := range records {
+		r := &records[i]
+		r.Peer = nil
+		if r.Kind != model.Connection {
+			continue
+		}
+		k := keyOf(&r.Socket)
+		add(l.same, k, int32(i))
+		if crossable(&r.Socket) {
+			k.netns = 0
+			add(l.across, k, int32(i))
+		}
+	}
+	for i := range records {
+		r := &records[i]
+		if r.Kind != model.Connection {
+			continue
+		}
+		k := keyOf(&r.Socket).swap()
+		if j, ok := l.same[k]; ok {
+			if j != ambiguous {
+				r.Peer = records[j].Process
+			}
+			continue
+		}
+		if !crossable(&r.Socket) {
+			continue
+		}
+		k.netns = 0
+		if j, ok := l.across[k]; ok && j != ambiguous && !l.pairedAtHome(&records[j].Socket) {
+			r.Peer = records[j].Process
+		}
+	}
+}
+
+// pairedAtHome reports whether a socket's peer is in its own namespace: a
+// socket has one peer, so one found there is not this other namespace's.
+func (l *Linker) pairedAtHome(s *model.Socket) bool {
+	_, ok := l.same[keyOf(s).swap()]
+	return ok
+}
+
+// reset empties the maps, making them anew when a poll with many more
+// sockets than this one left them large.
+func (l *Linker) reset(n int) {
+	if l.size > 4*n && l.size > 1024 {
+		l.same, l.across, l.size = map[key]int32{}, map[key]int32{}, 0
+	}
+	clear(l.same)
+	clear(l.across)
+	l.size = max(l.size, n)
+}
+
+func keyOf(s *model.Socket) key {
+	return key{
+		local:     s.LocalIP.As16(),
+		remote:    s.RemoteIP.As16(),
+		lport:     s.LocalPort,
+		rport:     s.RemotePort,
+		netns:     s.NetNS,
+		transport: s.Transport,
+	}
+}
+
+// crossable reports whether a socket's peer may be in another namespace:
+// loopback never leaves its namespace, every other address may be routed
+// to one (veth pairs, bridges).
+func crossable(s *model.Socket) bool {
+	return !s.LocalIP.IsLoopback() && !s.RemoteIP.IsLoopback()
+}
+
+func add(m map[key]int32, k key, i int32) {
+	if _, dup := m[k]; dup {
+		m[k] = ambiguous
+		return
+	}
+	m[k] = i
+}

@@ -1,0 +1,148 @@
+package peers
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/connbeat/connbeat/model"
+)
+
+func proc(pid int32) *model.Process { return &model.Process{PID: pid, Name: fmt.Sprint("p", pid)} }
+
+// conn is a connection record local -> remote ("ip:port") in netns, held
+// by p.
+func conn(local, remote string, netns uint64, p *model.Process) model.Record {
+	l, r := netip.MustParseAddrPort(local), netip.MustParseAddrPort(remote)
+	return model.Record{
+		Kind: model.Connection, Direction: model.Outbound, Process: p, Owners: 1,
+		Socket: model.Socket{
+			LocalIP: l.Addr(), LocalPort: l.Port(), RemoteIP: r.Addr(), RemotePort: r.Port(),
+			State: model.StateEstablished, NetNS: netns,
+		},
+	}
+}
+
+func listener(local string, netns uint64, p *model.Process) model.Record {
+	l := netip.MustParseAddrPort(local)
+	return model.Record{
+		Kind: model.Listener, Direction: model.Listening, Process: p,
+		Socket: model.Socket{LocalIP: l.Addr(), LocalPort: l.Port(), State: model.StateListen, NetNS: netns},
+	}
+}
+
+// peerPIDs returns each record's peer pid, 0 for none.
+func peerPIDs(records []model.Record) []int32 {
+	out := make([]int32, len(records))
+	for i, r := range records {
+		if r.Peer != nil {
+			out[i] = r.Peer.PID
+		}
+	}
+	return out
+}
+
+func TestLink(t *testing.T) {
+	udp := func(r model.Record) model.Record { r.Socket.Transport = model.UDP; return r }
+	for _, tc := range []struct {
+		name    string
+		records []model.Record
+		want    []int32
+	}{
+		{"loopback, both ends", []model.Record{
+			listener("127.0.0.1:80", 1, proc(1)),
+			conn("127.0.0.1:80", "127.0.0.1:40000", 1, proc(1)),
+			conn("127.0.0.1:40000", "127.0.0.1:80", 1, proc(2)),
+		}, []int32{0, 2, 1}},
+		{"ipv6 loopback", []model.Record{
+			conn("[::1]:80", "[::1]:40000", 0, proc(1)),
+			conn("[::1]:40000", "[::1]:80", 0, proc(2)),
+		}, []int32{2, 1}},
+		{"remote peer: none", []model.Record{
+			conn("10.0.0.1:40000", "93.184.216.34:443", 0, proc(1)),
+		}, []int32{0}},
+		{"loopback does not cross namespaces", []model.Record{
+			conn("127.0.0.1:80", "127.0.0.1:40000", 1, proc(1)),
+			conn("127.0.0.1:40000", "127.0.0.1:80", 2, proc(2)),
+		}, []int32{0, 0}},
+		{"across a bridge between namespaces", []model.Record{
+			conn("172.17.0.2:80", "172.17.0.3:40000", 1, proc(1)),
+			conn("172.17.0.3:40000", "172.17.0.2:80", 2, proc(2)),
+		}, []int32{2, 1}},
+		{"same namespace wins over another", []model.Record{
+			conn("10.0.0.1:80", "10.0.0.2:40000", 1, proc(1)),
+			conn("10.0.0.2:40000", "10.0.0.1:80", 1, proc(2)),
+			conn("10.0.0.2:40000", "10.0.0.1:80", 3, proc(3)),
+		}, []int32{2, 1, 0}},
+		{"two candidates in other namespaces: not guessed", []model.Record{
+			conn("10.0.0.1:80", "10.0.0.2:40000", 1, proc(1)),
+			conn("10.0.0.2:40000", "10.0.0.1:80", 2, proc(2)),
+			conn("10.0.0.2:40000", "10.0.0.1:80", 3, proc(3)),
+		}, []int32{0, 1, 1}},
+		{"the transport must match", []model.Record{
+			conn("127.0.0.1:53", "127.0.0.1:40000", 0, proc(1)),
+			udp(conn("127.0.0.1:40000", "127.0.0.1:53", 0, proc(2))),
+		}, []int32{0, 0}},
+		{"udp both ends", []model.Record{
+			udp(conn("127.0.0.1:53", "127.0.0.1:40000", 0, proc(1))),
+			udp(conn("127.0.0.1:40000", "127.0.0.1:53", 0, proc(2))),
+		}, []int32{2, 1}},
+		{"peer without owner", []model.Record{
+			conn("127.0.0.1:80", "127.0.0.1:40000", 0, proc(1)),
+			conn("127.0.0.1:40000", "127.0.0.1:80", 0, nil),
+		}, []int32{0, 1}},
+		{"ports must match", []model.Record{
+			conn("127.0.0.1:80", "127.0.0.1:40000", 0, proc(1)),
+			conn("127.0.0.1:40001", "127.0.0.1:80", 0, proc(2)),
+		}, []int32{0, 0}},
+		{"a listener is nobody's peer", []model.Record{
+			listener("127.0.0.1:80", 0, proc(1)),
+			conn("127.0.0.1:40000", "127.0.0.1:80", 0, proc(2)),
+		}, []int32{0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := New()
+			assert.Equal(t, tc.want, peerPIDs(link(l, tc.records)))
+		})
+	}
+}
+
+func link(l *Linker, records []model.Record) []model.Record {
+	l.Link(records)
+	return records
+}
+
+// TestLinkReuse: a second call forgets the first call's records and any
+// Peer they had, and the maps shrink after a large poll.
+func TestLinkReuse(t *testing.T) {
+	l := New()
+	var big []model.Record
+	for i := range 5000 {
+		big = append(big, conn(fmt.Sprintf("127.0.0.1:%d", 10000+i), "127.0.0.1:80", 0, proc(2)))
+	}
+	big = append(big, conn("127.0.0.1:80", "127.0.0.1:10000", 0, proc(1)))
+	l.Link(big)
+	assert.Equal(t, int32(1), big[0].Peer.PID)
+
+	small := []model.Record{conn("127.0.0.1:10000", "127.0.0.1:80", 0, proc(2))}
+	small[0].Peer = proc(9) // left over from a previous poll
+	l.Link(small)
+	assert.Nil(t, small[0].Peer, "its peer is gone")
+	assert.Less(t, l.size, 5000, "the large poll's maps were dropped")
+}
+
+func BenchmarkLink(b *testing.B) {
+	// 20,000 loopback connections, both ends on this host.
+	var records []model.Record
+	for i := range 20000 {
+		a := fmt.Sprintf("127.0.%d.%d:%d", i/250, i%250+1, 10000+i%50000)
+		records = append(records, conn(a, "127.0.0.1:80", 0, proc(2)), conn("127.0.0.1:80", a, 0, proc(1)))
+	}
+	l := New()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Link(records)
+	}
+}
