@@ -232,11 +232,25 @@ static __always_inline __u32 sock_netns(const struct sock *sk)
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
+/* local_port is the socket's local port. The kernel releases it (zeroes
+ * skc_num) on the way to CLOSE, before the tracepoint runs, but leaves
+ * inet_sport. (A listen() without bind() picks its port only after the
+ * state changed: such a listener is seen with port 0.)
+ */
+static __always_inline __u16 local_port(const struct sock *sk)
+{
+	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+
+	if (!port)
+		port = __builtin_bswap16(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	return port;
+}
+
 /* fill_addrs copies a socket's family, ports and addresses. */
 static __always_inline void fill_addrs(struct record *r, const struct sock *sk)
 {
 	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	r->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	r->lport = local_port(sk);
 	r->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (bpf_core_field_exists(sk->__sk_common.skc_v6_daddr) && r->family == AF_INET6) {
 		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_v6_rcv_saddr);
@@ -264,7 +278,7 @@ static __always_inline void on_listen(const struct sock *sk, __u64 cookie, int s
 {
 	struct listen_key key = {
 		.netns = sock_netns(sk),
-		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+		.port = local_port(sk),
 	};
 	struct owner o = {};
 	struct record *r;
@@ -390,8 +404,6 @@ int connbeat_state(unsigned long long *ctx)
 		r->cookie = cookie;
 		r->ts_ns = bpf_ktime_get_ns();
 		fill_addrs(r, sk);
-		if (!r->lport)
-			r->lport = __builtin_bswap16(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 		r->sk_err = BPF_CORE_READ(sk, sk_err);
 		r->bytes_sent = BPF_CORE_READ(tp, bytes_acked);
 		r->bytes_received = BPF_CORE_READ(tp, bytes_received);

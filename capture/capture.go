@@ -64,6 +64,9 @@ type Options struct {
 	// it (/sys/fs/cgroup on pure v2 hosts, /sys/fs/cgroup/unified on hybrid
 	// ones).
 	CgroupRoot string
+
+	// paused leaves the ring buffer unread until start (tests fill it).
+	paused bool
 }
 
 // Conn is a connection (or UDP pair) the capture saw, with the process
@@ -104,7 +107,10 @@ type Capture struct {
 	opts  Options
 	progs *programs
 	rd    *ringbuf.Reader
-	done  chan struct{}
+	// done closes when the reading goroutine has returned (or, never
+	// started, at Close).
+	done      chan struct{}
+	startOnce sync.Once
 	// monoToWall converts the kernel's CLOCK_MONOTONIC nanoseconds.
 	monoToWall time.Duration
 
@@ -167,9 +173,14 @@ func Open(opts Options) (*Capture, error) {
 		pending:    map[uint64]int{},
 		closed:     newClosedOwners(closedOwnersMax, closedOwnersTTL),
 	}
-	go c.read()
+	if !opts.paused {
+		c.start()
+	}
 	return c, nil
 }
+
+// start starts reading the ring buffer, once.
+func (c *Capture) start() { c.startOnce.Do(func() { go c.read() }) }
 
 // unavailable wraps a failure to load or attach, saying which privileges
 // are missing when that is the cause.
@@ -207,6 +218,7 @@ func (s Sizes) Validate() error {
 // Close detaches the programs and stops reading.
 func (c *Capture) Close() error {
 	err := c.rd.Close()
+	c.startOnce.Do(func() { close(c.done) }) // never started
 	<-c.done
 	return errors.Join(err, c.progs.close())
 }

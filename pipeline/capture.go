@@ -36,7 +36,7 @@ type captured struct {
 	// date with the capture's listens and closes: every poll classifies
 	// against them, so that a connection accepted between two full reads
 	// is inbound.
-	listeners map[listenerKey]model.Socket
+	listeners map[listenerKey]capture.Conn
 	// owners are the kernel's owners of this poll's captured sockets,
 	// indexed by their inode less captureBit; processes those owners
 	// were looked up as, within the window.
@@ -77,7 +77,7 @@ func openCapture(cfg config.Config, logger *logp.Logger, reg *monitoring.Registr
 	return &captured{
 		c:         c,
 		window:    cfg.Aggregation,
-		listeners: map[listenerKey]model.Socket{},
+		listeners: map[listenerKey]capture.Conn{},
 		processes: map[capture.Owner]*model.Process{},
 		metrics:   newCaptureMetrics(reg),
 		logger:    logger,
@@ -113,7 +113,7 @@ func (e *captured) full(now time.Time, sockets []model.Socket) ([]model.Socket, 
 		s := &sockets[i]
 		switch {
 		case s.State == model.StateListen:
-			e.listeners[listenerKey{s.LocalIP, s.LocalPort, s.NetNS}] = *s
+			e.listeners[listenerKey{s.LocalIP, s.LocalPort, s.NetNS}] = capture.Conn{Socket: *s, Direction: model.Listening}
 		case s.Inode == 0 && s.State == model.StateTimeWait:
 			if o, ok := e.c.Owner(s); ok {
 				s.Inode = captureBit | uint64(len(e.owners))
@@ -138,7 +138,11 @@ func (e *captured) full(now time.Time, sockets []model.Socket) ([]model.Socket, 
 func (e *captured) delta(sockets []model.Socket) []model.Socket {
 	e.owners = e.owners[:0]
 	for _, l := range e.listeners {
-		sockets = append(sockets, l)
+		if l.Owner.PID == 0 {
+			sockets = append(sockets, l.Socket) // from a full read: its inode joins it
+		} else {
+			sockets = e.appendConn(sockets, &l)
+		}
 	}
 	return e.drain(sockets, nil)
 }
@@ -153,14 +157,16 @@ func (e *captured) drain(sockets []model.Socket, seen map[tuple]bool) []model.So
 		c := &e.conns[i]
 		if c.Direction == model.Listening {
 			k := listenerKey{c.Socket.LocalIP, c.Socket.LocalPort, c.Socket.NetNS}
-			if c.Closed {
+			_, kept := e.listeners[k]
+			switch {
+			case c.Closed:
+				// Gone, but it listened during this poll's window.
 				delete(e.listeners, k)
-				continue
+			case kept:
+				continue // listed already
+			default:
+				e.listeners[k] = *c
 			}
-			if _, ok := e.listeners[k]; ok {
-				continue
-			}
-			e.listeners[k] = c.Socket
 		}
 		if seen != nil && !c.Closed && seen[tupleOf(&c.Socket)] {
 			continue
