@@ -113,6 +113,9 @@ type Capture struct {
 	startOnce sync.Once
 	// monoToWall converts the kernel's CLOCK_MONOTONIC nanoseconds.
 	monoToWall time.Duration
+	// netns is the inode of the agent's network namespace, which sources
+	// that read only that namespace leave as 0 in their sockets.
+	netns uint64
 
 	mu      sync.Mutex
 	pending map[uint64]int // cookie -> index in conns, for an open+close pair
@@ -164,8 +167,15 @@ func Open(opts Options) (*Capture, error) {
 		progs.close()
 		return nil, fmt.Errorf("reading CLOCK_MONOTONIC: %w", err)
 	}
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		rd.Close()
+		progs.close()
+		return nil, fmt.Errorf("reading the agent's network namespace: %w", err)
+	}
 	c := &Capture{
 		opts:       opts,
+		netns:      self.Ino,
 		progs:      progs,
 		rd:         rd,
 		done:       make(chan struct{}),
@@ -383,12 +393,20 @@ func (c *Capture) Flows(dst []model.ConnFlow) []model.ConnFlow {
 
 // Owner returns the process that owned a connection now closed whose
 // socket lingers (TIME_WAIT), by its addresses; ok is false when the
-// capture saw no such close.
+// capture saw no such close. A socket with NetNS 0 is one of the agent's
+// namespace.
 func (c *Capture) Owner(s *model.Socket) (Owner, bool) {
+	k := *s
+	if k.NetNS == 0 {
+		k.NetNS = c.netns
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.closed.get(s)
+	return c.closed.get(&k)
 }
+
+// NetNS returns the inode of the agent's network namespace.
+func (c *Capture) NetNS() uint64 { return c.netns }
 
 // Stats returns the counters, the kernel's included.
 func (c *Capture) Stats() (Stats, error) {

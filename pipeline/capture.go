@@ -98,7 +98,7 @@ func (e *captured) full(now time.Time, sockets []model.Socket) ([]model.Socket, 
 	seen := make(map[tuple]bool, len(sockets))
 	for i := range sockets {
 		if sockets[i].State != model.StateListen {
-			seen[tupleOf(&sockets[i])] = true
+			seen[e.tupleOf(&sockets[i])] = true
 		}
 	}
 	since := e.lastFull
@@ -125,7 +125,7 @@ func (e *captured) full(now time.Time, sockets []model.Socket) ([]model.Socket, 
 	var err error
 	e.conns, err = e.c.Reconcile(now, since, e.conns[:0])
 	for i := range e.conns {
-		if !seen[tupleOf(&e.conns[i].Socket)] {
+		if !seen[e.tupleOf(&e.conns[i].Socket)] {
 			sockets = e.appendConn(sockets, &e.conns[i])
 		}
 	}
@@ -168,7 +168,7 @@ func (e *captured) drain(sockets []model.Socket, seen map[tuple]bool) []model.So
 				e.listeners[k] = *c
 			}
 		}
-		if seen != nil && !c.Closed && seen[tupleOf(&c.Socket)] {
+		if seen != nil && !c.Closed && seen[e.tupleOf(&c.Socket)] {
 			continue
 		}
 		sockets = e.appendConn(sockets, c)
@@ -193,8 +193,15 @@ type tuple struct {
 	netns                 uint64
 }
 
-func tupleOf(s *model.Socket) tuple {
-	return tuple{s.LocalIP, s.RemoteIP, s.LocalPort, s.RemotePort, s.Transport, s.NetNS}
+// tupleOf is a socket's identity across the socket tables and the
+// capture; a source that reads the agent's namespace only leaves its
+// sockets' NetNS 0, the capture never does.
+func (e *captured) tupleOf(s *model.Socket) tuple {
+	ns := s.NetNS
+	if ns == 0 {
+		ns = e.c.NetNS()
+	}
+	return tuple{s.LocalIP, s.RemoteIP, s.LocalPort, s.RemotePort, s.Transport, ns}
 }
 
 // process returns the process of a captured socket's owner: its details
