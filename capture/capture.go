@@ -424,3 +424,24 @@ func (c *Capture) Stats() (Stats, error) {
 	s.UntrackedCloses = kernel[cntUntrackedClose]
 	return s, nil
 }
+
+// SeedListener tells the kernel the holder of a listener that was
+// listening before the capture started (found by a read of the socket
+// tables), so that the connections it accepts from now on are attributed
+// to it. A listener the kernel saw start keeps the owner it saw. netns 0
+// is the agent's namespace.
+func (c *Capture) SeedListener(netns uint64, port uint16, o Owner) error {
+	if netns == 0 {
+		netns = c.netns
+	}
+	key := captureListenKey{Netns: uint32(netns), Port: port}
+	val := captureOwner{Tgid: uint32(o.PID), Uid: o.UID, Cgroup: o.Cgroup}
+	for i := 0; i < len(val.Comm) && i < len(o.Comm); i++ {
+		val.Comm[i] = int8(o.Comm[i])
+	}
+	err := c.progs.objs.ConnbeatListeners.Update(&key, &val, ebpf.UpdateNoExist)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("seeding the capture's listener %d: %w", port, err)
+	}
+	return nil
+}

@@ -179,11 +179,55 @@ func (e *captured) drain(sockets []model.Socket, seen map[tuple]bool) []model.So
 func (e *captured) appendConn(sockets []model.Socket, c *capture.Conn) []model.Socket {
 	s := c.Socket
 	s.Inode = 0
-	if c.Owner.PID != 0 {
+	owner := c.Owner
+	if owner.PID == 0 && c.Direction == model.Inbound {
+		// Accepted by a listener that was listening before the capture
+		// started: its holder, as the full read joined it.
+		if l, ok := e.listenerOf(&s); ok {
+			if l.Owner.PID == 0 {
+				s.Inode = l.Socket.Inode
+				return append(sockets, s)
+			}
+			owner = l.Owner
+		}
+	}
+	if owner.PID != 0 {
 		s.Inode = captureBit | uint64(len(e.owners))
-		e.owners = append(e.owners, c.Owner)
+		e.owners = append(e.owners, owner)
 	}
 	return append(sockets, s)
+}
+
+// listenerOf finds the kept listener that accepts connections to s's
+// local address: one bound to it, or to the wildcard address.
+func (e *captured) listenerOf(s *model.Socket) (capture.Conn, bool) {
+	for _, ip := range []netip.Addr{s.LocalIP, netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
+		if l, ok := e.listeners[listenerKey{ip, s.LocalPort, s.NetNS}]; ok {
+			return l, true
+		}
+		if s.NetNS == e.c.NetNS() {
+			if l, ok := e.listeners[listenerKey{ip, s.LocalPort, 0}]; ok {
+				return l, true
+			}
+		}
+	}
+	return capture.Conn{}, false
+}
+
+// seedListeners tells the kernel the holders of a full read's listeners,
+// so that it attributes what they accept from now on.
+func (e *captured) seedListeners(records []model.Record) {
+	for i := range records {
+		r := &records[i]
+		if r.Kind != model.Listener || r.Process == nil || r.Socket.Inode&captureBit != 0 {
+			continue
+		}
+		err := e.c.SeedListener(r.Socket.NetNS, r.Socket.LocalPort, capture.Owner{PID: r.Process.PID, UID: r.Process.UID, Comm: r.Process.Name})
+		if err != nil {
+			e.logger.Warnf("%v", err)
+			return
+		}
+	}
 }
 
 type tuple struct {

@@ -46,7 +46,12 @@ type Stats struct {
 	Procs   procs.Stats
 	// Full says the poll read the socket tables: every poll without the
 	// event capture, the first of each aggregation window with it.
+	// Sockets counts what the read listed, or on the polls between two
+	// full reads the kept listeners and the captured sockets.
 	Full bool
+	// Captured counts the sockets the event capture added: connections
+	// and UDP pairs that opened or closed since the last poll.
+	Captured int
 }
 
 // Pipeline runs the steps of one poll. It reuses its buffers between polls
@@ -206,6 +211,7 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 	if !stats.Full {
 		p.sockets = p.capture.delta(p.sockets[:0])
 		stats.Sockets = len(p.sockets)
+		stats.Captured = len(p.sockets)
 		if _, err := p.capture.updateMetrics(); err != nil {
 			return stats, fmt.Errorf("reading the capture's counters: %w", err)
 		}
@@ -226,7 +232,7 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 			if err != nil {
 				return stats, fmt.Errorf("reconciling the event capture: %w", err)
 			}
-			stats.Sockets = len(p.sockets)
+			stats.Captured = len(p.sockets) - stats.Sockets
 		}
 	}
 	var owner classify.OwnerFunc
@@ -240,6 +246,9 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 		return stats, err
 	}
 	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
+	if stats.Full && p.capture != nil {
+		p.capture.seedListeners(p.records)
+	}
 	return stats, nil
 }
 
