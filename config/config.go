@@ -13,6 +13,7 @@ import (
 	"github.com/elastic/beats/v7/libbeat/common/cfgtype"
 	conf "github.com/elastic/elastic-agent-libs/config"
 
+	"github.com/connbeat/connbeat/capture"
 	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/event"
 	"github.com/connbeat/connbeat/internal/confkeys"
@@ -74,6 +75,30 @@ type Config struct {
 	FlowEvents bool `config:"flow_events"`
 	// UDPFlowTimeout is how long a UDP pair stays idle before its flow ends.
 	UDPFlowTimeout time.Duration `config:"udp_flow_timeout"`
+	// CaptureMaps bounds the event capture's kernel memory.
+	CaptureMaps CaptureMaps `config:"capture_maps"`
+}
+
+// CaptureMaps is the `connbeat.capture_maps:` section: the sizes of the
+// event capture's kernel maps, so that a connection flood cannot take
+// more kernel memory than they say (full maps evict, and count it).
+type CaptureMaps struct {
+	// Connections is how many TCP connections the kernel remembers the
+	// process of, between their connect or accept and their close.
+	Connections uint32 `config:"connections"`
+	// Listeners is how many listening ports the kernel remembers the
+	// holder of (the owner of their accepted connections).
+	Listeners uint32 `config:"listeners"`
+	// UDPPairs is how many (process, local, remote) UDP pairs are counted.
+	UDPPairs uint32 `config:"udp_pairs"`
+	// RingBuffer is the buffer records cross to user space in; records
+	// that find it full are counted in connbeat.capture.lost.
+	RingBuffer cfgtype.ByteSize `config:"ring_buffer"`
+}
+
+// Sizes returns the capture's map sizes.
+func (m CaptureMaps) Sizes() capture.Sizes {
+	return capture.Sizes{Connections: m.Connections, Listeners: m.Listeners, UDPPairs: m.UDPPairs, RingBuffer: uint32(min(uint64(m.RingBuffer), 1<<31))}
 }
 
 // Namespace scopes, as connbeat.network_namespaces spells them.
@@ -174,6 +199,12 @@ func Default() Config {
 		ShutdownTimeout: 10 * time.Second,
 		Capture:         CaptureAuto,
 		UDPFlowTimeout:  30 * time.Second,
+		CaptureMaps: CaptureMaps{
+			Connections: capture.DefaultSizes.Connections,
+			Listeners:   capture.DefaultSizes.Listeners,
+			UDPPairs:    capture.DefaultSizes.UDPPairs,
+			RingBuffer:  cfgtype.ByteSize(capture.DefaultSizes.RingBuffer),
+		},
 	}
 }
 
@@ -210,6 +241,11 @@ func Load(section *conf.C) (Config, error) {
 	}
 	if n, cerr := section.CountField("protocols"); section.HasField("protocols") && (cerr != nil || n == 0) {
 		err = errors.Join(err, errNoProtocols)
+	}
+	if section.HasField("capture_maps") {
+		if sub, cerr := section.Child("capture_maps", -1); cerr == nil {
+			err = errors.Join(err, confkeys.Check(sub, "connbeat.capture_maps", confkeys.Of(CaptureMaps{})))
+		}
 	}
 	return c, err
 }
@@ -299,6 +335,9 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, validateProtocols(c.Protocols))
 	errs = append(errs, c.Conntrack.validate())
+	if err := c.CaptureMaps.Sizes().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("connbeat.capture_maps: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

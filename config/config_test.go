@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/capture"
 	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/event"
 	"github.com/connbeat/connbeat/model"
@@ -103,6 +104,11 @@ func TestLoadRejects(t *testing.T) {
 		{"protocol twice", "protocols: [udp, udp]", []string{`connbeat.protocols.1: "udp" is listed twice`}},
 		{"protocols empty", "protocols: []", []string{"connbeat.protocols must name at least one of tcp, udp"}},
 		{"protocols not a list", "protocols: {tcp: true}", []string{"protocols"}},
+		{"capture maps unknown key", "capture_maps: {sockets: 10}", []string{"unknown option connbeat.capture_maps.sockets"}},
+		{"capture maps too small", "capture_maps: {connections: 10, udp_pairs: 1}",
+			[]string{"connbeat.capture_maps: capture map connections: 10 entries, want 1024 .. 16777216", "capture map udp_pairs: 1 entries"}},
+		{"capture ring buffer not a power of two", "capture_maps.ring_buffer: 3MiB",
+			[]string{"connbeat.capture_maps: capture ring buffer: 3145728 bytes, want a power of two"}},
 		{"conntrack no tracking", "conntrack.track_flows: 0", []string{"connbeat.conntrack.track_flows must be between 1 and 16777216, got 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,11 +128,20 @@ func TestKeysNameEveryOption(t *testing.T) {
 	for _, k := range []string{"poll_interval", "aggregation", "socket_source", "tcp_info", "event_format",
 		"proc_path", "expose_process_info", "expose_cmdline", "redact_cmdline", "expose_environ",
 		"environ_allowlist", "enable_local_connections", "queue_full", "shutdown_timeout", "max_cmdline_bytes",
-		"capture", "flow_events", "udp_flow_timeout", "network_namespaces", "protocols"} {
+		"capture", "flow_events", "udp_flow_timeout", "capture_maps", "network_namespaces", "protocols"} {
 		assert.True(t, keys[k], k)
 	}
 	assert.True(t, keys["conntrack"])
-	assert.Len(t, keys, 21)
+	assert.Len(t, keys, 22)
+}
+
+func TestLoadCaptureMaps(t *testing.T) {
+	c, err := load(t, "{}")
+	require.NoError(t, err)
+	assert.Equal(t, capture.DefaultSizes, c.CaptureMaps.Sizes())
+	c, err = load(t, "capture_maps: {connections: 2048, listeners: 128, udp_pairs: 512, ring_buffer: 64KiB}")
+	require.NoError(t, err)
+	assert.Equal(t, capture.Sizes{Connections: 2048, Listeners: 128, UDPPairs: 512, RingBuffer: 64 << 10}, c.CaptureMaps.Sizes())
 }
 
 func TestLoadConntrack(t *testing.T) {
