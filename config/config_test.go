@@ -99,6 +99,7 @@ func TestLoadRejects(t *testing.T) {
 		{"protocol twice", "protocols: [udp, udp]", []string{`connbeat.protocols.1: "udp" is listed twice`}},
 		{"protocols empty", "protocols: []", []string{"connbeat.protocols must name at least one of tcp, udp"}},
 		{"protocols not a list", "protocols: {tcp: true}", []string{"protocols"}},
+		{"tcp_info without tcp", "protocols: [udp]\ntcp_info: true", []string{"connbeat.tcp_info is on but connbeat.protocols leaves tcp out"}},
 		{"conntrack no tracking", "conntrack.track_flows: 0", []string{"connbeat.conntrack.track_flows must be between 1 and 16777216, got 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
