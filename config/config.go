@@ -322,6 +322,9 @@ func (c *Config) Validate() error {
 	if c.TCPInfo && slices.Contains(connections.Names(), c.SocketSource) && !connections.ReadsTCPInfo(c.SocketSource) {
 		errs = append(errs, fmt.Errorf("connbeat.tcp_info needs the netlink socket source; %s cannot read tcp_info (set socket_source: auto or netlink)", c.SocketSource))
 	}
+	if c.TCPInfo && len(c.Protocols) > 0 && !slices.Contains(c.Protocols, ProtocolTCP) {
+		errs = append(errs, errors.New("connbeat.tcp_info is on but connbeat.protocols leaves tcp out: tcp_info is TCP's only"))
+	}
 	if c.ProcPath == "" {
 		errs = append(errs, errors.New("connbeat.proc_path must not be empty"))
 	}

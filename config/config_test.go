@@ -109,6 +109,7 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"connbeat.capture_maps: capture map connections: 10 entries, want 1024 .. 16777216", "capture map udp_pairs: 1 entries"}},
 		{"capture ring buffer not a power of two", "capture_maps.ring_buffer: 3MiB",
 			[]string{"connbeat.capture_maps: capture ring buffer: 3145728 bytes, want a power of two"}},
+		{"tcp_info without tcp", "protocols: [udp]\ntcp_info: true", []string{"connbeat.tcp_info is on but connbeat.protocols leaves tcp out"}},
 		{"conntrack no tracking", "conntrack.track_flows: 0", []string{"connbeat.conntrack.track_flows must be between 1 and 16777216, got 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -100,3 +100,34 @@ func TestEndpointString(t *testing.T) {
 	assert.Equal(t, "[::1]:443", Endpoint{netip.IPv6Loopback(), 443}.String())
 	assert.Equal(t, "-", Endpoint{}.String())
 }
+
+// TestAggregateUDP: UDP rows say their transport, a UDP listener counts
+// only UDP clients on its port (not TCP ones), and the PROTO column shows
+// once a row is not TCP.
+func TestAggregateUDP(t *testing.T) {
+	sock := func(tr model.Transport, l netip.Addr, lp uint16, r netip.Addr, rp uint16, st model.State) model.Socket {
+		return model.Socket{Transport: tr, LocalIP: l, LocalPort: lp, RemoteIP: r, RemotePort: rp, State: st, Inode: uint64(lp) + uint64(rp)}
+	}
+	records := []model.Record{
+		{Kind: model.Listener, Direction: model.Listening, Socket: sock(model.UDP, any4, 53, any4, 0, model.StateClose), Process: web},
+		{Kind: model.Listener, Direction: model.Listening, Socket: sock(model.TCP, any4, 53, any4, 0, model.StateListen), Process: web},
+		{Kind: model.Connection, Direction: model.Inbound, Socket: sock(model.UDP, lo1, 53, lo2, 40001, model.StateEstablished), Process: web},
+		{Kind: model.Connection, Direction: model.Outbound, Socket: sock(model.UDP, lo2, 40001, lo1, 53, model.StateEstablished), Process: cli},
+	}
+	var a Aggregator
+	s := a.Add(records, "netlink", time.Unix(1000, 0))
+	view, err := NewView("", "process", false)
+	require.NoError(t, err)
+	edges, listeners := view.Rows(&s)
+	require.Len(t, listeners, 2)
+	clients := map[model.Transport]int{}
+	for _, l := range listeners {
+		clients[l.Transport] = l.Clients
+	}
+	assert.Equal(t, map[model.Transport]int{model.UDP: 1, model.TCP: 0}, clients)
+	for _, e := range edges {
+		assert.Equal(t, model.UDP, e.Transport, "%+v", e)
+		assert.Equal(t, "-", e.BytesPerSec.String(), "no byte rate without tcp_info")
+	}
+	assert.Equal(t, "udp", colTransport.cell(&edges[0]))
+}

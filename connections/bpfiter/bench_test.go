@@ -105,3 +105,55 @@ func benchSources(b *testing.B, transport model.Transport, lb *sockettest.Loopba
 		})
 	}
 }
+
+// BenchmarkKernelProtocols polls the live host as it is (the benchmark
+// adds 100 TCP connections and 2 UDP sockets) through each source with
+// protocols [tcp] and [tcp, udp]: what listing UDP adds to a poll where
+// UDP sockets are few, the walk of the kernel's UDP tables above all.
+func BenchmarkKernelProtocols(b *testing.B) {
+	openKernel(b) // skips where the programs cannot be loaded
+	lb := sockettest.New(b)
+	lb.Connect(lb.Listen("tcp4", "127.0.0.1:0"), "127.0.0.1", 100)
+	ln := lb.ListenUDP("udp4", "127.0.0.1:0")
+	c, err := net.DialUDP("udp4", nil, ln.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	for _, set := range []model.Transports{model.TransportsOf(model.TCP), model.AllTransports} {
+		src, err := OpenWith(Options{Transports: set})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { src.Close() })
+		nl, err := netlink.Open(netlink.Options{Transports: set})
+		kerneltest.RequireNetlink(b, err)
+		b.Cleanup(func() { nl.Close() })
+		pf, err := procfs.OpenWith("/proc", procfs.Options{Transports: set})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range []interface {
+			Name() string
+			Sockets(context.Context, []model.Socket) ([]model.Socket, error)
+		}{src, nl, pf} {
+			b.Run(s.Name()+"/"+set.String(), func(b *testing.B) {
+				var dst []model.Socket
+				for b.Loop() {
+					var err error
+					if dst, err = s.Sockets(context.Background(), dst[:0]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				want := 201
+				if set.Has(model.UDP) {
+					want += 2
+				}
+				if len(lb.Ours(dst)) != want {
+					b.Fatalf("%d of the benchmark's sockets listed, want %d", len(lb.Ours(dst)), want)
+				}
+				b.ReportMetric(float64(len(dst)), "sockets")
+			})
+		}
+	}
+}

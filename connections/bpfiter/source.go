@@ -102,7 +102,7 @@ func (s *Source) Name() string { return Name }
 func (s *Source) Close() error { return s.iters.close() }
 
 // Skipped returns how many records of the last poll did not decode (an
-// unknown state or family); they are left out of the result.
+// unknown transport, state or family); they are left out of the result.
 func (s *Source) Skipped() int { return s.skipped }
 
 // Anomalies implements the connections package's counter of records a

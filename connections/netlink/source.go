@@ -40,8 +40,9 @@ type Options struct {
 	perFamily bool
 }
 
-// Source dumps TCP and UDP sockets over one NETLINK_SOCK_DIAG socket that it keeps
-// open and reuses, with reused buffers. It is not safe for concurrent use.
+// Source dumps TCP and UDP sockets over one NETLINK_SOCK_DIAG socket that
+// it keeps open and reuses, with reused buffers. It is not safe for
+// concurrent use.
 type Source struct {
 	opts Options
 	conn *conn // nil after a failed dump; reopened on the next call
@@ -136,9 +137,9 @@ func (s *Source) Close() error {
 }
 
 // Sockets implements connections.Source: it dumps IPv4 and IPv6 sockets
-// of each transport, redoing the dumps when the kernel flags one as interrupted. The
-// Info of returned sockets points into storage the source reuses: it is
-// valid until the next call.
+// of each transport, redoing the dumps when the kernel flags one as
+// interrupted. The Info of returned sockets points into storage the source
+// reuses: it is valid until the next call.
 func (s *Source) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
 	start := len(dst)
 	s.interrupted = 0
