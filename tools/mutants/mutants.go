@@ -103,12 +103,12 @@ var mutants = []mutant{
 	// Classification.
 	{
 		Name: "classify-inbound", File: "classify/classify.go",
-		Edits: one("if c.isListening(s.Transport, s.LocalIP, s.LocalPort) {", "if !c.isListening(s.Transport, s.LocalIP, s.LocalPort) {"),
+		Edits: one("if c.isListening(s.Transport, s.NetNS, s.LocalIP, s.LocalPort) {", "if !c.isListening(s.Transport, s.NetNS, s.LocalIP, s.LocalPort) {"),
 		Pkg:   "./classify", Run: "TestClassifyDirections",
 	},
 	{
 		Name: "classify-listener-of-any-transport", File: "classify/classify.go",
-		Edits: one("if l.transport != t {", "if l.transport != t && false {"),
+		Edits: one("if l.transport != t || l.netns != netns {", "if l.netns != netns {"),
 		Pkg:   "./classify", Run: "TestClassifyUDP",
 	},
 	{
@@ -130,7 +130,7 @@ var mutants = []mutant{
 	// Dedup.
 	{
 		Name: "dedup-transport-left-out", File: "dedup/dedup.go",
-		Edits: one("k := Key{dir: r.Direction, transport: r.Socket.Transport, localIP: r.Socket.LocalIP}", "k := Key{dir: r.Direction, localIP: r.Socket.LocalIP}"),
+		Edits: one("k := Key{dir: r.Direction, transport: r.Socket.Transport, localIP: r.Socket.LocalIP, netns: r.Socket.NetNS}", "k := Key{dir: r.Direction, localIP: r.Socket.LocalIP, netns: r.Socket.NetNS}"),
 		Pkg:   "./dedup", Run: "TestFilterTransportInKey",
 	},
 	{
