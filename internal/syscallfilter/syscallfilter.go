@@ -1,5 +1,6 @@
 // Package syscallfilter adapts libbeat's default seccomp policy to what
-// connbeat needs: bpf(2), for the bpf socket source.
+// connbeat needs: bpf(2), for the bpf socket source, and setns(2), to read
+// every network namespace.
 package syscallfilter
 
 import (
