@@ -43,12 +43,6 @@ func main() {
 		os.Stderr.WriteString("connbeat: allowing bpf(2) in the seccomp policy: " + err.Error() + "\n")
 		os.Exit(1)
 	}
-	// Reading every network namespace's sockets enters each with setns(2),
-	// which libbeat's allowlist policies (amd64, 386) leave out.
-	if err := syscallfilter.AllowSetns(); err != nil {
-		os.Stderr.WriteString("connbeat: allowing setns(2) in the seccomp policy: " + err.Error() + "\n")
-		os.Exit(1)
-	}
 
 	settings := instance.Settings{
 		Name:    "connbeat",

@@ -1,6 +1,5 @@
 // Package syscallfilter adapts libbeat's default seccomp policy to what
-// connbeat needs: bpf(2), for the bpf socket source, and setns(2), to read
-// every network namespace.
+// connbeat needs: bpf(2), for the bpf socket source.
 package syscallfilter
 
 import (
