@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/elastic/elastic-agent-libs/logp"
 	"github.com/elastic/elastic-agent-libs/monitoring"
@@ -35,6 +37,9 @@ type nsMetrics struct {
 	// namespaces read by the last poll; missed ones found but not read
 	// (not allowed in), processes whose namespace could not be read.
 	namespaces, denied, hiddenProcesses *monitoring.Int
+	// unchanged: namespaces of the last poll whose counters had not moved
+	// since their last read, so that read was used again.
+	unchanged *monitoring.Int
 	// failed counts namespace reads that failed (other than the agent's
 	// own, whose failure fails the poll).
 	failed *monitoring.Uint
@@ -46,6 +51,7 @@ func newNSMetrics(reg *monitoring.Registry) *nsMetrics {
 		namespaces:      monitoring.NewInt(r, "namespaces"),
 		denied:          monitoring.NewInt(r, "denied"),
 		hiddenProcesses: monitoring.NewInt(r, "hidden_processes"),
+		unchanged:       monitoring.NewInt(r, "unchanged"),
 		failed:          monitoring.NewUint(r, "failed"),
 	}
 }
@@ -65,7 +71,32 @@ type nsSource struct {
 	// warned: the one line saying what the agent cannot read was logged.
 	warned bool
 	closed bool
+
+	// reuse keeps each other namespace's last read, used again while its
+	// counters do not move (not with tcp_info, whose figures change
+	// without them, and which point into the reader's buffers).
+	reuse    bool
+	cache    map[uint64]*nsRead
+	counters netns.CounterReader
+	procPath string
+	// fullEvery bounds how long a namespace's read is used again: the
+	// counters miss a few changes (see netns.Counters).
+	fullEvery time.Duration
+	unchanged int
 }
+
+// nsRead is a namespace's last full read.
+type nsRead struct {
+	counters netns.Counters
+	sockets  []model.Socket
+	// until is when the read is no longer used, counters or not.
+	until time.Time
+}
+
+// fullReadEvery is how often a namespace whose counters stay still is read
+// in full all the same. Each namespace's first deadline is spread over it,
+// so that the full reads do not fall on one poll.
+const fullReadEvery = 5 * time.Minute
 
 func newNSSource(r nsReader, opts Options, m *nsMetrics) (*nsSource, error) {
 	fopts := netns.Options{ProcPath: opts.ProcPath, OwnOnly: !opts.AllNamespaces, NamedPath: opts.NamedNetnsPath}
@@ -76,7 +107,8 @@ func newNSSource(r nsReader, opts Options, m *nsMetrics) (*nsSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &nsSource{r: r, finder: f, live: map[uint64]struct{}{}, logger: opts.Logger, metrics: m}, nil
+	return &nsSource{r: r, finder: f, live: map[uint64]struct{}{}, logger: opts.Logger, metrics: m,
+		reuse: !opts.TCPInfo, cache: map[uint64]*nsRead{}, procPath: opts.ProcPath, fullEvery: fullReadEvery}, nil
 }
 
 // Name implements Source.
@@ -106,7 +138,8 @@ func (s *nsSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Soc
 	if s.closed {
 		return dst, fmt.Errorf("%s source closed", s.r.name())
 	}
-	s.anoms = 0
+	s.anoms, s.unchanged = 0, 0
+	now := time.Now()
 	list, missed, lerr := s.finder.List(s.list[:0])
 	s.list = list
 	var (
@@ -119,18 +152,8 @@ func (s *nsSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Soc
 	err := s.finder.Each(ctx, list, netns.Visit{
 		Enter: s.r.enter,
 		Read: func(ns netns.Namespace) error {
-			n := len(dst)
-			out, err := s.r.read(ctx, ns, dst)
-			s.anoms += s.r.anomalies()
-			if err != nil && !ns.Own {
-				// A namespace read halfway is left out whole.
-				dst = out[:n]
-				return err
-			}
-			for i := n; i < len(out); i++ {
-				out[i].NetNS = ns.Inode
-			}
-			dst = out
+			var err error
+			dst, err = s.read(ctx, ns, now, dst)
 			return err
 		},
 		Done: func(ns netns.Namespace, o netns.Outcome, err error) {
@@ -159,6 +182,7 @@ func (s *nsSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Soc
 		},
 	})
 	s.metrics.namespaces.Set(int64(read))
+	s.metrics.unchanged.Set(int64(s.unchanged))
 	s.metrics.denied.Set(int64(denied))
 	s.metrics.hiddenProcesses.Set(int64(missed.Processes))
 	s.metrics.failed.Add(uint64(failedThisPoll))
@@ -185,6 +209,58 @@ func (s *nsSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Soc
 	}
 	return dst, nil
 }
+
+// read appends one namespace's sockets to dst: read by the reader, or, for
+// a namespace other than the agent's whose counters have not moved since
+// its last read, that read again.
+func (s *nsSource) read(ctx context.Context, ns netns.Namespace, now time.Time, dst []model.Socket) ([]model.Socket, error) {
+	var (
+		counters netns.Counters
+		cerr     error = errNoReuse
+	)
+	if s.reuse && !ns.Own {
+		// Read before the sockets: a change between the two shows as
+		// moved counters at the next poll.
+		dir := s.procPath + "/thread-self/net"
+		if !s.r.enter(ns) {
+			dir = s.procPath + "/" + strconv.Itoa(ns.PID) + "/net"
+		}
+		counters, cerr = s.counters.Read(dir)
+		if last := s.cache[ns.Inode]; cerr == nil && last != nil && last.counters == counters && now.Before(last.until) {
+			s.unchanged++
+			return append(dst, last.sockets...), nil
+		}
+	}
+	n := len(dst)
+	out, err := s.r.read(ctx, ns, dst)
+	s.anoms += s.r.anomalies()
+	if err != nil && !ns.Own {
+		// A namespace read halfway is left out whole.
+		delete(s.cache, ns.Inode)
+		return out[:n], err
+	}
+	for i := n; i < len(out); i++ {
+		out[i].NetNS = ns.Inode
+	}
+	if err == nil && cerr == nil {
+		last := s.cache[ns.Inode]
+		if last == nil {
+			// The first deadline anywhere in one period, by inode.
+			last = &nsRead{until: now.Add(time.Duration(ns.Inode % uint64(s.fullEvery)))}
+			s.cache[ns.Inode] = last
+		} else if !now.Before(last.until) {
+			last.until = now.Add(s.fullEvery)
+		}
+		last.counters = counters
+		last.sockets = append(last.sockets[:0], out[n:]...)
+	} else {
+		delete(s.cache, ns.Inode)
+	}
+	return out, err
+}
+
+// errNoReuse marks a read whose counters were not read.
+var errNoReuse = errors.New("not reused")
 
 // explain is the one log line that says which namespaces a poll could not
 // read and why.
@@ -220,4 +296,9 @@ func (s *nsSource) prune(list []netns.Namespace) {
 		s.live[ns.Inode] = struct{}{}
 	}
 	s.r.prune(s.live)
+	for ino := range s.cache {
+		if _, ok := s.live[ino]; !ok {
+			delete(s.cache, ino)
+		}
+	}
 }

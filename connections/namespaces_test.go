@@ -350,3 +350,102 @@ func noAdminChild(t *testing.T) {
 		assert.GreaterOrEqual(t, snap.Ints["socket_source.netns.denied"], want, name)
 	}
 }
+
+// TestKernelNamespaceReadReused: a namespace whose counters have not moved
+// is not read again (socket_source.netns.unchanged counts it) and gives
+// the same sockets; a connection opened in it, or a listener closed, moves
+// them and the next poll reads it; a change the counters miss (a listener
+// closed and another opened between two polls) is read once the full
+// read is due.
+func TestKernelNamespaceReadReused(t *testing.T) {
+	for _, name := range []string{ProcFS, Netlink, BPF} {
+		t.Run(name, func(t *testing.T) {
+			requireSource(t, name)
+			ns := netnstest.Add(t)
+			reg := monitoring.NewRegistry()
+			opts := sourceOptions(name, false, nil)
+			opts.AllNamespaces, opts.Metrics = true, reg
+			src, err := Open(opts)
+			require.NoError(t, err)
+			defer src.Close()
+			nss := src.(*counted).Source.(*nsSource)
+
+			var ln net.Listener
+			require.NoError(t, ns.Do(func() (err error) {
+				ln, err = net.Listen("tcp4", "127.0.0.1:0")
+				return err
+			}))
+			defer func() { ln.Close() }()
+			poll := func() ([]model.Socket, int64) {
+				got, err := src.Sockets(context.Background(), nil)
+				require.NoError(t, err)
+				var mine []model.Socket
+				for _, s := range got {
+					if s.NetNS == ns.Inode {
+						mine = append(mine, s)
+					}
+				}
+				snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
+				return mine, snap.Ints["socket_source.netns.unchanged"]
+			}
+			poll() // netlink's own sock_diag socket, made there, moves the counters once
+			first, _ := poll()
+			require.Len(t, first, 1)
+			// Its first full-read deadline may fall on the next poll.
+			nss.cache[ns.Inode].until = time.Now().Add(time.Hour)
+			again, unchanged := poll()
+			assert.Equal(t, first, again)
+			assert.GreaterOrEqual(t, unchanged, int64(1), "read again although nothing moved")
+
+			var c net.Conn
+			require.NoError(t, ns.Do(func() (err error) {
+				c, err = net.Dial("tcp4", ln.Addr().String())
+				return err
+			}))
+			defer c.Close()
+			s, err := ln.Accept()
+			require.NoError(t, err)
+			defer s.Close()
+			withConn, _ := poll()
+			assert.Len(t, withConn, 3, "a connection moves ActiveOpens/PassiveOpens: read")
+
+			// The counters cannot tell one listener from another: swap
+			// the listener for one on another port, between two polls.
+			port := ln.Addr().(*net.TCPAddr).Port
+			// Reset, not FIN: no TIME_WAIT socket to move the counters later.
+			require.NoError(t, c.(*net.TCPConn).SetLinger(0))
+			require.NoError(t, s.(*net.TCPConn).SetLinger(0))
+			c.Close()
+			s.Close()
+			withConn, _ = poll() // the close moves the counters
+			nss.cache[ns.Inode].until = time.Now().Add(time.Hour)
+			poll()
+			require.NoError(t, ns.Do(func() error {
+				ln.Close()
+				var err error
+				ln, err = net.Listen("tcp4", "127.0.0.1:0")
+				return err
+			}))
+			swapped := ln.Addr().(*net.TCPAddr).Port
+			require.NotEqual(t, port, swapped)
+			hasPort := func(got []model.Socket, p int) bool {
+				for _, s := range got {
+					if s.State == model.StateListen && int(s.LocalPort) == p {
+						return true
+					}
+				}
+				return false
+			}
+			stale, _ := poll()
+			if hasPort(stale, swapped) {
+				t.Log("the counters moved anyway (a socket of the namespace changed state meanwhile)")
+			} else {
+				assert.True(t, hasPort(stale, port), "the last read, used again")
+			}
+			nss.cache[ns.Inode].until = time.Now() // the full read is due
+			fresh, _ := poll()
+			assert.True(t, hasPort(fresh, swapped), "read in full once due")
+			assert.False(t, hasPort(fresh, port))
+		})
+	}
+}

@@ -34,16 +34,22 @@ var measureHelper = child.Helper{Name: "bench-measure", Main: func(args []string
 }}
 
 type flags struct {
-	conns         []int
-	sources       []string
-	warm          int
-	ssRuns        int
-	agent         string
-	agentSource   string
-	agentInterval time.Duration
-	agentWindow   time.Duration
-	agentAt       int
-	jsonOut       string
+	conns           []int
+	sources         []string
+	warm            int
+	ssRuns          int
+	agent           string
+	agentSource     string
+	agentInterval   time.Duration
+	agentWindow     time.Duration
+	agentAt         int
+	jsonOut         string
+	netns           int
+	netnsConns      int
+	netnsSources    []string
+	netnsChildEhash int
+	// profile holds the profile prefixes by their environment variable.
+	profile map[string]string
 }
 
 // row is one size of workload and everything measured on it.
@@ -72,9 +78,24 @@ func main() {
 		}
 		rows = append(rows, r)
 	}
-	printTable(os.Stdout, rows)
+	if len(rows) > 0 {
+		printTable(os.Stdout, rows)
+	}
+	var nsRows []nsRow
+	if f.netns > 0 {
+		var err error
+		if nsRows, err = runNetns(ctx, f); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: namespaces: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Println()
+		printNetnsTable(os.Stdout, nsRows)
+	}
 	if f.jsonOut != "" {
-		raw, _ := json.MarshalIndent(rows, "", "  ")
+		raw, _ := json.MarshalIndent(struct {
+			Rows       []row
+			Namespaces []nsRow `json:",omitempty"`
+		}{rows, nsRows}, "", "  ")
 		if err := os.WriteFile(f.jsonOut, raw, 0o644); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		}
@@ -93,10 +114,17 @@ func parseFlags() flags {
 	flag.DurationVar(&f.agentWindow, "agent-window", 30*time.Second, "how long the agent's steady CPU is measured")
 	flag.IntVar(&f.agentAt, "agent-at", 0, "run the agent only at this connection count (0: at every count)")
 	flag.StringVar(&f.jsonOut, "json", "", "also write the raw results to this file")
+	flag.IntVar(&f.netns, "netns", 0, "also compare N processes in N network namespaces with the same N processes in one (0: skip)")
+	flag.IntVar(&f.netnsConns, "netns-conns", 40000, "connections of the namespace comparison")
+	flag.IntVar(&f.netnsChildEhash, "netns-child-ehash", 0, "set net.ipv4.tcp_child_ehash_entries for the namespace comparison's namespaces (0: leave it)")
+	netnsSources := flag.String("netns-sources", "netlink,bpf", "sources of the namespace comparison")
 	heap := flag.String("heapprofile", "", "file prefix: each measurement writes its heap profile to PREFIX.SOURCE after its polls")
 	cpu := flag.String("cpuprofile", "", "file prefix: each measurement writes the CPU profile of its warm polls to PREFIX.SOURCE")
 	flag.Parse()
 	for _, s := range strings.Split(*conns, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue // -n '' measures only the namespace comparison
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 0 {
 			fmt.Fprintf(os.Stderr, "bench: -n: %q is not a count\n", s)
@@ -105,6 +133,8 @@ func parseFlags() flags {
 		f.conns = append(f.conns, n)
 	}
 	f.sources = strings.Split(*sources, ",")
+	f.netnsSources = strings.Split(*netnsSources, ",")
+	f.profile = map[string]string{heapProfileEnv: *heap, cpuProfileEnv: *cpu}
 	if *heap != "" {
 		os.Setenv(heapProfileEnv, *heap)
 	}

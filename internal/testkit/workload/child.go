@@ -27,6 +27,9 @@ func runChild(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := loopbackUp(); err != nil {
+		return err
+	}
 	fds, err := hold(spec)
 	if err != nil {
 		return err
@@ -108,4 +111,30 @@ func listen(family int, addr unix.Sockaddr) (int, error) {
 		return 0, fmt.Errorf("listen: %w", err)
 	}
 	return fd, nil
+}
+
+// loopbackUp sets lo up when it is down, as it is in a new network
+// namespace (NetnsPerProcess); elsewhere it changes nothing and needs no
+// privilege.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket for ioctl: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCGIFFLAGS lo: %w", err)
+	}
+	if ifr.Uint16()&unix.IFF_UP != 0 {
+		return nil
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("setting lo up: %w", err)
+	}
+	return nil
 }

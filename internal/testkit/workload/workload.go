@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -62,6 +63,10 @@ type Options struct {
 	// IPv6Every puts every IPv6Every-th connection on ::1. Default 4;
 	// negative: IPv4 only.
 	IPv6Every int
+	// NetnsPerProcess starts each child in a network namespace of its own
+	// (root only): the same processes, sockets and fds as without it,
+	// spread over as many namespaces as there are children.
+	NetnsPerProcess bool
 }
 
 // Workload is a set of running children.
@@ -97,7 +102,7 @@ func Start(ctx context.Context, opts Options) (*Workload, error) {
 		n := min(left, opts.PerProcess)
 		left -= n
 		spec := Spec{Conns: n, Listeners: opts.ListenersPerProcess, IPv6Every: opts.IPv6Every}
-		c, err := startChild(ctx, spec)
+		c, err := startChild(ctx, spec, opts.NetnsPerProcess)
 		if err != nil {
 			w.Stop()
 			return nil, err
@@ -108,10 +113,15 @@ func Start(ctx context.Context, opts Options) (*Workload, error) {
 	return w, nil
 }
 
-func startChild(ctx context.Context, spec Spec) (*proc, error) {
+func startChild(ctx context.Context, spec Spec, ownNetns bool) (*proc, error) {
 	cmd, err := Helper().Command(ctx, spec.encode())
 	if err != nil {
 		return nil, err
+	}
+	if ownNetns {
+		// The whole process, every thread, from its first instruction:
+		// its /proc/PID/net is the namespace's.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

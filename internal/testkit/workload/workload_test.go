@@ -115,3 +115,40 @@ func TestDecodeSpec(t *testing.T) {
 		})
 	}
 }
+
+// TestStartNetnsPerProcess: with NetnsPerProcess each child holds its
+// connections in a network namespace of its own (lo up), none of them the
+// test's, with the same sockets as without.
+func TestStartNetnsPerProcess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a child in a new network namespace needs root (CAP_SYS_ADMIN)")
+	}
+	w, err := Start(context.Background(), Options{Conns: 90, PerProcess: 30, ListenersPerProcess: 3, NetnsPerProcess: true})
+	require.NoError(t, err)
+	defer w.Stop()
+	assert.Equal(t, 2*90+3*3, w.Sockets)
+	own, err := os.Readlink("/proc/self/ns/net")
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, pid := range w.PIDs() {
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		require.NoError(t, err)
+		assert.NotEqual(t, own, ns)
+		assert.False(t, seen[ns], "namespace %s shared", ns)
+		seen[ns] = true
+		// The child's sockets, read through its own /proc/PID/net.
+		src, err := procfs.Open(fmt.Sprintf("/proc/%d", pid))
+		require.NoError(t, err)
+		sockets, err := src.Sockets(context.Background(), nil)
+		require.NoError(t, err)
+		held := socketInodes(t, pid)
+		n := 0
+		for _, s := range sockets {
+			if held[s.Inode] {
+				n++
+			}
+		}
+		assert.Equal(t, 2*30+3, n, "child %d's sockets in its namespace", pid)
+	}
+	assert.Len(t, seen, 3)
+}
