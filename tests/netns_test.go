@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"bufio"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -34,9 +36,11 @@ func netns(t *testing.T) []string {
 	return []string{"ip", "netns", "exec", name}
 }
 
-// TestNetworkNamespace runs the agent inside a namespace the test creates:
-// it reports the listener and connection made in that namespace, joined to
-// their processes, and none of the host namespace's sockets.
+// TestNetworkNamespace runs the agent inside a namespace the test creates,
+// with network_namespaces: own: it reports the listener and connection
+// made in that namespace, joined to their processes, and none of the host
+// namespace's sockets. (With the default, all, it would find the host's
+// namespace through /proc and read it too: TestEveryNetworkNamespace.)
 func TestNetworkNamespace(t *testing.T) {
 	prefix := netns(t)
 	host := StartPeer(t, nil, "listen", "127.0.0.1:0")
@@ -47,7 +51,7 @@ func TestNetworkNamespace(t *testing.T) {
 	_, port := splitAddr(t, ln.Addr)
 	client := startCmdPeer(t, inNS(bins.peer, "connect", ln.Addr))
 
-	dir := writeConfig(t, AgentOptions{Connbeat: "  poll_interval: 100ms", Extra: debugPolls})
+	dir := writeConfig(t, AgentOptions{Connbeat: "  poll_interval: 100ms\n  network_namespaces: own", Extra: debugPolls})
 	a := runAgentCmd(t, dir, inNS(bins.connbeat, "-e", "-c", dir+"/connbeat.yml", "--strict.perms=false"))
 
 	lnEv := a.WaitFor("listener in the namespace", func(e Event) bool {
@@ -105,26 +109,29 @@ func TestEveryNetworkNamespace(t *testing.T) {
 	ag := RunAgent(t, AgentOptions{Connbeat: "  poll_interval: 100ms", Extra: debugPolls + monitoring(mon)})
 	nsA, nsB := float64(a.Inode), float64(b.Inode)
 
+	// Other suites on the host make namespaces too, where the first
+	// ports handed out can be the same: match the namespace as well.
 	lnEv := ag.WaitFor("A's listener", func(e Event) bool {
-		return e.Str("direction") == "listening" && e.Get("local_port") == port
+		return e.Str("direction") == "listening" && e.Get("local_port") == port && e.Get("connbeat.netns") == nsA
 	})
 	assert.Equal(t, ln.PID(), lnEv.Get("local_process.pid"))
 	assert.Equal(t, nsA, lnEv.Get("connbeat.netns"))
 	in := ag.WaitFor("A's inbound from B", func(e Event) bool {
-		return e.Str("direction") == "inbound" && e.Get("local_port") == port
+		return e.Str("direction") == "inbound" && e.Get("local_port") == port && e.Str("local_ip") == aIP
 	})
 	assert.Equal(t, bIP, in.Str("remote_ip"))
 	assert.Equal(t, ln.PID(), in.Get("local_process.pid"), "the accepting end in A, joined to the listener's process")
 	assert.Equal(t, nsA, in.Get("connbeat.netns"))
 	out := ag.WaitFor("B's outbound to A", func(e Event) bool {
-		return e.Str("direction") == "outbound" && e.Get("remote_port") == port
+		return e.Str("direction") == "outbound" && e.Get("remote_port") == port && e.Str("remote_ip") == aIP
 	})
 	assert.Equal(t, bIP, out.Str("local_ip"))
 	assert.Equal(t, client.PID(), out.Get("local_process.pid"))
 	assert.Equal(t, nsB, out.Get("connbeat.netns"))
 
 	listeners := ag.WaitForN("127.0.0.1 listeners in A and B", 2, func(e Event) bool {
-		return e.Str("direction") == "listening" && e.Get("local_port") == shared
+		ns := e.Get("connbeat.netns")
+		return e.Str("direction") == "listening" && e.Get("local_port") == shared && (ns == nsA || ns == nsB)
 	})
 	got := map[float64]float64{}
 	for _, e := range listeners {
@@ -140,14 +147,21 @@ func TestEveryNetworkNamespace(t *testing.T) {
 	waitPolls(t, ag, 3)
 	before := agentFDs(t, ag)
 	c := netnstest.Add(t)
-	lnC := startCmdPeer(t, inNamespace(c, "listen", "127.0.0.1:0"))
-	_, portC := splitAddr(t, lnC.Addr)
+	// A peer of its own, not the harness's: it ends before the test does.
+	lnC := c.Command(context.Background(), bins.peer, "listen", "127.0.0.1:0")
+	stdout, err := lnC.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, lnC.Start())
+	t.Cleanup(func() { _ = lnC.Process.Kill(); _ = lnC.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	_, portC := splitAddr(t, strings.TrimPrefix(strings.TrimSpace(line), "ready "))
 	cEv := ag.WaitFor("C's listener", func(e Event) bool {
 		return e.Str("direction") == "listening" && e.Get("local_port") == portC && e.Get("connbeat.netns") == float64(c.Inode)
 	})
-	assert.Equal(t, lnC.PID(), cEv.Get("local_process.pid"))
-	require.NoError(t, lnC.Cmd.Process.Kill())
-	_ = lnC.Cmd.Wait()
+	assert.Equal(t, float64(lnC.Process.Pid), cEv.Get("local_process.pid"))
+	require.NoError(t, lnC.Process.Kill())
+	_ = lnC.Wait()
 	c.Delete(t)
 	var after int
 	require.Eventually(t, func() bool {
@@ -184,9 +198,12 @@ func TestNetworkNamespacesUnprivileged(t *testing.T) {
 		return e.Str("direction") == "listening" && e.Get("local_port") == hostPort
 	})
 	waitPolls(t, ag, 10)
-	assert.Empty(t, ag.Matching(func(e Event) bool { return e.Get("local_port") == port }), "A's listener needs setns")
+	inNS := func(p float64) func(Event) bool {
+		return func(e Event) bool { return e.Get("local_port") == p && e.Get("connbeat.netns") == float64(a.Inode) }
+	}
+	assert.Empty(t, ag.Matching(inNS(port)), "A's listener needs setns")
 	_, inAPort := splitAddr(t, inA.Addr)
-	assert.Empty(t, ag.Matching(func(e Event) bool { return e.Get("local_port") == inAPort }))
+	assert.Empty(t, ag.Matching(inNS(inAPort)))
 	log := ag.Stderr()
 	assert.Equal(t, 1, strings.Count(log, "network namespaces: "), "said once: %s", log)
 	assert.Contains(t, log, "may not be entered (setns needs CAP_SYS_ADMIN")
@@ -195,4 +212,13 @@ func TestNetworkNamespacesUnprivileged(t *testing.T) {
 	denied, _ := stats.Get("connbeat.socket_source.netns.denied").(float64)
 	assert.GreaterOrEqual(t, denied, 1.0, "%v", stats.Get("connbeat.socket_source"))
 	assert.Equal(t, 0, ag.Stop(syscall.SIGTERM))
+}
+
+// hostNetns is the inode of the test process's network namespace, the
+// one the agent it starts runs in.
+func hostNetns(t *testing.T) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	require.NoError(t, syscall.Stat("/proc/self/ns/net", &st))
+	return st.Ino
 }

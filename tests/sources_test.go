@@ -26,7 +26,12 @@ func TestSocketSourcesAgree(t *testing.T) {
 	kerneltest.RequireBPF(t, err)
 	require.NoError(t, src.Close())
 	s := startScenario(t, "127.0.0.1", "127.0.0.2")
-	ours := func(e Event) bool { return e.Get("local_port") == s.port || e.Get("remote_port") == s.port }
+	// The agent reads every namespace; other suites' namespaces may use
+	// the same port numbers.
+	host := float64(hostNetns(t))
+	ours := func(e Event) bool {
+		return (e.Get("local_port") == s.port || e.Get("remote_port") == s.port) && e.Get("connbeat.netns") == host
+	}
 
 	got := map[string][]string{}
 	for _, source := range []string{"bpf", "netlink", "procfs"} {
