@@ -196,8 +196,8 @@ var mutants = []mutant{
 
 	// Container identity and local peers.
 	{
-		Name: "container-outermost-wins", File: "procs/container/container.go",
-		Edits: one("for i := len(parts) - 1; i >= 0; i-- {", "for i := 0; i < len(parts); i++ {"),
+		Name: "container-last-component-only", File: "procs/container/container.go",
+		Edits: one("\t\tpath = parents\n", "\t\tpath = \"\"\n"),
 		Pkg:   "./procs/container", Run: "TestParse",
 	},
 	{
