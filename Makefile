@@ -59,7 +59,7 @@ fuzz:
 BENCH_FLAGS ?=
 bench: build
 	$(GO) build -o build/connbeat-bench ./tools/bench
-	./build/connbeat-bench -n 1000,10000,20000,40000 -agent ./$(BINARY) $(BENCH_FLAGS)
+	./build/connbeat-bench -n 1000,10000,20000,40000 -netns 50 -agent ./$(BINARY) $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BINARY) build dist

@@ -43,6 +43,12 @@ func main() {
 		os.Stderr.WriteString("connbeat: allowing bpf(2) in the seccomp policy: " + err.Error() + "\n")
 		os.Exit(1)
 	}
+	// Reading other network namespaces enters each one (setns(2), which
+	// the kernel allows with CAP_SYS_ADMIN).
+	if err := syscallfilter.AllowSetns(); err != nil {
+		os.Stderr.WriteString("connbeat: allowing setns(2) in the seccomp policy: " + err.Error() + "\n")
+		os.Exit(1)
+	}
 
 	settings := instance.Settings{
 		Name:    "connbeat",

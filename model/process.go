@@ -38,6 +38,7 @@ type Container struct {
 	// containerd, CRI-O and Podman; the machine name for systemd-nspawn).
 	ID string
 	// Runtime names the runtime the cgroup path belongs to ("docker",
-	// "containerd", "cri-o", "podman", "systemd-nspawn").
+	// "containerd", "cri-o", "podman", "systemd-nspawn"; "cri" for a
+	// Kubernetes container whose cgroupfs path does not name its runtime).
 	Runtime string
 }

@@ -21,7 +21,9 @@ type key struct {
 	netns         uint64
 	lport, rport  uint16
 	transport     model.Transport
-	pad           [3]byte
+	// kind is set only in the keys kept to tell an unchanged poll.
+	kind model.Kind
+	pad  [2]byte
 }
 
 // swap returns the key of the other end's socket.
@@ -40,6 +42,12 @@ type Linker struct {
 	// size is the largest number of records the maps were filled with
 	// since they were made: maps do not shrink when cleared.
 	size int
+	// last holds the previous call's records' keys, in order, and peerOf
+	// the index of each one's peer (-1: none): a poll of an unchanged host
+	// (the same sockets in the same order) takes its peers from them
+	// without a map operation.
+	last   []key
+	peerOf []int32
 }
 
 // New returns a Linker.
@@ -53,6 +61,15 @@ func New() *Linker {
 // other namespaces) is left unset rather than guessed. Records whose
 // peer is not local, or whose peer's owner is unknown, get a nil Peer.
 func (l *Linker) Link(records []model.Record) {
+	if l.unchanged(records) {
+		for i := range records {
+			records[i].Peer = nil
+			if j := l.peerOf[i]; j >= 0 {
+				records[i].Peer = records[j].Process
+			}
+		}
+		return
+	}
 	l.reset(len(records))
 	for i := range records {
 		r := &records[i]
@@ -68,6 +85,7 @@ func (l *Linker) Link(records []model.Record) {
 		}
 	}
 	for i := range records {
+		l.peerOf[i] = -1
 		r := &records[i]
 		if r.Kind != model.Connection {
 			continue
@@ -75,7 +93,7 @@ func (l *Linker) Link(records []model.Record) {
 		k := keyOf(&r.Socket).swap()
 		if j, ok := l.same[k]; ok {
 			if j != ambiguous {
-				r.Peer = records[j].Process
+				r.Peer, l.peerOf[i] = records[j].Process, j
 			}
 			continue
 		}
@@ -84,9 +102,29 @@ func (l *Linker) Link(records []model.Record) {
 		}
 		k.netns = 0
 		if j, ok := l.across[k]; ok && j != ambiguous && !l.pairedAtHome(&records[j].Socket) {
-			r.Peer = records[j].Process
+			r.Peer, l.peerOf[i] = records[j].Process, j
 		}
 	}
+}
+
+// unchanged reports whether records are the previous call's sockets in
+// the same order, and keeps their keys for the next call.
+func (l *Linker) unchanged(records []model.Record) bool {
+	n := len(records)
+	same := n == len(l.last)
+	if cap(l.last) < n || (cap(l.last) > 4*n && cap(l.last) > 1024) {
+		l.last, l.peerOf, same = make([]key, n), make([]int32, n), false
+	}
+	l.last, l.peerOf = l.last[:n], l.peerOf[:n]
+	for i := range records {
+		k := keyOf(&records[i].Socket)
+		k.kind = records[i].Kind
+		if same && l.last[i] != k {
+			same = false
+		}
+		l.last[i] = k
+	}
+	return same
 }
 
 // pairedAtHome reports whether a socket's peer is in its own namespace: a

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +18,7 @@ import (
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/event"
+	"github.com/connbeat/connbeat/internal/testkit/netnstest"
 	"github.com/connbeat/connbeat/model"
 )
 
@@ -124,4 +127,62 @@ func pidAt(e beat.Event, classic, ecs, format string) any {
 	}
 	v, _ := e.Fields.GetValue(k)
 	return v
+}
+
+// TestPollVethPeers: a listener in namespace A and a client in namespace
+// B connected across a veth pair, each end held by its own process. The
+// pipeline, reading every namespace, gives A's inbound end B's client as
+// its peer and B's outbound end A's server.
+func TestPollVethPeers(t *testing.T) {
+	a, b := netnstest.Add(t), netnstest.Add(t)
+	var r [1]byte
+	_, _ = rand.Read(r[:])
+	aIP, bIP := fmt.Sprintf("10.79.%d.1", r[0]), fmt.Sprintf("10.79.%d.2", r[0])
+	netnstest.Veth(t, a, b, aIP+"/24", bIP+"/24")
+
+	var ln net.Listener
+	require.NoError(t, a.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", aIP+":0")
+		return err
+	}))
+	var c net.Conn
+	require.NoError(t, b.Do(func() (err error) {
+		c, err = net.Dial("tcp4", ln.Addr().String())
+		return err
+	}))
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	server := holdIn(t, ln.(*net.TCPListener), s.(*net.TCPConn))
+	client := holdIn(t, c.(*net.TCPConn))
+
+	cfg := config.Default()
+	cfg.NetworkNamespaces = config.NamespacesAll
+	p, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	defer p.Close()
+	records, _, err := p.Records(context.Background())
+	require.NoError(t, err)
+	type end struct {
+		netns     uint64
+		pid, peer int32
+	}
+	got := map[model.Direction]end{}
+	for _, r := range records {
+		if r.Kind != model.Connection || (r.Socket.LocalPort != port && r.Socket.RemotePort != port) {
+			continue
+		}
+		e := end{netns: r.Socket.NetNS}
+		if r.Process != nil {
+			e.pid = r.Process.PID
+		}
+		if r.Peer != nil {
+			e.peer = r.Peer.PID
+		}
+		got[r.Direction] = e
+	}
+	assert.Equal(t, map[model.Direction]end{
+		model.Inbound:  {netns: a.Inode, pid: int32(server.Process.Pid), peer: int32(client.Process.Pid)},
+		model.Outbound: {netns: b.Inode, pid: int32(client.Process.Pid), peer: int32(server.Process.Pid)},
+	}, got, "each end, in its own namespace, names the other's process")
 }

@@ -12,21 +12,21 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/internal/testkit"
 )
 
 // needTool returns the path of a program a test runs, or skips the test
-// naming the Debian package. In CI (CI=true), where .ci/run installs the
-// package, a missing program fails the test instead.
+// naming the Debian package. In strict mode (CI=true or
+// CONNBEAT_REQUIRE_TOOLS=1, where .ci/run installs the package), a missing
+// program fails the test instead.
 func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err == nil {
 		return path
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found (Debian package %s, which .ci/run installs): %v", name, pkg, err)
-	}
-	t.Skipf("needs %s (Debian package %s)", name, pkg)
+	testkit.Missing(t, "%s not found (Debian package %s): %v", name, pkg, err)
 	return ""
 }
 

@@ -27,9 +27,11 @@ func TestSocketSourcesAgree(t *testing.T) {
 	kerneltest.RequireBPF(t, err)
 	require.NoError(t, src.Close())
 	s := startScenario(t, "127.0.0.1", "127.0.0.2")
-	// Classic TCP events have no transport field.
+	// The agent reads every namespace; other suites' namespaces may use
+	// the same port numbers. Classic TCP events have no transport field.
+	host := float64(hostNetns(t))
 	ours := func(e Event) bool {
-		return e.Str("transport") == "" && (e.Get("local_port") == s.port || e.Get("remote_port") == s.port)
+		return e.Str("transport") == "" && (e.Get("local_port") == s.port || e.Get("remote_port") == s.port) && e.Get("connbeat.netns") == host
 	}
 	// A UDP socket bound on ::1 and a client holding two UDP sockets
 	// connected to it.
@@ -37,7 +39,7 @@ func TestSocketSourcesAgree(t *testing.T) {
 	_, udpPort := splitAddr(t, udpSrv.Addr)
 	udpCl := StartPeer(t, nil, "dial", "udp", udpSrv.Addr, "2")
 	oursUDP := func(e Event) bool {
-		return e.Str("transport") == "udp" && (e.Get("local_port") == udpPort || e.Get("remote_port") == udpPort)
+		return e.Str("transport") == "udp" && (e.Get("local_port") == udpPort || e.Get("remote_port") == udpPort) && e.Get("connbeat.netns") == host
 	}
 
 	got := map[string][]string{}

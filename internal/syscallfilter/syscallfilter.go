@@ -1,5 +1,6 @@
 // Package syscallfilter adapts libbeat's default seccomp policy to what
-// connbeat needs: bpf(2), for the bpf socket source.
+// connbeat needs: bpf(2), for the bpf socket source, and setns(2), to read
+// the sockets of other network namespaces.
 package syscallfilter
 
 import (
@@ -24,4 +25,17 @@ func allowBPF(goarch string) error {
 		return nil
 	}
 	return seccomp.ModifyDefaultPolicy(seccomp.AddSyscall, "bpf")
+}
+
+// AllowSetns lets setns(2) through libbeat's default seccomp policy for
+// this architecture: the socket sources enter each network namespace to
+// read it (the kernel still asks for CAP_SYS_ADMIN). The allowlists
+// (amd64, 386) lack it; the deny lists do not deny it.
+func AllowSetns() error { return allowSetns(runtime.GOARCH) }
+
+func allowSetns(goarch string) error {
+	if denyLists[goarch] {
+		return nil
+	}
+	return seccomp.ModifyDefaultPolicy(seccomp.AddSyscall, "setns")
 }

@@ -74,3 +74,23 @@ func TestAllowBPF(t *testing.T) {
 	assert.NotZero(t, denied, "the policy still denies something")
 	t.Logf("%s: %d of %d system calls denied", runtime.GOARCH, denied, len(info.SyscallNames))
 }
+
+// TestAllowSetns: after AllowSetns, libbeat's default policy lets setns(2)
+// through, which the agent's reads of other network namespaces need, and
+// nothing else changed.
+func TestAllowSetns(t *testing.T) {
+	require.NotNil(t, defaultPolicy, "libbeat has a default policy for %s", runtime.GOARCH)
+	info, err := arch.GetInfo("")
+	require.NoError(t, err)
+	before, err := defaultPolicy.Assemble()
+	require.NoError(t, err)
+	require.NoError(t, AllowSetns())
+	after, err := defaultPolicy.Assemble()
+	require.NoError(t, err)
+	assert.Equal(t, seccomp.ActionAllow, verdict(t, after, info, "setns"), "setns(2) on %s", runtime.GOARCH)
+	for name := range info.SyscallNames {
+		if name != "setns" {
+			assert.Equal(t, verdict(t, before, info, name), verdict(t, after, info, name), name)
+		}
+	}
+}

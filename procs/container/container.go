@@ -5,7 +5,6 @@
 package container
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -51,25 +50,25 @@ func Parse(r io.Reader) (*model.Container, error) {
 	if len(data) > MaxBytes {
 		return nil, fmt.Errorf("%w (%d bytes)", ErrTooLarge, MaxBytes)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), MaxBytes+1)
 	var found *model.Container
-	for line := 1; sc.Scan(); line++ {
-		text := sc.Text()
-		if text == "" {
+	for line := 1; len(data) > 0; line++ {
+		text := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			text, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if len(text) == 0 {
 			continue
 		}
-		_, rest, ok1 := strings.Cut(text, ":")
-		_, path, ok2 := strings.Cut(rest, ":")
+		_, rest, ok1 := bytes.Cut(text, []byte{':'})
+		_, path, ok2 := bytes.Cut(rest, []byte{':'})
 		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("cgroup file line %d: %q is not hierarchy:controllers:path", line, clip(text))
+			return nil, fmt.Errorf("cgroup file line %d: %q is not hierarchy:controllers:path", line, clip(string(text)))
 		}
 		if found == nil {
-			found = FromPath(path)
+			found = FromPath(string(path))
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading cgroup file: %w", err)
 	}
 	return found, nil
 }
@@ -85,18 +84,23 @@ func clip(s string) string {
 // FromPath returns the container a cgroup path belongs to, or nil. It
 // looks at the path's components from the innermost out.
 func FromPath(path string) *model.Container {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	for i := len(parts) - 1; i >= 0; i-- {
-		if c := fromComponent(parts[i], parts[:i]); c != nil {
+	path = strings.Trim(path, "/")
+	for path != "" {
+		name, parents := path, ""
+		if i := strings.LastIndexByte(path, '/'); i >= 0 {
+			name, parents = path[i+1:], path[:i]
+		}
+		if c := fromComponent(name, parents); c != nil {
 			return c
 		}
+		path = parents
 	}
 	return nil
 }
 
-// fromComponent recognises one path component; parents are the
-// components above it.
-func fromComponent(name string, parents []string) *model.Container {
+// fromComponent recognises one path component; parents is the path
+// above it.
+func fromComponent(name, parents string) *model.Container {
 	// systemd's cgroup driver: one scope unit a container, named
 	// <runtime>-<id>.scope. The runtime's own monitor (conmon) gets a
 	// <runtime>-conmon-<id>.scope beside it: not the container.
@@ -147,15 +151,13 @@ func fromComponent(name string, parents []string) *model.Container {
 	return nil
 }
 
-func parent(parents []string) string {
-	if len(parents) == 0 {
-		return ""
-	}
-	return parents[len(parents)-1]
+// parent returns the last component of a path.
+func parent(parents string) string {
+	return parents[strings.LastIndexByte(parents, '/')+1:]
 }
 
-func inKubepods(parents []string) bool {
-	for _, p := range parents {
+func inKubepods(parents string) bool {
+	for _, p := range strings.Split(parents, "/") {
 		if p == "kubepods" || strings.HasPrefix(p, "kubepods.slice") || strings.HasPrefix(p, "kubepods-") {
 			return true
 		}

@@ -2,6 +2,7 @@ package container
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -136,4 +137,21 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("unknown runtime %q", c.Runtime)
 		}
 	})
+}
+
+// BenchmarkParse: a hybrid host's cgroup file of a Docker container (one
+// line a v1 hierarchy, and the v2 one), read once per process image.
+func BenchmarkParse(b *testing.B) {
+	var sb strings.Builder
+	for i, c := range []string{"pids", "memory", "devices", "freezer", "blkio", "cpu,cpuacct", "cpuset", "net_cls", "perf_event", "hugetlb", "rdma", "name=systemd"} {
+		fmt.Fprintf(&sb, "%d:%s:/docker/%s\n", 12-i, c, id1)
+	}
+	sb.WriteString("0::/\n")
+	file := sb.String()
+	b.ReportAllocs()
+	for b.Loop() {
+		if c, err := Parse(strings.NewReader(file)); err != nil || c == nil {
+			b.Fatal(c, err)
+		}
+	}
 }

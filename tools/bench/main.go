@@ -34,19 +34,20 @@ var measureHelper = child.Helper{Name: "bench-measure", Main: func(args []string
 }}
 
 type flags struct {
-	conns         []int
-	sources       []string
-	warm          int
-	ssRuns        int
-	agent         string
-	agentSource   string
-	agentInterval time.Duration
-	agentWindow   time.Duration
-	agentAt       int
-	jsonOut       string
-	netns         int
-	netnsConns    int
-	netnsSources  []string
+	conns           []int
+	sources         []string
+	warm            int
+	ssRuns          int
+	agent           string
+	agentSource     string
+	agentInterval   time.Duration
+	agentWindow     time.Duration
+	agentAt         int
+	jsonOut         string
+	netns           int
+	netnsConns      int
+	netnsSources    []string
+	netnsChildEhash int
 	// profile holds the profile prefixes by their environment variable.
 	profile map[string]string
 }
@@ -115,6 +116,7 @@ func parseFlags() flags {
 	flag.StringVar(&f.jsonOut, "json", "", "also write the raw results to this file")
 	flag.IntVar(&f.netns, "netns", 0, "also compare N processes in N network namespaces with the same N processes in one (0: skip)")
 	flag.IntVar(&f.netnsConns, "netns-conns", 40000, "connections of the namespace comparison")
+	flag.IntVar(&f.netnsChildEhash, "netns-child-ehash", 0, "set net.ipv4.tcp_child_ehash_entries for the namespace comparison's namespaces (0: leave it)")
 	netnsSources := flag.String("netns-sources", "netlink,bpf", "sources of the namespace comparison")
 	heap := flag.String("heapprofile", "", "file prefix: each measurement writes its heap profile to PREFIX.SOURCE after its polls")
 	cpu := flag.String("cpuprofile", "", "file prefix: each measurement writes the CPU profile of its warm polls to PREFIX.SOURCE")

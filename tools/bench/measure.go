@@ -119,8 +119,17 @@ func measure(name string, warm int) sourceResult {
 	}
 	res.Sockets, res.Reports = stats.Sockets, stats.Reports
 	var costs []pollCost
+	touch := func() error { return nil }
+	if os.Getenv(touchNetnsEnv) != "" {
+		touch = touchNamespaces
+	}
 	stopProfile := startCPUProfile(os.Getenv(cpuProfileEnv), name)
 	for range warm {
+		if err := touch(); err != nil {
+			stopProfile()
+			res.Err = err.Error()
+			return res
+		}
 		c, _, err := poll()
 		if err != nil {
 			stopProfile()

@@ -229,4 +229,26 @@ var mutants = []mutant{
 		Edits: one("`[A-Za-z][A-Za-z0-9+.-]*://[^\\s/?#@:]*:`", "`NEVER://[^\\s/?#@:]*:`"),
 		Pkg:   "./procs/redact", Run: "TestCredentials",
 	},
+
+	// Container identity and local peers.
+	{
+		Name: "container-last-component-only", File: "procs/container/container.go",
+		Edits: one("\t\tpath = parents\n", "\t\tpath = \"\"\n"),
+		Pkg:   "./procs/container", Run: "TestParse",
+	},
+	{
+		Name: "container-not-read", File: "procs/process.go",
+		Edits: one("\tp.Container = m.container(key.pid)\n", "\n"),
+		Pkg:   "./procs", Run: "TestContainerFromCgroup|TestContainerKernelCgroups",
+	},
+	{
+		Name: "peers-same-end", File: "peers/peers.go",
+		Edits: one("k := keyOf(&r.Socket).swap()", "k := keyOf(&r.Socket)"),
+		Pkg:   "./peers", Run: "TestLink",
+	},
+	{
+		Name: "peers-loopback-crosses-namespaces", File: "peers/peers.go",
+		Edits: one("return !s.LocalIP.IsLoopback() && !s.RemoteIP.IsLoopback()", "return true"),
+		Pkg:   "./peers", Run: "TestLink",
+	},
 }
