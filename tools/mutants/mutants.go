@@ -84,11 +84,38 @@ var mutants = []mutant{
 		Pkg:   "./procs", Run: "TestResolverKernelChurn",
 	},
 
+	// Network namespaces.
+	{
+		Name: "netns-netlink-not-entered", File: "connections/nsreaders.go",
+		Edits: one("func (r *netlinkReader) enter(ns netns.Namespace) bool { return !ns.Own }", "func (r *netlinkReader) enter(ns netns.Namespace) bool { return false }"),
+		Pkg:   "./connections", Run: "TestKernelEveryNamespace",
+	},
+	{
+		Name: "netns-gone-kept-open", File: "connections/nsreaders.go",
+		Edits: one("\t\tif _, ok := live[ino]; !ok {\n\t\t\tsrc.Close()", "\t\tif _, ok := live[ino]; !ok {\n\t\t\t_ = src"),
+		Pkg:   "./connections", Run: "TestKernelNamespaceComesAndGoes",
+	},
+	{
+		Name: "netns-reuse-ignores-counters", File: "connections/namespaces.go",
+		Edits: one("last != nil && last.counters == counters && now.Before(last.until)", "last != nil && now.Before(last.until)"),
+		Pkg:   "./connections", Run: "TestKernelNamespaceReadReused",
+	},
+	{
+		Name: "netns-thread-not-returned", File: "connections/netns/enter.go",
+		Edits: one("if err := unix.Setns(back, unix.CLONE_NEWNET); err != nil {", "if err := error(nil); err != nil {"),
+		Pkg:   "./connections/netns", Run: "TestKernelEach",
+	},
+
 	// Classification.
 	{
 		Name: "classify-inbound", File: "classify/classify.go",
-		Edits: one("if c.isListening(s.LocalIP, s.LocalPort) {", "if !c.isListening(s.LocalIP, s.LocalPort) {"),
+		Edits: one("if c.isListening(s.NetNS, s.LocalIP, s.LocalPort) {", "if !c.isListening(s.NetNS, s.LocalIP, s.LocalPort) {"),
 		Pkg:   "./classify", Run: "TestClassifyDirections",
+	},
+	{
+		Name: "classify-listener-any-namespace", File: "classify/classify.go",
+		Edits: one("if l.netns != netns {", "if false && l.netns != netns {"),
+		Pkg:   "./classify", Run: "TestClassifyWithinNamespace",
 	},
 	{
 		Name: "classify-dual-stack-listener", File: "classify/classify.go",
@@ -111,6 +138,11 @@ var mutants = []mutant{
 		Name: "dedup-key-ephemeral-port", File: "dedup/dedup.go",
 		Edits: one("k.pid, k.remoteIP, k.remotePort = pid, r.Socket.RemoteIP, r.Socket.RemotePort", "k.pid, k.remoteIP, k.remotePort, k.localPort = pid, r.Socket.RemoteIP, r.Socket.RemotePort, r.Socket.LocalPort"),
 		Pkg:   "./dedup", Run: "TestKeyIgnoresEphemeralPorts",
+	},
+	{
+		Name: "dedup-key-without-namespace", File: "dedup/dedup.go",
+		Edits: one("localIP: r.Socket.LocalIP, netns: r.Socket.NetNS}", "localIP: r.Socket.LocalIP}"),
+		Pkg:   "./dedup", Run: "TestKeyHoldsNamespace",
 	},
 	{
 		Name: "dedup-socket-count", File: "dedup/dedup.go",
