@@ -79,6 +79,8 @@ type nsSource struct {
 	cache    map[uint64]*nsRead
 	counters netns.CounterReader
 	procPath string
+	// threadNet is the net directory of the reading thread's namespace.
+	threadNet string
 	// fullEvery bounds how long a namespace's read is used again: the
 	// counters miss a few changes (see netns.Counters).
 	fullEvery time.Duration
@@ -108,7 +110,7 @@ func newNSSource(r nsReader, opts Options, m *nsMetrics) (*nsSource, error) {
 		return nil, err
 	}
 	return &nsSource{r: r, finder: f, live: map[uint64]struct{}{}, logger: opts.Logger, metrics: m,
-		reuse: !opts.TCPInfo, cache: map[uint64]*nsRead{}, procPath: opts.ProcPath, fullEvery: fullReadEvery}, nil
+		reuse: !opts.TCPInfo, cache: map[uint64]*nsRead{}, procPath: opts.ProcPath, threadNet: opts.ProcPath + "/thread-self/net", fullEvery: fullReadEvery}, nil
 }
 
 // Name implements Source.
@@ -221,7 +223,7 @@ func (s *nsSource) read(ctx context.Context, ns netns.Namespace, now time.Time, 
 	if s.reuse && !ns.Own {
 		// Read before the sockets: a change between the two shows as
 		// moved counters at the next poll.
-		dir := s.procPath + "/thread-self/net"
+		dir := s.threadNet
 		if !s.r.enter(ns) {
 			dir = s.procPath + "/" + strconv.Itoa(ns.PID) + "/net"
 		}

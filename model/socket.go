@@ -89,9 +89,10 @@ type Socket struct {
 	// Inode identifies the socket in /proc/PID/fd links; 0 for sockets no
 	// process holds any more (TIME_WAIT, orphans).
 	Inode uint64
-	// NetNS is the inode of the socket's network namespace; 0 when the
-	// source reads only the agent's own namespace. Two sockets with the
-	// same addresses in different namespaces are different sockets.
+	// NetNS is the inode of the socket's network namespace, set by every
+	// socket source (the agent's own namespace included); 0 only where
+	// nothing read it. Two sockets with the same addresses in different
+	// namespaces are different sockets.
 	NetNS uint64
 	// Info holds the kernel's tcp_info figures when the source can read them.
 	Info *TCPInfo

@@ -91,8 +91,8 @@ type Row struct {
 	// Container names the container the process runs in; empty until the
 	// model carries it, when the column shows it without further change.
 	Container string
-	// NetNS is the sockets' network namespace inode; 0 when the source
-	// reads only the agent's own namespace.
+	// NetNS is the sockets' network namespace inode (every source sets
+	// it, the agent's own namespace included).
 	NetNS     uint64
 	Transport model.Transport
 	Direction model.Direction

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // Counters are a network namespace's own socket counters, from its
@@ -34,9 +34,10 @@ type Counters struct {
 // few hundred bytes; a larger file is not the kernel's.
 const maxCountersFile = 16 << 10
 
-// CounterReader reads Counters with a buffer it reuses.
+// CounterReader reads Counters with buffers it reuses.
 type CounterReader struct {
-	buf []byte
+	buf  []byte
+	path []byte
 }
 
 // Read reads the Counters of the namespace whose net directory is dir
@@ -47,20 +48,20 @@ func (r *CounterReader) Read(dir string) (Counters, error) {
 	if r.buf == nil {
 		r.buf = make([]byte, maxCountersFile)
 	}
-	b, err := readSmall(dir+"/snmp", r.buf)
+	b, err := r.readSmall(dir, "/snmp")
 	if err != nil {
 		return c, err
 	}
 	if err := parseSnmp(b, &c); err != nil {
 		return c, fmt.Errorf("%s/snmp: %w", dir, err)
 	}
-	if b, err = readSmall(dir+"/sockstat", r.buf); err != nil {
+	if b, err = r.readSmall(dir, "/sockstat"); err != nil {
 		return c, err
 	}
 	if err := parseSockstat(b, &c); err != nil {
 		return c, fmt.Errorf("%s/sockstat: %w", dir, err)
 	}
-	b, err = readSmall(dir+"/sockstat6", r.buf)
+	b, err = r.readSmall(dir, "/sockstat6")
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
 	}
@@ -73,25 +74,30 @@ func (r *CounterReader) Read(dir string) (Counters, error) {
 	return c, nil
 }
 
-// readSmall reads a whole file of at most len(buf) bytes into buf.
-func readSmall(path string, buf []byte) ([]byte, error) {
-	f, err := os.Open(path)
+// readSmall reads the whole file dir+name, of at most len(r.buf) bytes,
+// into r.buf, without allocating.
+func (r *CounterReader) readSmall(dir, name string) ([]byte, error) {
+	r.path = append(append(append(r.path[:0], dir...), name...), 0)
+	fd, err := openat(r.path)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: dir + name, Err: err}
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 	n := 0
-	for n < len(buf) {
-		k, err := f.Read(buf[n:])
-		n += k
-		if err == io.EOF || (err == nil && k == 0) {
-			return buf[:n], nil
+	for n < len(r.buf) {
+		k, err := unix.Read(fd, r.buf[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", path, err)
+			return nil, fmt.Errorf("reading %s%s: %w", dir, name, err)
 		}
+		if k == 0 {
+			return r.buf[:n], nil
+		}
+		n += k
 	}
-	return nil, fmt.Errorf("reading %s: larger than %d bytes", path, len(buf))
+	return nil, fmt.Errorf("reading %s%s: larger than %d bytes", dir, name, len(r.buf))
 }
 
 // ParseCounters parses the three files' contents (sockstat6 may be nil).
@@ -109,9 +115,56 @@ func ParseCounters(snmp, sockstat, sockstat6 []byte) (Counters, error) {
 	return c, nil
 }
 
+// field returns the first space-separated field of b and the rest.
+func field(b []byte) (f, rest []byte) {
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	i := bytes.IndexByte(b, ' ')
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i:]
+}
+
+// parseUint parses a decimal counter without allocating.
+func parseUint(b []byte) (uint64, error) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, fmt.Errorf("%q is not a counter", b)
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%q is not a counter", b)
+		}
+		d := uint64(c - '0')
+		if n > (1<<64-1-d)/10 {
+			return 0, fmt.Errorf("%q overflows", b)
+		}
+		n = n*10 + d
+	}
+	return n, nil
+}
+
+// snmpCounter points at the Counters field of a Tcp: counter name.
+func snmpCounter(c *Counters, name []byte) *uint64 {
+	switch string(name) {
+	case "ActiveOpens":
+		return &c.ActiveOpens
+	case "PassiveOpens":
+		return &c.PassiveOpens
+	case "AttemptFails":
+		return &c.AttemptFails
+	case "EstabResets":
+		return &c.EstabResets
+	case "CurrEstab":
+		return &c.CurrEstab
+	}
+	return nil
+}
+
 // parseSnmp finds the "Tcp:" header line and the value line after it and
-// sets the connection counters. CurrEstab and the others are printed
-// unsigned except MaxConn (-1), which is not read.
+// sets the connection counters (MaxConn, -1, is not read).
 func parseSnmp(b []byte, c *Counters) error {
 	var header []byte
 	for len(b) > 0 {
@@ -125,28 +178,23 @@ func parseSnmp(b []byte, c *Counters) error {
 			header = rest
 			continue
 		}
-		names, values := bytes.Fields(header), bytes.Fields(rest)
-		if len(names) != len(values) {
-			return fmt.Errorf("Tcp: %d names, %d values", len(names), len(values))
-		}
+		names, values := header, rest
 		found := 0
-		for i, name := range names {
-			var dst *uint64
-			switch string(name) {
-			case "ActiveOpens":
-				dst = &c.ActiveOpens
-			case "PassiveOpens":
-				dst = &c.PassiveOpens
-			case "AttemptFails":
-				dst = &c.AttemptFails
-			case "EstabResets":
-				dst = &c.EstabResets
-			case "CurrEstab":
-				dst = &c.CurrEstab
-			default:
+		for {
+			var name, value []byte
+			name, names = field(names)
+			value, values = field(values)
+			if len(name) == 0 || len(value) == 0 {
+				if len(name) != 0 || len(value) != 0 {
+					return errors.New("Tcp: as many names as values expected")
+				}
+				break
+			}
+			dst := snmpCounter(c, name)
+			if dst == nil {
 				continue
 			}
-			v, err := strconv.ParseUint(string(values[i]), 10, 64)
+			v, err := parseUint(value)
 			if err != nil {
 				return fmt.Errorf("Tcp: %s: %w", name, err)
 			}
@@ -161,6 +209,36 @@ func parseSnmp(b []byte, c *Counters) error {
 	return errors.New("no Tcp: lines")
 }
 
+// sockstatCounter points at the Counters field of a sockstat key.
+func sockstatCounter(c *Counters, proto, key []byte) *uint64 {
+	switch string(proto) {
+	case "sockets":
+		if string(key) == "used" {
+			return &c.Sockets
+		}
+	case "TCP":
+		switch string(key) {
+		case "inuse":
+			return &c.TCPInuse
+		case "tw":
+			return &c.TCPTimeWait
+		}
+	case "UDP":
+		if string(key) == "inuse" {
+			return &c.UDPInuse
+		}
+	case "TCP6":
+		if string(key) == "inuse" {
+			return &c.TCP6Inuse
+		}
+	case "UDP6":
+		if string(key) == "inuse" {
+			return &c.UDP6Inuse
+		}
+	}
+	return nil
+}
+
 // parseSockstat reads "PROTO: key value key value ..." lines of sockstat
 // or sockstat6, the ones Counters holds.
 func parseSockstat(b []byte, c *Counters) error {
@@ -171,31 +249,23 @@ func parseSockstat(b []byte, c *Counters) error {
 		if !ok {
 			continue
 		}
-		f := bytes.Fields(rest)
-		if len(f)%2 != 0 {
-			return fmt.Errorf("%s: odd number of fields", proto)
-		}
-		for i := 0; i < len(f); i += 2 {
-			var dst *uint64
-			switch string(proto) + " " + string(f[i]) {
-			case "sockets used":
-				dst = &c.Sockets
-			case "TCP inuse":
-				dst = &c.TCPInuse
-			case "TCP tw":
-				dst = &c.TCPTimeWait
-			case "UDP inuse":
-				dst = &c.UDPInuse
-			case "TCP6 inuse":
-				dst = &c.TCP6Inuse
-			case "UDP6 inuse":
-				dst = &c.UDP6Inuse
-			default:
+		for {
+			var key, value []byte
+			key, rest = field(rest)
+			if len(key) == 0 {
+				break
+			}
+			value, rest = field(rest)
+			if len(value) == 0 {
+				return fmt.Errorf("%s: %s has no value", proto, key)
+			}
+			dst := sockstatCounter(c, proto, key)
+			if dst == nil {
 				continue
 			}
-			v, err := strconv.ParseUint(string(f[i+1]), 10, 64)
+			v, err := parseUint(value)
 			if err != nil {
-				return fmt.Errorf("%s %s: %w", proto, f[i], err)
+				return fmt.Errorf("%s %s: %w", proto, key, err)
 			}
 			*dst = v
 		}

@@ -38,11 +38,11 @@ func TestCountersErrors(t *testing.T) {
 		err            string
 	}{
 		"no Tcp":        {"Udp: a\nUdp: 1\n", string(sockstat), "no Tcp: lines"},
-		"short values":  {"Tcp: ActiveOpens PassiveOpens\nTcp: 1\n", string(sockstat), "2 names, 1 values"},
+		"short values":  {"Tcp: ActiveOpens PassiveOpens\nTcp: 1\n", string(sockstat), "as many names as values"},
 		"missing field": {"Tcp: ActiveOpens PassiveOpens\nTcp: 1 2\n", string(sockstat), "2 of the 5 counters"},
 		"negative":      {"Tcp: ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab\nTcp: 1 2 3 4 -5\n", string(sockstat), "CurrEstab"},
 		"header only":   {"Tcp: ActiveOpens\n", string(sockstat), "no Tcp: lines"},
-		"odd sockstat":  {string(snmp), "TCP: inuse 2 orphan\n", "odd number of fields"},
+		"odd sockstat":  {string(snmp), "TCP: inuse 2 orphan\n", "orphan has no value"},
 		"bad inuse":     {string(snmp), "TCP: inuse x\n", "TCP inuse"},
 		"huge sockstat": {string(snmp), "TCP: inuse 99999999999999999999\n", "TCP inuse"},
 	} {
@@ -68,5 +68,27 @@ func FuzzCounters(f *testing.F) {
 	f.Add([]byte("Tcp: \nTcp: \n"), []byte("sockets: used 1 2"), []byte{})
 	f.Fuzz(func(t *testing.T, snmp, sockstat, sockstat6 []byte) {
 		_, _ = ParseCounters(snmp, sockstat, sockstat6)
+	})
+}
+
+// FuzzParseDirents: any bytes as a getdents64 result: an error or names,
+// never a panic or a read out of range.
+func FuzzParseDirents(f *testing.F) {
+	rec := func(name string) []byte {
+		n := (direntHeader + len(name) + 1 + 7) &^ 7
+		b := make([]byte, n)
+		b[16], b[17] = byte(n), byte(n>>8) // little-endian reclen
+		copy(b[direntHeader:], name)
+		return b
+	}
+	f.Add(append(rec("1"), rec("self")...))
+	f.Add(rec("4194304"))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = parseDirents(b, func(name []byte) {
+			if pid, ok := parsePID(name); ok && pid <= 0 {
+				t.Fatalf("pid %d from %q", pid, name)
+			}
+		})
 	})
 }

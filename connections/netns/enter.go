@@ -85,9 +85,9 @@ func (f *Finder) Each(ctx context.Context, list []Namespace, v Visit) error {
 			done <- fmt.Errorf("opening the reading thread's network namespace: %w", err)
 			return
 		}
-		defer unix.Close(back)
 		var st unix.Stat_t
 		if err := unix.Fstat(back, &st); err != nil {
+			unix.Close(back)
 			runtime.UnlockOSThread()
 			done <- fmt.Errorf("stat of the reading thread's network namespace: %w", err)
 			return
@@ -113,6 +113,8 @@ func (f *Finder) Each(ctx context.Context, list []Namespace, v Visit) error {
 				break
 			}
 		}
+		// Closed before the result is sent: the caller may count fds.
+		unix.Close(back)
 		if stranded {
 			done <- ErrStranded
 			return // the thread stays locked and dies with the goroutine

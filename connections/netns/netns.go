@@ -8,8 +8,6 @@ package netns
 import (
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -71,6 +69,30 @@ type Finder struct {
 	nsDev uint64
 	seen  map[uint64]struct{}
 	names []string
+	// dirents and rel are reused buffers of List; paths holds the last
+	// path given to each namespace's process, so that a namespace whose
+	// first process stays the same costs no allocation.
+	dirents []byte
+	rel     []byte
+	paths   map[uint64]pidPath
+}
+
+type pidPath struct {
+	pid  int
+	path string
+}
+
+// pathOf returns /proc/PID/ns/net, reusing the last one made for ino.
+func (f *Finder) pathOf(ino uint64, pid int) string {
+	if p, ok := f.paths[ino]; ok && p.pid == pid {
+		return p.path
+	}
+	if len(f.paths) > 4*len(f.seen)+64 {
+		clear(f.paths) // bounded: namespaces come and go
+	}
+	path := f.opts.ProcPath + "/" + strconv.Itoa(pid) + "/ns/net"
+	f.paths[ino] = pidPath{pid, path}
+	return path
 }
 
 // New returns a Finder whose own namespace is the calling thread's.
@@ -93,6 +115,7 @@ func New(opts Options) (*Finder, error) {
 		ownFD: fd,
 		nsDev: uint64(st.Dev),
 		seen:  map[uint64]struct{}{},
+		paths: map[uint64]pidPath{},
 	}, nil
 }
 
@@ -121,47 +144,56 @@ func (f *Finder) List(dst []Namespace) ([]Namespace, Missed, error) {
 	}
 	clear(f.seen)
 	f.seen[f.own.Inode] = struct{}{}
-	dir, err := os.Open(f.opts.ProcPath)
+	dirfd, err := unix.Open(f.opts.ProcPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return dst, missed, fmt.Errorf("listing processes: %w", err)
+		return dst, missed, fmt.Errorf("listing processes: open %s: %w", f.opts.ProcPath, err)
 	}
-	defer dir.Close()
+	defer unix.Close(dirfd)
+	if f.dirents == nil {
+		f.dirents = make([]byte, 32<<10)
+	}
 	var link [64]byte
-	for {
-		names, err := dir.Readdirnames(512)
-		for _, name := range names {
-			pid, perr := strconv.Atoi(name)
-			if perr != nil || pid <= 0 {
-				continue
-			}
-			path := f.opts.ProcPath + "/" + name + "/ns/net"
-			n, lerr := readlink(path, link[:])
-			switch {
-			case lerr == nil:
-			case errors.Is(lerr, fs.ErrNotExist) || errors.Is(lerr, unix.ESRCH):
-				continue // exited
-			case errors.Is(lerr, fs.ErrPermission):
-				missed.Processes++
-				continue
-			default:
-				missed.Malformed++
-				continue
-			}
-			ino, ok := ParseLink(link[:n])
-			if !ok {
-				missed.Malformed++
-				continue
-			}
-			if _, dup := f.seen[ino]; dup {
-				continue
-			}
-			f.seen[ino] = struct{}{}
-			dst = append(dst, Namespace{Inode: ino, PID: pid, Path: path})
+	visit := func(name []byte) {
+		pid, ok := parsePID(name)
+		if !ok {
+			return
 		}
-		if errors.Is(err, io.EOF) {
-			break
+		f.rel = append(append(f.rel[:0], name...), "/ns/net\x00"...)
+		n, lerr := readlinkat(dirfd, f.rel, link[:])
+		switch {
+		case lerr == nil:
+		case errors.Is(lerr, unix.ENOENT) || errors.Is(lerr, unix.ESRCH):
+			return // exited
+		case errors.Is(lerr, unix.EACCES) || errors.Is(lerr, unix.EPERM):
+			missed.Processes++
+			return
+		default:
+			missed.Malformed++
+			return
+		}
+		ino, ok := ParseLink(link[:n])
+		if !ok {
+			missed.Malformed++
+			return
+		}
+		if _, dup := f.seen[ino]; dup {
+			return
+		}
+		f.seen[ino] = struct{}{}
+		dst = append(dst, Namespace{Inode: ino, PID: pid, Path: f.pathOf(ino, pid)})
+	}
+	for {
+		n, err := unix.Getdents(dirfd, f.dirents)
+		if errors.Is(err, unix.EINTR) {
+			continue
 		}
 		if err != nil {
+			return dst, missed, fmt.Errorf("listing processes: getdents %s: %w", f.opts.ProcPath, err)
+		}
+		if n <= 0 {
+			break
+		}
+		if err := parseDirents(f.dirents[:n], visit); err != nil {
 			return dst, missed, fmt.Errorf("listing processes: %w", err)
 		}
 	}
@@ -199,20 +231,6 @@ func (f *Finder) named(dst []Namespace, missed *Missed) []Namespace {
 		dst = append(dst, Namespace{Inode: st.Ino, Path: path})
 	}
 	return dst
-}
-
-// readlink reads a link into buf without allocating.
-func readlink(path string, buf []byte) (int, error) {
-	for {
-		n, err := unix.Readlink(path, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, &fs.PathError{Op: "readlink", Path: path, Err: err}
-		}
-		return n, nil
-	}
 }
 
 // ParseLink parses the target of a /proc/PID/ns/net link, "net:[INODE]".

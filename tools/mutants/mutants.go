@@ -100,6 +100,28 @@ var mutants = []mutant{
 		Pkg:   "./procs", Run: "TestResolverKernelChurn",
 	},
 
+	// Network namespaces.
+	{
+		Name: "netns-netlink-not-entered", File: "connections/nsreaders.go",
+		Edits: one("func (r *netlinkReader) enter(ns netns.Namespace) bool { return !ns.Own }", "func (r *netlinkReader) enter(ns netns.Namespace) bool { return false }"),
+		Pkg:   "./connections", Run: "TestKernelEveryNamespace",
+	},
+	{
+		Name: "netns-gone-kept-open", File: "connections/nsreaders.go",
+		Edits: one("\t\tif _, ok := live[ino]; !ok {\n\t\t\tsrc.Close()", "\t\tif _, ok := live[ino]; !ok {\n\t\t\t_ = src"),
+		Pkg:   "./connections", Run: "TestKernelNamespaceComesAndGoes",
+	},
+	{
+		Name: "netns-reuse-ignores-counters", File: "connections/namespaces.go",
+		Edits: one("last != nil && last.counters == counters && now.Before(last.until)", "last != nil && now.Before(last.until)"),
+		Pkg:   "./connections", Run: "TestKernelNamespaceReadReused",
+	},
+	{
+		Name: "netns-thread-not-returned", File: "connections/netns/enter.go",
+		Edits: one("if err := unix.Setns(back, unix.CLONE_NEWNET); err != nil {", "if err := error(nil); err != nil {"),
+		Pkg:   "./connections/netns", Run: "TestKernelEach",
+	},
+
 	// Classification.
 	{
 		Name: "classify-inbound", File: "classify/classify.go",
@@ -115,6 +137,11 @@ var mutants = []mutant{
 		Name: "classify-udp-bound-not-listener", File: "classify/classify.go",
 		Edits: one("return s.State == model.StateClose && s.RemotePort == 0", "return s.State == model.StateListen"),
 		Pkg:   "./classify", Run: "TestClassifyUDP",
+	},
+	{
+		Name: "classify-listener-any-namespace", File: "classify/classify.go",
+		Edits: one("if l.transport != t || l.netns != netns {", "if l.transport != t {"),
+		Pkg:   "./classify", Run: "TestClassifyWithinNamespace",
 	},
 	{
 		Name: "classify-dual-stack-listener", File: "classify/classify.go",
@@ -142,6 +169,11 @@ var mutants = []mutant{
 		Name: "dedup-key-ephemeral-port", File: "dedup/dedup.go",
 		Edits: one("k.pid, k.remoteIP, k.remotePort = pid, r.Socket.RemoteIP, r.Socket.RemotePort", "k.pid, k.remoteIP, k.remotePort, k.localPort = pid, r.Socket.RemoteIP, r.Socket.RemotePort, r.Socket.LocalPort"),
 		Pkg:   "./dedup", Run: "TestKeyIgnoresEphemeralPorts",
+	},
+	{
+		Name: "dedup-key-without-namespace", File: "dedup/dedup.go",
+		Edits: one("localIP: r.Socket.LocalIP, netns: r.Socket.NetNS}", "localIP: r.Socket.LocalIP}"),
+		Pkg:   "./dedup", Run: "TestKeyHoldsNamespace",
 	},
 	{
 		Name: "dedup-socket-count", File: "dedup/dedup.go",

@@ -89,9 +89,10 @@ func (ns *NS) Do(fn func() error) error {
 			done <- err
 			return
 		}
-		defer unix.Close(back)
+		// Every fd is closed before the result is sent: callers count fds.
 		fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			unix.Close(back)
 			runtime.UnlockOSThread()
 			done <- err
 			return
@@ -99,12 +100,15 @@ func (ns *NS) Do(fn func() error) error {
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
+			unix.Close(back)
 			runtime.UnlockOSThread()
 			done <- fmt.Errorf("setns into %s: %w", ns.Name, err)
 			return
 		}
 		err = fn()
-		if unix.Setns(back, unix.CLONE_NEWNET) == nil {
+		returned := unix.Setns(back, unix.CLONE_NEWNET) == nil
+		unix.Close(back)
+		if returned {
 			runtime.UnlockOSThread()
 		}
 		done <- err
