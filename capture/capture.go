@@ -5,9 +5,10 @@
 // closed since the last call (Drain), the ended ones with their counters
 // (Flows), and the owners of sockets no process holds any more (Owner).
 //
-// It needs BTF, tp_btf programs, cgroup2 and CAP_BPF with CAP_PERFMON (or
-// root) and CAP_NET_ADMIN for the cgroup hooks; where any of that is
-// missing, Open returns a *model.UnavailableError saying what.
+// It needs BTF, tp_btf programs and CAP_BPF with CAP_PERFMON (or root);
+// where any of that is missing, Open returns a *model.UnavailableError
+// saying what. The UDP hooks need a cgroup2 hierarchy and CAP_NET_ADMIN
+// too; without them the capture sees TCP only (UDPUnavailable).
 package capture
 
 import (
@@ -143,10 +144,8 @@ func Open(opts Options) (*Capture, error) {
 	}
 	root := opts.CgroupRoot
 	if root == "" {
-		var err error
-		if root, err = cgroup2Root("/proc/self/mountinfo"); err != nil {
-			return nil, &model.UnavailableError{Source: Name, Err: err}
-		}
+		// None found: TCP only, and UDPUnavailable says why.
+		root, _ = cgroup2Root("/proc/self/mountinfo")
 	}
 	kernel, err := btf.LoadKernelSpec()
 	if err != nil {
@@ -156,7 +155,7 @@ func Open(opts Options) (*Capture, error) {
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	rd, err := ringbuf.NewReader(progs.objs.ConnbeatEvents)
+	rd, err := ringbuf.NewReader(progs.maps.ConnbeatEvents)
 	if err != nil {
 		progs.close()
 		return nil, fmt.Errorf("opening the capture's ring buffer: %w", err)
@@ -198,7 +197,7 @@ func unavailable(err error) error {
 	hint := ""
 	var verr *ebpf.VerifierError
 	if errors.Is(err, os.ErrPermission) && !errors.As(err, &verr) {
-		hint = " (needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, or root)"
+		hint = " (needs CAP_BPF and CAP_PERFMON, and CAP_NET_ADMIN for UDP, or root)"
 	}
 	return &model.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
 }
@@ -405,6 +404,11 @@ func (c *Capture) Owner(s *model.Socket) (Owner, bool) {
 	return c.closed.get(&k)
 }
 
+// UDPUnavailable returns why the UDP hooks do not run (no cgroup2
+// hierarchy, no CAP_NET_ADMIN), nil when they do: the capture then sees
+// TCP only.
+func (c *Capture) UDPUnavailable() error { return c.progs.udp }
+
 // NetNS returns the inode of the agent's network namespace.
 func (c *Capture) NetNS() uint64 { return c.netns }
 
@@ -439,7 +443,7 @@ func (c *Capture) SeedListener(netns uint64, port uint16, o Owner) error {
 	for i := 0; i < len(val.Comm) && i < len(o.Comm); i++ {
 		val.Comm[i] = int8(o.Comm[i])
 	}
-	err := c.progs.objs.ConnbeatListeners.Update(&key, &val, ebpf.UpdateNoExist)
+	err := c.progs.maps.ConnbeatListeners.Update(&key, &val, ebpf.UpdateNoExist)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return fmt.Errorf("seeding the capture's listener %d: %w", port, err)
 	}

@@ -73,7 +73,11 @@ func openCapture(cfg config.Config, logger *logp.Logger, reg *monitoring.Registr
 		logger.Warnf("connection events unavailable (%v): polling the socket tables every %s instead; set connbeat.capture: poll to silence this", err, cfg.PollInterval)
 		return nil, nil
 	}
-	logger.Infof("connection events: capturing every TCP connection and UDP exchange as it happens; full socket table read every %s", cfg.Aggregation)
+	if err := c.UDPUnavailable(); err != nil {
+		logger.Warnf("connection events: capturing every TCP connection as it happens, but not UDP (%v); full socket table read every %s", err, cfg.Aggregation)
+	} else {
+		logger.Infof("connection events: capturing every TCP connection and UDP exchange as it happens; full socket table read every %s", cfg.Aggregation)
+	}
 	return &captured{
 		c:         c,
 		window:    cfg.Aggregation,
