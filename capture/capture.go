@@ -79,6 +79,9 @@ type Conn struct {
 	// Closed says the socket is gone: it opened and closed (or only
 	// closed) since the last Drain.
 	Closed bool
+	// Cookie is the kernel's socket cookie of a TCP socket, which pairs
+	// its open with its close; 0 for UDP pairs.
+	Cookie uint64
 }
 
 // Stats are the capture's counters since Open.
@@ -300,6 +303,7 @@ func udpDirection(flags uint8) model.Direction {
 // add keeps a connection for the next Drain; a close of a connection
 // opened since the last Drain replaces its open. cookie 0 is never paired.
 func (c *Capture) add(cookie uint64, conn Conn) {
+	conn.Cookie = cookie
 	if i, ok := c.pending[cookie]; ok && cookie != 0 {
 		if conn.Owner.PID == 0 {
 			conn.Owner = c.conns[i].Owner

@@ -244,3 +244,58 @@ func captureFallback(t *testing.T, why string) {
 	assert.ErrorContains(t, err, why)
 	assert.True(t, model.IsUnavailable(err), "%v", err)
 }
+
+// TestEventsWindowsAligned: with the event capture, dedup windows start
+// at the full reads. A connection first reported between two full reads
+// (from the capture) and still open at the next full read is reported
+// again there, in its new window, and not again within it.
+func TestEventsWindowsAligned(t *testing.T) {
+	cfg := config.Default()
+	cfg.SocketSource = connections.Netlink
+	cfg.Capture = config.CaptureEvents
+	cfg.Aggregation = 10 * time.Second
+	p, err := New(Options{Config: cfg})
+	kerneltest.RequireBPF(t, err)
+	defer p.Close()
+	ln, err := net.Listen("tcp4", "127.0.0.4:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	outbound := func(at time.Duration) (int, Stats) {
+		n := 0
+		stats, err := p.Poll(context.Background(), t0.Add(at), func(e beat.Event) {
+			if eventsFor(t, []beat.Event{e}, port)["outbound"] != 0 {
+				n++
+			}
+		})
+		require.NoError(t, err)
+		return n, stats
+	}
+	n, stats := outbound(0)
+	require.True(t, stats.Full)
+	require.Zero(t, n)
+
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	defer s.Close()
+	got := 0
+	for at := 2 * time.Second; got == 0 && at < 9*time.Second; at += 100 * time.Millisecond {
+		time.Sleep(20 * time.Millisecond) // for the capture to read the connect
+		n, stats = outbound(at)
+		require.False(t, stats.Full)
+		got += n
+	}
+	require.Equal(t, 1, got, "the capture's connection reported in the first window")
+	n, stats = outbound(10 * time.Second)
+	require.True(t, stats.Full)
+	assert.Equal(t, 1, n, "reported again in the second window, by its full read")
+	n, stats = outbound(12 * time.Second)
+	require.False(t, stats.Full)
+	assert.Zero(t, n, "once a window")
+}
+
+// t0 is the tests' fake start of polling.
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
