@@ -47,7 +47,7 @@ type Sizes struct {
 }
 
 // DefaultSizes are the sizes config.Default gives.
-var DefaultSizes = Sizes{Connections: 65536, Listeners: 4096, UDPPairs: 16384, RingBuffer: 1 << 20}
+var DefaultSizes = Sizes{Connections: 65536, Listeners: 4096, UDPPairs: 16384, RingBuffer: 4 << 20}
 
 // Options configure a capture.
 type Options struct {

@@ -123,6 +123,9 @@ func open(t *testing.T, opts Options) *Capture {
 	t.Helper()
 	if opts.Sizes == (Sizes{}) {
 		opts.Sizes = DefaultSizes
+		// The programs see the whole host's connections, other tests'
+		// and builds' too: room for their bursts.
+		opts.Sizes.RingBuffer = 32 << 20
 	}
 	c, err := Open(opts)
 	kerneltest.RequireBPF(t, err)
@@ -175,7 +178,8 @@ func collect(t *testing.T, c *Capture, done func(flows []model.ConnFlow, conns [
 			return flows, conns
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("capture did not hand over what the test waits for within 10s: %d flows, %d connections", len(flows), len(conns))
+			st, _ := c.Stats()
+			t.Fatalf("capture did not hand over what the test waits for within 10s: %d flows, %d connections; counters %+v", len(flows), len(conns), st)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -75,7 +75,7 @@ var mutants = []mutant{
 	// The event capture (its C compiled again by go generate).
 	{
 		Name: "capture-fin-in-bytes", File: "capture/capture.bpf.c",
-		Edits: one("if (sock_flags(sk) & (1UL << SOCK_DONE) && r->bytes_received)", "if (0 && r->bytes_received)"),
+		Edits: one("if (sock_flags(sk) & (1UL << SOCK_DONE) && r->bytes_received)", "if (sock_flags(sk) & 0UL && r->bytes_received)"),
 		Pkg:   "./capture", Run: "TestKernelShortConnections",
 	},
 	{
