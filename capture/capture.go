@@ -5,15 +5,15 @@
 // closed since the last call (Drain), the ended ones with their counters
 // (Flows), and the owners of sockets no process holds any more (Owner).
 //
-// It needs BTF, tp_btf programs, cgroup2 and CAP_BPF with CAP_PERFMON (or
-// root) and CAP_NET_ADMIN for the cgroup hooks; where any of that is
-// missing, Open returns a *model.UnavailableError saying what.
+// It needs BTF, tp_btf programs and CAP_BPF with CAP_PERFMON (or root);
+// where any of that is missing, Open returns a *model.UnavailableError
+// saying what. The UDP hooks need a cgroup2 hierarchy and CAP_NET_ADMIN
+// too; without them the capture sees TCP only (UDPUnavailable).
 package capture
 
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -32,12 +32,14 @@ const Name = "capture"
 // Sizes bound the capture's kernel state.
 type Sizes struct {
 	// Connections is how many TCP connections (open or being opened) the
-	// kernel keeps an owner for (an LRU map, 48 bytes of value an entry).
+	// kernel keeps an owner for (a preallocated LRU map, 8 bytes of key,
+	// 48 of value and the map's own per-entry overhead).
 	Connections uint32
 	// Listeners is how many listening ports the kernel keeps a holder for.
 	Listeners uint32
 	// UDPPairs is how many (process, local, remote) UDP pairs the kernel
-	// counts datagrams for (an LRU map, 112 bytes an entry).
+	// counts datagrams for (a preallocated LRU map, 48 bytes of key and 64
+	// of value an entry).
 	UDPPairs uint32
 	// RingBuffer is the size in bytes of the ring buffer records cross to
 	// user space in: a power of two, a multiple of the page size.
@@ -45,7 +47,7 @@ type Sizes struct {
 }
 
 // DefaultSizes are the sizes config.Default gives.
-var DefaultSizes = Sizes{Connections: 65536, Listeners: 4096, UDPPairs: 16384, RingBuffer: 1 << 20}
+var DefaultSizes = Sizes{Connections: 65536, Listeners: 4096, UDPPairs: 16384, RingBuffer: 4 << 20}
 
 // Options configure a capture.
 type Options struct {
@@ -78,6 +80,9 @@ type Conn struct {
 	// Closed says the socket is gone: it opened and closed (or only
 	// closed) since the last Drain.
 	Closed bool
+	// Cookie is the kernel's socket cookie of a TCP socket, which pairs
+	// its open with its close; 0 for UDP pairs.
+	Cookie uint64
 }
 
 // Stats are the capture's counters since Open.
@@ -143,10 +148,8 @@ func Open(opts Options) (*Capture, error) {
 	}
 	root := opts.CgroupRoot
 	if root == "" {
-		var err error
-		if root, err = cgroup2Root("/proc/self/mountinfo"); err != nil {
-			return nil, &model.UnavailableError{Source: Name, Err: err}
-		}
+		// None found: TCP only, and UDPUnavailable says why.
+		root, _ = cgroup2Root("/proc/self/mountinfo")
 	}
 	kernel, err := btf.LoadKernelSpec()
 	if err != nil {
@@ -156,7 +159,7 @@ func Open(opts Options) (*Capture, error) {
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	rd, err := ringbuf.NewReader(progs.objs.ConnbeatEvents)
+	rd, err := ringbuf.NewReader(progs.maps.ConnbeatEvents)
 	if err != nil {
 		progs.close()
 		return nil, fmt.Errorf("opening the capture's ring buffer: %w", err)
@@ -198,7 +201,7 @@ func unavailable(err error) error {
 	hint := ""
 	var verr *ebpf.VerifierError
 	if errors.Is(err, os.ErrPermission) && !errors.As(err, &verr) {
-		hint = " (needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, or root)"
+		hint = " (needs CAP_BPF and CAP_PERFMON, and CAP_NET_ADMIN for UDP, or root)"
 	}
 	return &model.UnavailableError{Source: Name, Err: fmt.Errorf("%w%s", err, hint)}
 }
@@ -243,6 +246,11 @@ func (c *Capture) read() {
 			if errors.Is(err, ringbuf.ErrClosed) {
 				return
 			}
+			// Not expected from an open reader; do not spin on it.
+			c.mu.Lock()
+			c.stats.DecodeErrors++
+			c.mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		err := decodeRecord(rec.RawSample, nativeEndian, &r)
@@ -263,110 +271,6 @@ func (c *Capture) wall(ns uint64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, int64(ns)).Add(c.monoToWall)
-}
-
-// apply folds one record in; c.mu is held.
-func (c *Capture) apply(r *record) {
-	switch r.typ {
-	case recListen, recUnlisten:
-		r.sock.State = model.StateListen
-		r.sock.RemoteIP = netip.Addr{}
-		c.add(r.cookie, Conn{Socket: r.sock, Direction: model.Listening, Owner: r.owner, Closed: r.typ == recUnlisten})
-	case recOpen:
-		r.sock.State = model.StateEstablished
-		c.add(r.cookie, Conn{Socket: r.sock, Direction: direction(r.flags), Owner: r.owner})
-	case recClose:
-		c.closeTCP(r)
-	case recUDP:
-		r.sock.State = model.StateEstablished
-		c.add(0, Conn{Socket: r.sock, Direction: udpDirection(r.flags), Owner: r.owner})
-	}
-}
-
-func direction(flags uint8) model.Direction {
-	if flags&flagPassive != 0 {
-		return model.Inbound
-	}
-	return model.Outbound
-}
-
-// udpDirection: a pair first seen receiving was started by the peer.
-func udpDirection(flags uint8) model.Direction {
-	if flags&flagRecv != 0 {
-		return model.Inbound
-	}
-	return model.Outbound
-}
-
-// add keeps a connection for the next Drain; a close of a connection
-// opened since the last Drain replaces its open. cookie 0 is never paired.
-func (c *Capture) add(cookie uint64, conn Conn) {
-	if i, ok := c.pending[cookie]; ok && cookie != 0 {
-		if conn.Owner.PID == 0 {
-			conn.Owner = c.conns[i].Owner
-		}
-		c.conns[i] = conn
-		return
-	}
-	if len(c.conns) >= c.opts.MaxPending {
-		c.stats.PendingDropped++
-		return
-	}
-	if cookie != 0 {
-		c.pending[cookie] = len(c.conns)
-	}
-	c.conns = append(c.conns, conn)
-}
-
-// closeTCP folds in a TCP close: a connection for the next Drain (unless
-// it never opened), its owner for TIME_WAIT lookups, and its flow.
-func (c *Capture) closeTCP(r *record) {
-	end := endOf(r.oldState, r.skErr)
-	dir := direction(r.flags)
-	r.sock.State = model.StateEstablished
-	if end != model.EndRefused && end != model.EndFailed {
-		c.add(r.cookie, Conn{Socket: r.sock, Direction: dir, Owner: r.owner, Closed: true})
-		if r.owner.PID != 0 {
-			c.closed.put(r.sock, r.owner, c.wall(r.ts))
-		}
-	} else if i, ok := c.pending[r.cookie]; ok {
-		// Never opened: nothing to report but the flow.
-		c.conns[i].Closed = true
-	}
-	if !c.opts.KeepFlows {
-		return
-	}
-	if len(c.flows) >= c.opts.MaxFlows {
-		c.stats.FlowsDropped++
-		return
-	}
-	r.sock.State = model.StateClose
-	f := model.ConnFlow{
-		Socket:        r.sock,
-		Direction:     dir,
-		Process:       r.owner.process(),
-		Start:         c.wall(r.start),
-		End:           c.wall(r.ts),
-		BytesSent:     r.counters.bytesSent,
-		BytesReceived: r.counters.bytesReceived,
-		SegsSent:      uint64(r.counters.segsSent),
-		SegsReceived:  uint64(r.counters.segsReceived),
-		Retransmits:   r.counters.retrans,
-		SRTTMicros:    r.counters.srttMicros,
-		Ended:         end,
-	}
-	if f.Start.IsZero() {
-		f.Start = f.End // opened before the capture started, or evicted
-	}
-	c.flows = append(c.flows, f)
-}
-
-// process is what the kernel said about the owner, for a flow.
-func (o Owner) process() *model.Process {
-	if o.PID == 0 {
-		return nil
-	}
-	return &model.Process{PID: o.PID, Name: o.Comm, UID: o.UID}
 }
 
 // Drain appends the connections, listeners and UDP pairs seen opening or
@@ -405,6 +309,11 @@ func (c *Capture) Owner(s *model.Socket) (Owner, bool) {
 	return c.closed.get(&k)
 }
 
+// UDPUnavailable returns why the UDP hooks do not run (no cgroup2
+// hierarchy, no CAP_NET_ADMIN), nil when they do: the capture then sees
+// TCP only.
+func (c *Capture) UDPUnavailable() error { return c.progs.udp }
+
 // NetNS returns the inode of the agent's network namespace.
 func (c *Capture) NetNS() uint64 { return c.netns }
 
@@ -439,7 +348,7 @@ func (c *Capture) SeedListener(netns uint64, port uint16, o Owner) error {
 	for i := 0; i < len(val.Comm) && i < len(o.Comm); i++ {
 		val.Comm[i] = int8(o.Comm[i])
 	}
-	err := c.progs.objs.ConnbeatListeners.Update(&key, &val, ebpf.UpdateNoExist)
+	err := c.progs.maps.ConnbeatListeners.Update(&key, &val, ebpf.UpdateNoExist)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return fmt.Errorf("seeding the capture's listener %d: %w", port, err)
 	}

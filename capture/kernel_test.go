@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/connbeat/connbeat/internal/testkit/child"
 	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
@@ -121,6 +123,9 @@ func open(t *testing.T, opts Options) *Capture {
 	t.Helper()
 	if opts.Sizes == (Sizes{}) {
 		opts.Sizes = DefaultSizes
+		// The programs see the whole host's connections, other tests'
+		// and builds' too: room for their bursts.
+		opts.Sizes.RingBuffer = 32 << 20
 	}
 	c, err := Open(opts)
 	kerneltest.RequireBPF(t, err)
@@ -173,7 +178,8 @@ func collect(t *testing.T, c *Capture, done func(flows []model.ConnFlow, conns [
 			return flows, conns
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("capture did not hand over what the test waits for within 10s: %d flows, %d connections", len(flows), len(conns))
+			st, _ := c.Stats()
+			t.Fatalf("capture did not hand over what the test waits for within 10s: %d flows, %d connections; counters %+v", len(flows), len(conns), st)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -472,4 +478,45 @@ func TestKernelListener(t *testing.T) {
 	ln.Close()
 	_, conns = collect(t, c, listeners(port))
 	check(conns, port, true)
+}
+
+// TestKernelWithoutNetAdmin runs itself again in a child that dropped
+// CAP_NET_ADMIN and CAP_SYS_ADMIN from its capabilities (keeping CAP_BPF
+// and CAP_PERFMON): the UDP hooks cannot load, the capture says why and
+// still sees TCP.
+func TestKernelWithoutNetAdmin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop capabilities from")
+	}
+	child.RunTest(t, func(t *testing.T) {
+		// Capabilities are per thread: keep this goroutine on the thread
+		// that drops them, which loads the programs.
+		runtime.LockOSThread()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		require.NoError(t, unix.Capget(&hdr, &data[0]))
+		for _, c := range []uint{unix.CAP_NET_ADMIN, unix.CAP_SYS_ADMIN} {
+			data[c/32].Effective &^= 1 << (c % 32)
+			data[c/32].Permitted &^= 1 << (c % 32)
+		}
+		require.NoError(t, unix.Capset(&hdr, &data[0]))
+
+		c := open(t, Options{KeepFlows: true})
+		require.Error(t, c.UDPUnavailable())
+		assert.ErrorContains(t, c.UDPUnavailable(), "CAP_NET_ADMIN")
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		go serve(ln)
+		port, err := shortConnection(ln.Addr().String(), 3)
+		require.NoError(t, err)
+		collect(t, c, func(flows []model.ConnFlow, _ []Conn) bool {
+			for _, f := range flows {
+				if f.Socket.LocalPort == uint16(port) && f.Process != nil && f.Process.PID == int32(os.Getpid()) {
+					return true
+				}
+			}
+			return false
+		})
+	})
 }

@@ -35,12 +35,24 @@ const (
 // programs are the loaded programs, their maps and the links that attach
 // them.
 type programs struct {
-	objs  captureObjects
+	maps  captureMaps
+	progs []*ebpf.Program
 	links []link.Link
+	// udp is nil when the UDP hooks run, else why they do not.
+	udp error
+}
+
+// tcpObjects are the programs and maps of a capture of TCP only.
+type tcpObjects struct {
+	captureMaps
+	ConnbeatState *ebpf.Program `ebpf:"connbeat_state"`
 }
 
 // load loads the programs with maps sized by sizes and attaches them: the
 // TCP tracepoint host-wide, the UDP hooks to the cgroup2 root at cgroupDir.
+// Where the UDP hooks cannot load for want of a privilege (cgroup
+// sock_addr programs need CAP_NET_ADMIN) or a cgroup2 hierarchy
+// (cgroupDir empty), the TCP program runs alone and programs.udp says why.
 func load(kernel *btf.Spec, sizes Sizes, cgroupDir string) (*programs, error) {
 	spec, err := loadCapture()
 	if err != nil {
@@ -50,32 +62,49 @@ func load(kernel *btf.Spec, sizes Sizes, cgroupDir string) (*programs, error) {
 	spec.Maps[captureMapConnbeatListeners].MaxEntries = sizes.Listeners
 	spec.Maps[captureMapConnbeatUdp].MaxEntries = sizes.UDPPairs
 	spec.Maps[captureMapConnbeatEvents].MaxEntries = sizes.RingBuffer
+	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}}
 	p := &programs{}
-	err = spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{
-		Programs: ebpf.ProgramOptions{KernelTypes: kernel},
-	})
-	if err != nil {
+	var all captureObjects
+	if cgroupDir == "" {
+		p.udp = errors.New("no cgroup2 hierarchy is mounted")
+	} else if err := spec.LoadAndAssign(&all, opts); err == nil {
+		p.maps = all.captureMaps
+		p.progs = []*ebpf.Program{all.ConnbeatState, all.ConnbeatSendmsg4, all.ConnbeatSendmsg6,
+			all.ConnbeatRecvmsg4, all.ConnbeatRecvmsg6, all.ConnbeatConnect4, all.ConnbeatConnect6}
+	} else if denied(err) {
+		p.udp = fmt.Errorf("loading the UDP hooks: %w (cgroup programs need CAP_NET_ADMIN)", err)
+	} else {
 		return nil, fmt.Errorf("loading the capture programs: %w", err)
 	}
-	tp, err := link.AttachTracing(link.TracingOptions{Program: p.objs.ConnbeatState, AttachType: ebpf.AttachTraceRawTp})
+	if p.udp != nil {
+		var tcp tcpObjects
+		if err := spec.LoadAndAssign(&tcp, opts); err != nil {
+			return nil, fmt.Errorf("loading the capture programs: %w", err)
+		}
+		p.maps = tcp.captureMaps
+		p.progs = []*ebpf.Program{tcp.ConnbeatState}
+	}
+	tp, err := link.AttachTracing(link.TracingOptions{Program: p.progs[0], AttachType: ebpf.AttachTraceRawTp})
 	if err != nil {
 		p.close()
 		return nil, fmt.Errorf("attaching tp_btf/inet_sock_set_state: %w", err)
 	}
 	p.links = append(p.links, tp)
-	for _, hook := range []struct {
-		prog   *ebpf.Program
+	if p.udp != nil {
+		return p, nil
+	}
+	for i, hook := range []struct {
 		attach ebpf.AttachType
 		name   string
 	}{
-		{p.objs.ConnbeatSendmsg4, ebpf.AttachCGroupUDP4Sendmsg, "sendmsg4"},
-		{p.objs.ConnbeatSendmsg6, ebpf.AttachCGroupUDP6Sendmsg, "sendmsg6"},
-		{p.objs.ConnbeatRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg, "recvmsg4"},
-		{p.objs.ConnbeatRecvmsg6, ebpf.AttachCGroupUDP6Recvmsg, "recvmsg6"},
-		{p.objs.ConnbeatConnect4, ebpf.AttachCGroupInet4Connect, "connect4"},
-		{p.objs.ConnbeatConnect6, ebpf.AttachCGroupInet6Connect, "connect6"},
+		{ebpf.AttachCGroupUDP4Sendmsg, "sendmsg4"},
+		{ebpf.AttachCGroupUDP6Sendmsg, "sendmsg6"},
+		{ebpf.AttachCGroupUDP4Recvmsg, "recvmsg4"},
+		{ebpf.AttachCGroupUDP6Recvmsg, "recvmsg6"},
+		{ebpf.AttachCGroupInet4Connect, "connect4"},
+		{ebpf.AttachCGroupInet6Connect, "connect6"},
 	} {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: hook.attach, Program: hook.prog})
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: hook.attach, Program: p.progs[i+1]})
 		if err != nil {
 			p.close()
 			return nil, fmt.Errorf("attaching cgroup/%s to %s: %w", hook.name, cgroupDir, err)
@@ -85,13 +114,24 @@ func load(kernel *btf.Spec, sizes Sizes, cgroupDir string) (*programs, error) {
 	return p, nil
 }
 
+// denied reports a refusal for want of a privilege (not the verifier's,
+// which is EACCES too).
+func denied(err error) bool {
+	var verr *ebpf.VerifierError
+	return errors.Is(err, os.ErrPermission) && !errors.As(err, &verr)
+}
+
 func (p *programs) close() error {
 	var errs []error
 	for _, l := range p.links {
 		errs = append(errs, l.Close())
 	}
 	p.links = nil
-	errs = append(errs, p.objs.Close())
+	for _, prog := range p.progs {
+		errs = append(errs, prog.Close())
+	}
+	p.progs = nil
+	errs = append(errs, p.maps.Close())
 	return errors.Join(errs...)
 }
 
@@ -100,7 +140,7 @@ func (p *programs) counters() ([cntMax]uint64, error) {
 	var out [cntMax]uint64
 	var perCPU []uint64
 	for i := uint32(0); i < cntMax; i++ {
-		if err := p.objs.ConnbeatCounters.Lookup(i, &perCPU); err != nil {
+		if err := p.maps.ConnbeatCounters.Lookup(i, &perCPU); err != nil {
 			return out, fmt.Errorf("reading capture counter %d: %w", i, err)
 		}
 		for _, v := range perCPU {
@@ -127,7 +167,7 @@ func cgroup2Root(mountinfo string) (string, error) {
 	if dir, ok := parseCgroup2Mount(data); ok {
 		return filepath.Clean(dir), nil
 	}
-	return "", errors.New("no cgroup2 hierarchy is mounted (the UDP hooks attach to its root)")
+	return "", errors.New("no cgroup2 hierarchy is mounted")
 }
 
 func isNotExist(err error) bool { return errors.Is(err, ebpf.ErrKeyNotExist) }

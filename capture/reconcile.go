@@ -32,7 +32,7 @@ func (c *Capture) Reconcile(now, since time.Time, dst []Conn) ([]Conn, error) {
 		pair captureUdpPair
 		idle []captureUdpKey
 	)
-	it := c.progs.objs.ConnbeatUdp.Iterate()
+	it := c.progs.maps.ConnbeatUdp.Iterate()
 	for it.Next(&key, &pair) {
 		last := c.wall(pair.LastNs)
 		if now.Sub(last) > c.opts.UDPFlowTimeout {
@@ -51,7 +51,7 @@ func (c *Capture) Reconcile(now, since time.Time, dst []Conn) ([]Conn, error) {
 	}
 	for i := range idle {
 		// Gone already (evicted) is fine.
-		_ = c.progs.objs.ConnbeatUdp.Delete(&idle[i])
+		_ = c.progs.maps.ConnbeatUdp.Delete(&idle[i])
 	}
 	entries, err := c.countConns()
 	if err != nil {
@@ -74,7 +74,7 @@ func (c *Capture) Reconcile(now, since time.Time, dst []Conn) ([]Conn, error) {
 func (c *Capture) countConns() (int, error) {
 	var key, next uint64
 	n := 0
-	m := c.progs.objs.ConnbeatConns
+	m := c.progs.maps.ConnbeatConns
 	for err := m.NextKey(nil, &next); ; err = m.NextKey(&key, &next) {
 		if err != nil {
 			if isNotExist(err) {

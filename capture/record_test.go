@@ -57,7 +57,7 @@ func closeRecord(family uint8) record {
 		typ: recClose, oldState: model.StateLastAck, flags: flagOwner | flagPassive,
 		owner:  Owner{PID: 4242, UID: 1000, Cgroup: 77, Comm: "nginx"},
 		cookie: 99, start: 1_000_000, ts: 6_000_000,
-		sock: model.Socket{LocalIP: local, RemoteIP: remote, LocalPort: 443, RemotePort: 51000, NetNS: 4026531840, UID: 1000},
+		sock:     model.Socket{LocalIP: local, RemoteIP: remote, LocalPort: 443, RemotePort: 51000, NetNS: 4026531840, UID: 1000},
 		counters: counters{bytesSent: 1234, bytesReceived: 567, segsSent: 9, segsReceived: 7, retrans: 1, srttMicros: 250},
 	}
 }

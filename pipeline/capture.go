@@ -40,9 +40,11 @@ type captured struct {
 	// owners are the kernel's owners of this poll's captured sockets,
 	// indexed by their inode less captureBit; processes those owners
 	// were looked up as, within the window.
-	owners     []capture.Owner
-	processes  map[capture.Owner]*model.Process
-	conns      []capture.Conn
+	owners    []capture.Owner
+	processes map[capture.Owner]*model.Process
+	conns     []capture.Conn
+	// listed is full's set of captured sockets the read listed too.
+	listed     map[tuple]bool
 	metrics    captureMetrics
 	loggedLost uint64
 	logger     *logp.Logger
@@ -73,12 +75,17 @@ func openCapture(cfg config.Config, logger *logp.Logger, reg *monitoring.Registr
 		logger.Warnf("connection events unavailable (%v): polling the socket tables every %s instead; set connbeat.capture: poll to silence this", err, cfg.PollInterval)
 		return nil, nil
 	}
-	logger.Infof("connection events: capturing every TCP connection and UDP exchange as it happens; full socket table read every %s", cfg.Aggregation)
+	if err := c.UDPUnavailable(); err != nil {
+		logger.Warnf("connection events: capturing every TCP connection as it happens, but not UDP (%v); full socket table read every %s", err, cfg.Aggregation)
+	} else {
+		logger.Infof("connection events: capturing every TCP connection and UDP exchange as it happens; full socket table read every %s", cfg.Aggregation)
+	}
 	return &captured{
 		c:         c,
 		window:    cfg.Aggregation,
 		listeners: map[listenerKey]capture.Conn{},
 		processes: map[capture.Owner]*model.Process{},
+		listed:    map[tuple]bool{},
 		metrics:   newCaptureMetrics(reg),
 		logger:    logger,
 	}, nil
@@ -91,16 +98,11 @@ func (e *captured) due(now time.Time) bool {
 }
 
 // full takes note of a full read at now of sockets: its listeners replace
-// the kept ones, the UDP pairs active in the window ending now are
-// appended, and its TIME_WAIT sockets get the owner the capture saw close
-// them. It returns the sockets to classify.
+// the kept ones, its TIME_WAIT sockets get the owner the capture saw close
+// them, and what the capture saw since the last poll and the UDP pairs
+// active in the window ending now are appended, less what the read listed
+// already. It returns the sockets to classify.
 func (e *captured) full(now time.Time, sockets []model.Socket) ([]model.Socket, error) {
-	seen := make(map[tuple]bool, len(sockets))
-	for i := range sockets {
-		if sockets[i].State != model.StateListen {
-			seen[e.tupleOf(&sockets[i])] = true
-		}
-	}
 	since := e.lastFull
 	if since.IsZero() {
 		since = now.Add(-e.window)
@@ -109,26 +111,36 @@ func (e *captured) full(now time.Time, sockets []model.Socket) ([]model.Socket, 
 	clear(e.listeners)
 	clear(e.processes)
 	e.owners = e.owners[:0]
+	e.conns = e.c.Drain(e.conns[:0])
+	var err error
+	e.conns, err = e.c.Reconcile(now, since, e.conns)
+	// Which of the captured sockets still open the read lists: a set the
+	// size of the churn since the last poll, not of the host.
+	clear(e.listed)
+	for i := range e.conns {
+		if c := &e.conns[i]; !c.Closed && c.Direction != model.Listening {
+			e.listed[e.tupleOf(&c.Socket)] = false
+		}
+	}
 	for i := range sockets {
 		s := &sockets[i]
 		switch {
 		case s.State == model.StateListen:
 			e.listeners[listenerKey{s.LocalIP, s.LocalPort, s.NetNS}] = capture.Conn{Socket: *s, Direction: model.Listening}
+			continue
 		case s.Inode == 0 && s.State == model.StateTimeWait:
 			if o, ok := e.c.Owner(s); ok {
 				s.Inode = captureBit | uint64(len(e.owners))
 				e.owners = append(e.owners, o)
 			}
 		}
-	}
-	sockets = e.drain(sockets, seen)
-	var err error
-	e.conns, err = e.c.Reconcile(now, since, e.conns[:0])
-	for i := range e.conns {
-		if !seen[e.tupleOf(&e.conns[i].Socket)] {
-			sockets = e.appendConn(sockets, &e.conns[i])
+		if len(e.listed) > 0 {
+			if _, ok := e.listed[e.tupleOf(s)]; ok {
+				e.listed[e.tupleOf(s)] = true
+			}
 		}
 	}
+	sockets = e.take(sockets, e.listed)
 	e.logLost()
 	return sockets, err
 }
@@ -144,15 +156,14 @@ func (e *captured) delta(sockets []model.Socket) []model.Socket {
 			sockets = e.appendConn(sockets, &l)
 		}
 	}
-	return e.drain(sockets, nil)
+	e.conns = e.c.Drain(e.conns[:0])
+	return e.take(sockets, nil)
 }
 
-// drain appends the capture's connections since the last poll, keeping
-// the listeners up to date. On a full read (seen non-nil), a connection
-// still open that the read listed already is left out, so that each
-// socket counts once.
-func (e *captured) drain(sockets []model.Socket, seen map[tuple]bool) []model.Socket {
-	e.conns = e.c.Drain(e.conns[:0])
+// take appends e.conns, what the capture handed over, keeping the
+// listeners up to date. A connection still open that a full read listed
+// already (listed) is left out, so that each socket counts once.
+func (e *captured) take(sockets []model.Socket, listed map[tuple]bool) []model.Socket {
 	for i := range e.conns {
 		c := &e.conns[i]
 		if c.Direction == model.Listening {
@@ -168,7 +179,7 @@ func (e *captured) drain(sockets []model.Socket, seen map[tuple]bool) []model.So
 				e.listeners[k] = *c
 			}
 		}
-		if seen != nil && !c.Closed && seen[e.tupleOf(&c.Socket)] {
+		if listed != nil && !c.Closed && listed[e.tupleOf(&c.Socket)] {
 			continue
 		}
 		sockets = e.appendConn(sockets, c)

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/connbeat/connbeat/capture"
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/internal/testkit/child"
@@ -59,6 +60,9 @@ func newEvents(t *testing.T, reg *monitoring.Registry) *Pipeline {
 	cfg.SocketSource = connections.Netlink
 	cfg.Capture = config.CaptureEvents
 	cfg.FlowEvents = true
+	// The programs see the whole host's connections, other tests' and
+	// builds' too: room for their bursts.
+	cfg.CaptureMaps.RingBuffer = 32 << 20
 	p, err := New(Options{Config: cfg, Metrics: reg})
 	kerneltest.RequireBPF(t, err)
 	t.Cleanup(func() { p.Close() })
@@ -132,27 +136,27 @@ func TestEventsConnectionBetweenPolls(t *testing.T) {
 
 	pid, cport := dial(t, ln)
 	var events []beat.Event
-	require.Eventually(t, func() bool {
-		now = now.Add(2 * time.Second)
+	// Simulated polls 100 ms apart, well within the 30 s window.
+	for deadline := time.Now().Add(10 * time.Second); len(eventsFor(t, events, cport)) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		now = now.Add(100 * time.Millisecond)
 		stats, err = p.Poll(context.Background(), now, func(e beat.Event) { events = append(events, e) })
 		require.NoError(t, err)
-		return len(eventsFor(t, events, cport)) == 2
-	}, 5*time.Second, 50*time.Millisecond)
+	}
 	assert.False(t, stats.Full, "within the window, no read of the socket tables")
-	assert.Equal(t, map[string]int64{"outbound": int64(pid), "inbound": int64(os.Getpid())}, eventsFor(t, events, cport))
+	assert.Equal(t, map[string]int64{"outbound": int64(pid), "inbound": int64(os.Getpid())}, eventsFor(t, events, cport), "capture: %+v", captureStats(t, p))
 
-	var flows []model.ConnFlow
-	require.Eventually(t, func() bool {
-		flows = p.Flows(flows)
-		return len(flows) >= 2
-	}, 5*time.Second, 20*time.Millisecond)
-	for _, f := range flows {
-		if f.Socket.LocalPort == cport {
-			require.NotNil(t, f.Process)
-			assert.EqualValues(t, pid, f.Process.PID)
-			assert.Equal(t, uint64(4), f.BytesSent)
+	var flow *model.ConnFlow
+	for deadline := time.Now().Add(10 * time.Second); flow == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, f := range p.Flows(nil) {
+			if f.Socket.LocalPort == cport && f.Direction == model.Outbound {
+				flow = &f
+			}
 		}
 	}
+	require.NotNil(t, flow, "the client's flow")
+	require.NotNil(t, flow.Process)
+	assert.EqualValues(t, pid, flow.Process.PID)
+	assert.Equal(t, uint64(4), flow.BytesSent)
 	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
 	assert.Contains(t, snap.Ints, "capture.lost")
 	assert.Positive(t, snap.Ints["capture.records"])
@@ -168,23 +172,33 @@ func TestEventsTimeWaitKeepsProcess(t *testing.T) {
 	defer ln.Close()
 	pid, cport := dial(t, ln)
 	var rec *model.Record
-	require.Eventually(t, func() bool {
+	// The capture may read the close a moment after the socket table
+	// shows the TIME_WAIT socket.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		records, _, err := p.Records(context.Background())
 		require.NoError(t, err)
+		rec = nil
 		for i := range records {
-			r := &records[i]
-			if r.Socket.LocalPort == cport && r.Socket.State == model.StateTimeWait {
+			if r := &records[i]; r.Socket.LocalPort == cport && r.Socket.State == model.StateTimeWait {
 				rec = r
-				// The capture may read the close a moment after the
-				// socket table shows the TIME_WAIT socket.
-				return r.Process != nil
 			}
 		}
-		return false
-	}, 5*time.Second, 50*time.Millisecond)
-	require.NotNil(t, rec.Process, "TIME_WAIT socket joined to the process that owned it")
+		if rec != nil && rec.Process != nil {
+			break
+		}
+	}
+	require.NotNil(t, rec, "the client's TIME_WAIT socket listed")
+	require.NotNil(t, rec.Process, "TIME_WAIT socket joined to the process that owned it (capture: %+v)", captureStats(t, p))
 	assert.EqualValues(t, pid, rec.Process.PID)
 	assert.Equal(t, model.Outbound, rec.Direction)
+}
+
+// captureStats returns the capture's counters, to tell a lost record from
+// a bug when a test fails.
+func captureStats(t *testing.T, p *Pipeline) capture.Stats {
+	st, err := p.capture.c.Stats()
+	require.NoError(t, err)
+	return st
 }
 
 // TestCaptureWithoutBPF runs itself again in a child whose seccomp filter
@@ -244,3 +258,59 @@ func captureFallback(t *testing.T, why string) {
 	assert.ErrorContains(t, err, why)
 	assert.True(t, model.IsUnavailable(err), "%v", err)
 }
+
+// TestEventsWindowsAligned: with the event capture, dedup windows start
+// at the full reads. A connection first reported between two full reads
+// (from the capture) and still open at the next full read is reported
+// again there, in its new window, and not again within it.
+func TestEventsWindowsAligned(t *testing.T) {
+	cfg := config.Default()
+	cfg.SocketSource = connections.Netlink
+	cfg.Capture = config.CaptureEvents
+	cfg.Aggregation = 10 * time.Second
+	cfg.CaptureMaps.RingBuffer = 32 << 20
+	p, err := New(Options{Config: cfg})
+	kerneltest.RequireBPF(t, err)
+	defer p.Close()
+	ln, err := net.Listen("tcp4", "127.0.0.4:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	outbound := func(at time.Duration) (int, Stats) {
+		n := 0
+		stats, err := p.Poll(context.Background(), t0.Add(at), func(e beat.Event) {
+			if eventsFor(t, []beat.Event{e}, port)["outbound"] != 0 {
+				n++
+			}
+		})
+		require.NoError(t, err)
+		return n, stats
+	}
+	n, stats := outbound(0)
+	require.True(t, stats.Full)
+	require.Zero(t, n)
+
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	defer s.Close()
+	got := 0
+	for at := 2 * time.Second; got == 0 && at < 9*time.Second; at += 100 * time.Millisecond {
+		time.Sleep(20 * time.Millisecond) // for the capture to read the connect
+		n, stats = outbound(at)
+		require.False(t, stats.Full)
+		got += n
+	}
+	require.Equal(t, 1, got, "the capture's connection reported in the first window")
+	n, stats = outbound(10 * time.Second)
+	require.True(t, stats.Full)
+	assert.Equal(t, 1, n, "reported again in the second window, by its full read")
+	n, stats = outbound(12 * time.Second)
+	require.False(t, stats.Full)
+	assert.Zero(t, n, "once a window")
+}
+
+// t0 is the tests' fake start of polling.
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

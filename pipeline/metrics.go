@@ -38,10 +38,15 @@ func (m metrics) record(s Stats, err error, keys int) {
 		return
 	}
 	m.reports.Add(uint64(s.Reports))
+	m.dedupKeys.Set(int64(keys))
+	if !s.Full {
+		// Between the event capture's full reads the gauges keep what
+		// the last one found: the host's sockets and processes.
+		return
+	}
 	m.fdTablesRead.Add(uint64(s.Procs.Rescanned))
 	m.sockets.Set(int64(s.Sockets))
 	m.processes.Set(int64(s.Procs.Processes))
 	m.denied.Set(int64(s.Procs.Denied))
 	m.unresolved.Set(int64(s.Procs.Unresolved))
-	m.dedupKeys.Set(int64(keys))
 }

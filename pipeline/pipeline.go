@@ -277,7 +277,16 @@ func (p *Pipeline) captureOwner(ino uint64) (*model.Process, int) {
 
 // publish runs p.records through dedup and publishes an event per report.
 func (p *Pipeline) publish(ctx context.Context, now time.Time, publish func(beat.Event), stats *Stats) error {
-	p.reports = p.dedup.Filter(p.records, now, p.reports[:0])
+	window := now
+	if p.capture != nil {
+		// With the event capture the windows are fixed, each starting at
+		// a full read: a key is reported once in every window in which
+		// one of its sockets existed. A sliding window would let a key
+		// first reported between two full reads, whose socket only the
+		// full reads list later, go unreported for up to two windows.
+		window = p.capture.lastFull
+	}
+	p.reports = p.dedup.Filter(p.records, window, p.reports[:0])
 	stats.Reports = len(p.reports)
 	if p.resolver != nil {
 		// A process may have exec'd another program since its details

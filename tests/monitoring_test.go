@@ -23,7 +23,7 @@ func TestMonitoringCounters(t *testing.T) {
 
 	mon := freePort(t)
 	a := RunAgent(t, AgentOptions{
-		Connbeat: "  poll_interval: 200ms\n  aggregation: 1s\n  socket_source: netlink",
+		Connbeat: "  poll_interval: 200ms\n  aggregation: 1s\n  socket_source: netlink\n  capture: poll",
 		Extra:    monitoring(mon) + "logging.metrics.enabled: true\nlogging.metrics.period: 1s\n",
 	})
 	port := float64(ln.Addr().(*net.TCPAddr).Port)
@@ -71,4 +71,35 @@ func TestMonitoringCounters(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestMonitoringCaptureCounters: with the event capture, /stats carries
+// its counters under connbeat.capture, and the polls between two full
+// reads leave the socket source alone.
+func TestMonitoringCaptureCounters(t *testing.T) {
+	mon := freePort(t)
+	a := RunAgent(t, AgentOptions{
+		Connbeat: "  poll_interval: 200ms\n  aggregation: 30s\n  socket_source: netlink\n  capture: events",
+		Extra:    monitoring(mon),
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := float64(ln.Addr().(*net.TCPAddr).Port)
+	a.WaitFor("the test's listener, from the capture", func(e Event) bool { return e.Get("local_port") == port })
+	var stats Event
+	eventually(t, a, 20*time.Second, "three polls", func() bool {
+		stats = agentStats(t, mon)
+		polls, _ := stats.Get("connbeat.polls").(float64)
+		return polls >= 3
+	})
+	for _, k := range []string{"lost", "records", "decode_errors", "evicted", "untracked_closes", "pending_dropped",
+		"flows_dropped", "map_insert_failed.connections", "map_insert_failed.udp_pairs", "map_insert_failed.listeners"} {
+		_, ok := stats.Get("connbeat.capture." + k).(float64)
+		assert.True(t, ok, "connbeat.capture.%s in /stats: %v", k, stats.Get("connbeat.capture"))
+	}
+	assert.Positive(t, stats.Get("connbeat.capture.records"), "the listen was read from the ring buffer")
+	assert.Zero(t, stats.Get("connbeat.capture.lost"))
+	assert.Equal(t, 1.0, stats.Get("connbeat.socket_source.netlink.polls"), "one full read in the window")
+	assert.Positive(t, stats.Get("connbeat.procs.processes"), "the full read's gauges are kept")
 }

@@ -87,6 +87,14 @@ func agentStats(t *testing.T, port int) Event {
 	return st
 }
 
+// sofar returns the number at path, 0 while there is none: libbeat
+// registers its output's and pipeline's counters only once the agent has
+// set them up, which /stats can answer before.
+func (e Event) sofar(path string) float64 {
+	v, _ := e.Get(path).(float64)
+	return v
+}
+
 // num returns the number at path, failing the test when there is none.
 func (e Event) num(t *testing.T, path string) float64 {
 	t.Helper()

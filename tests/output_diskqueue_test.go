@@ -32,7 +32,7 @@ func TestDiskQueueSurvivesRestart(t *testing.T) {
 
 	first := run()
 	eventually(t, first, 60*time.Second, "the first run's events in the disk queue", func() bool {
-		return agentStats(t, mon).num(t, "libbeat.pipeline.events.published") >= float64(len(lns))
+		return agentStats(t, mon).sofar("libbeat.pipeline.events.published") >= float64(len(lns))
 	})
 	st := agentStats(t, mon)
 	assert.Zero(t, st.num(t, "libbeat.output.events.acked"), "no broker yet")

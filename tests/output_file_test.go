@@ -32,7 +32,7 @@ func TestFileOutputRotation(t *testing.T) {
 		fmt.Sprintf("output.file:\n  path: %q\n  filename: connbeat\n  rotate_every_kb: %d\n  number_of_files: %d\n", dir, rotateKB, keep),
 		keepOwn(ip), monitoring(mon))
 	eventually(t, a, 60*time.Second, "every listener written", func() bool {
-		return agentStats(t, mon).num(t, "libbeat.output.events.acked") >= listeners
+		return agentStats(t, mon).sofar("libbeat.output.events.acked") >= listeners
 	})
 
 	files, err := filepath.Glob(filepath.Join(dir, "connbeat-*.ndjson"))

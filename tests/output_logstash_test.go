@@ -71,7 +71,7 @@ func TestLogstashOutput(t *testing.T) {
 		assert.Equal(t, version(t), e.Str("@metadata.version"))
 	}
 	eventually(t, a, 30*time.Second, "ACKed events counted", func() bool {
-		return agentStats(t, mon).num(t, "libbeat.output.events.acked") >= float64(len(ls.Events()))
+		return agentStats(t, mon).sofar("libbeat.output.events.acked") >= float64(len(ls.Events()))
 	})
 	assert.Zero(t, agentStats(t, mon).num(t, "libbeat.output.events.failed"))
 }

@@ -47,6 +47,9 @@ const tcpInfoSource = connections.Netlink + "+tcp_info"
 // name names.
 func sourceConfig(name string) (config.Config, error) {
 	cfg := config.Default()
+	// The table is the cost of a poll of the socket tables: with the
+	// event capture, most polls would read only what changed.
+	cfg.Capture = config.CapturePoll
 	switch name {
 	case tcpInfoSource:
 		cfg.SocketSource, cfg.TCPInfo = connections.Netlink, true

@@ -88,6 +88,33 @@ var mutants = []mutant{
 		Pkg:   "./connections", Run: "TestSelectSource$|TestAutoSourceSwitches",
 	},
 
+	// The event capture (its C compiled again by go generate).
+	{
+		Name: "capture-fin-in-bytes", File: "capture/capture.bpf.c",
+		Edits: one("if (sock_flags(sk) & (1UL << SOCK_DONE) && r->bytes_received)", "if (sock_flags(sk) & 0UL && r->bytes_received)"),
+		Pkg:   "./capture", Run: "TestKernelShortConnections",
+	},
+	{
+		Name: "capture-passive-unowned", File: "capture/capture.bpf.c",
+		Edits: one("\t\t\tfresh.owner = *o;\n\t\t\tfresh.flags |= F_OWNER;", "\t\t\tfresh.owner = *o;"),
+		Pkg:   "./capture", Run: "TestKernelShortConnections",
+	},
+	{
+		Name: "capture-refused-as-failed", File: "capture/record.go",
+		Edits: one("case oldState == model.StateSynSent && skErr == econnrefused:", "case oldState == model.StateSynSent && skErr == 0:"),
+		Pkg:   "./capture", Run: "TestKernelRefused",
+	},
+	{
+		Name: "pipeline-delta-without-listeners", File: "pipeline/capture.go",
+		Edits: one("for _, l := range e.listeners {", "for _, l := range map[listenerKey]capture.Conn{} {"),
+		Pkg:   "./pipeline", Run: "TestEventsConnectionBetweenPolls",
+	},
+	{
+		Name: "pipeline-timewait-unowned", File: "pipeline/capture.go",
+		Edits: one("if o, ok := e.c.Owner(s); ok {", "if o, ok := e.c.Owner(s); ok && false {"),
+		Pkg:   "./pipeline", Run: "TestEventsTimeWaitKeepsProcess",
+	},
+
 	// Joining sockets to processes.
 	{
 		Name: "join-shared-owner", File: "procs/resolver.go",
