@@ -91,8 +91,8 @@ type Row struct {
 	// Container names the container the process runs in; empty until the
 	// model carries it, when the column shows it without further change.
 	Container string
-	// NetNS is the sockets' network namespace inode (every source sets
-	// it, the agent's own namespace included).
+	// NetNS is the sockets' network namespace inode; 0 for connbeat's
+	// own namespace (Aggregator.Own).
 	NetNS     uint64
 	Transport model.Transport
 	Direction model.Direction
@@ -154,6 +154,10 @@ type socketID struct {
 // Aggregator folds each poll's records into a Snapshot. It keeps the
 // previous poll's byte counters, per socket, to give byte rates.
 type Aggregator struct {
+	// Own is the inode of connbeat's own network namespace: its rows
+	// carry no NetNS, so that the host's rows say "-" (and --json leaves
+	// netns out) while other namespaces' rows name theirs.
+	Own       uint64
 	prevBytes map[socketID]uint64
 	prevAt    time.Time
 }
@@ -183,7 +187,11 @@ func (a *Aggregator) Add(records []model.Record, source string, now time.Time) S
 			(*rowsOf(&snap, k.dir))[j].Sockets++
 			continue
 		}
-		row := Row{NetNS: k.netns, Transport: k.transport, Direction: k.dir,
+		netns := k.netns
+		if netns == a.Own {
+			netns = 0
+		}
+		row := Row{NetNS: netns, Transport: k.transport, Direction: k.dir,
 			Local: k.local, Remote: k.remote, Sockets: 1}
 		if p := r.Process; p != nil {
 			row.Process = Process{PID: p.PID, Name: cmp.Or(p.Name, p.Binary)}

@@ -131,3 +131,23 @@ func TestAggregateUDP(t *testing.T) {
 	}
 	assert.Equal(t, "udp", colTransport.cell(&edges[0]))
 }
+
+// TestAggregateNamespaces: rows of connbeat's own namespace show no
+// namespace; the same listener address in another namespace is a row of
+// its own that names it.
+func TestAggregateNamespaces(t *testing.T) {
+	recs := fixture()[:2]
+	other := recs[0]
+	other.Socket.NetNS = 4026532999
+	for i := range recs {
+		recs[i].Socket.NetNS = 4026531840
+	}
+	a := Aggregator{Own: 4026531840}
+	s := a.Add(append(recs, other), "netlink", time.Unix(1000, 0))
+	require.Len(t, s.Listeners, 3)
+	var where []string
+	for i := range s.Listeners {
+		where = append(where, s.Listeners[i].Where())
+	}
+	assert.ElementsMatch(t, []string{"-", "-", "4026532999"}, where)
+}
