@@ -67,8 +67,14 @@ func TestSocketSourcesAgree(t *testing.T) {
 		require.Zero(t, a.Stop(os.Interrupt))
 		assert.Contains(t, a.Stderr(), "connbeat started: source="+source+" ")
 		for _, e := range a.Matching(func(e Event) bool { return ours(e) || oursUDP(e) }) {
+			// An outbound key leaves the local port out: which of a
+			// client's sockets names the event depends on the source's order.
+			localPort := e.Get("local_port")
+			if e.Str("direction") == "outbound" && e.Get("connbeat.sockets") != float64(1) {
+				localPort = "*"
+			}
 			got[source] = append(got[source], fmt.Sprintf("%s %s %s:%v -> %s:%v state=%s sockets=%v pid=%v binary=%s",
-				e.Str("transport"), e.Str("direction"), e.Str("local_ip"), e.Get("local_port"), e.Str("remote_ip"), e.Get("remote_port"),
+				e.Str("transport"), e.Str("direction"), e.Str("local_ip"), localPort, e.Str("remote_ip"), e.Get("remote_port"),
 				e.Str("connbeat.tcp_state"), e.Get("connbeat.sockets"), e.Get("local_process.pid"), e.Str("local_process.binary")))
 		}
 		sort.Strings(got[source])
