@@ -36,13 +36,29 @@ type Options struct {
 	// WrapSource, when set, wraps the opened socket source: the benchmark
 	// times the source's reads with it.
 	WrapSource func(connections.Source) connections.Source
+	// Flows hands over the connections that ended since the last poll
+	// (the event capture); with flow_events on, each poll publishes one
+	// flow event for each. nil when nothing captures them (capture: poll).
+	Flows FlowSource
 }
+
+// FlowSource hands over ended connections: Flows appends those that ended
+// since its last call to dst.
+type FlowSource interface {
+	Flows(dst []model.ConnFlow) []model.ConnFlow
+}
+
+// maxFlowBuffer bounds the flow buffer a pipeline keeps between polls: a
+// burst larger than this is served by a buffer that is dropped after it.
+const maxFlowBuffer = 1 << 16
 
 // Stats summarise one poll.
 type Stats struct {
 	Sockets int
 	Reports int
-	Procs   procs.Stats
+	// Flows counts the flow events the poll published.
+	Flows int
+	Procs procs.Stats
 }
 
 // Pipeline runs the steps of one poll. It reuses its buffers between polls
@@ -54,10 +70,12 @@ type Pipeline struct {
 	dedup    *dedup.Cache
 	events   *event.Builder
 	metrics  metrics
+	flows    FlowSource // nil unless flow_events is on and a capture runs
 
 	sockets []model.Socket
 	records []model.Record
 	reports []model.Report
+	ended   []model.ConnFlow
 }
 
 // New opens the socket source and the process join the configuration asks
@@ -89,6 +107,9 @@ func New(opts Options) (*Pipeline, error) {
 		dedup:    dedup.New(cfg.Aggregation),
 		events:   event.NewBuilder(cfg.EventFormat, opts.Host),
 		metrics:  newMetrics(opts.Metrics),
+	}
+	if cfg.FlowEvents {
+		p.flows = opts.Flows
 	}
 	if cfg.ExposeProcessInfo {
 		p.resolver, err = procs.New(procs.Options{Root: cfg.ProcPath, Metadata: cfg.ProcessMetadata()})
@@ -124,8 +145,40 @@ func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Ev
 	if err == nil {
 		err = p.publish(ctx, now, publish, &stats)
 	}
+	// Flows are published even when the socket read failed: the capture
+	// holds them apart from the poll, and keeping them would only delay
+	// them.
+	if ferr := p.publishFlows(ctx, now, publish, &stats); err == nil {
+		err = ferr
+	}
 	p.metrics.record(stats, err, p.dedup.Len())
 	return stats, err
+}
+
+// FlowEvents reports whether polls publish flow events: flow_events is on
+// and a capture hands over ended connections.
+func (p *Pipeline) FlowEvents() bool { return p.flows != nil }
+
+// publishFlows publishes one event per connection that ended since the
+// last poll.
+func (p *Pipeline) publishFlows(ctx context.Context, now time.Time, publish func(beat.Event), stats *Stats) error {
+	if p.flows == nil {
+		return nil
+	}
+	p.ended = p.flows.Flows(p.ended[:0])
+	for i := range p.ended {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		publish(p.events.ConnFlow(&p.ended[i], now))
+		stats.Flows++
+	}
+	if cap(p.ended) > maxFlowBuffer {
+		p.ended = nil
+	} else {
+		clear(p.ended) // drop the processes the flows point to
+	}
+	return nil
 }
 
 // Records reads the sockets once, joins them to their owners and
