@@ -140,8 +140,12 @@ func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 	// block: the poll waits in Publish for room in the queue.
 	defer bt.shutdown(h, acks, closeClient)
 
-	bt.logger.Infof("connbeat started: source=%s poll_interval=%s aggregation=%s event_format=%s flow_events=%t queue_full=%s shutdown_timeout=%s",
-		p.SourceName(), bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, p.FlowEvents(), bt.cfg.QueueFullPolicy, bt.cfg.ShutdownTimeout)
+	capture := config.CapturePoll
+	if p.Capturing() {
+		capture = config.CaptureEvents
+	}
+	bt.logger.Infof("connbeat started: source=%s capture=%s poll_interval=%s aggregation=%s event_format=%s flow_events=%t queue_full=%s shutdown_timeout=%s",
+		p.SourceName(), capture, bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, p.FlowEvents(), bt.cfg.QueueFullPolicy, bt.cfg.ShutdownTimeout)
 	return bt.loop(p, publish, dropped)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/elastic/beats/v7/libbeat/common/cfgtype"
 	conf "github.com/elastic/elastic-agent-libs/config"
 
+	"github.com/connbeat/connbeat/capture"
 	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/event"
 	"github.com/connbeat/connbeat/internal/confkeys"
@@ -68,6 +69,30 @@ type Config struct {
 	FlowEvents bool `config:"flow_events"`
 	// UDPFlowTimeout is how long a UDP pair stays idle before its flow ends.
 	UDPFlowTimeout time.Duration `config:"udp_flow_timeout"`
+	// CaptureMaps bounds the event capture's kernel memory.
+	CaptureMaps CaptureMaps `config:"capture_maps"`
+}
+
+// CaptureMaps is the `connbeat.capture_maps:` section: the sizes of the
+// event capture's kernel maps, so that a connection flood cannot take
+// more kernel memory than they say (full maps evict, and count it).
+type CaptureMaps struct {
+	// Connections is how many TCP connections the kernel remembers the
+	// process of, between their connect or accept and their close.
+	Connections uint32 `config:"connections"`
+	// Listeners is how many listening ports the kernel remembers the
+	// holder of (the owner of their accepted connections).
+	Listeners uint32 `config:"listeners"`
+	// UDPPairs is how many (process, local, remote) UDP pairs are counted.
+	UDPPairs uint32 `config:"udp_pairs"`
+	// RingBuffer is the buffer records cross to user space in; records
+	// that find it full are counted in connbeat.capture.lost.
+	RingBuffer cfgtype.ByteSize `config:"ring_buffer"`
+}
+
+// Sizes returns the capture's map sizes.
+func (m CaptureMaps) Sizes() capture.Sizes {
+	return capture.Sizes{Connections: m.Connections, Listeners: m.Listeners, UDPPairs: m.UDPPairs, RingBuffer: uint32(min(uint64(m.RingBuffer), 1<<31))}
 }
 
 // Capture modes, as connbeat.capture spells them.
@@ -154,6 +179,12 @@ func Default() Config {
 		ShutdownTimeout: 10 * time.Second,
 		Capture:         CaptureAuto,
 		UDPFlowTimeout:  30 * time.Second,
+		CaptureMaps: CaptureMaps{
+			Connections: capture.DefaultSizes.Connections,
+			Listeners:   capture.DefaultSizes.Listeners,
+			UDPPairs:    capture.DefaultSizes.UDPPairs,
+			RingBuffer:  cfgtype.ByteSize(capture.DefaultSizes.RingBuffer),
+		},
 	}
 }
 
@@ -177,6 +208,11 @@ func Load(section *conf.C) (Config, error) {
 			if n, cerr := sub.CountField("events"); sub.HasField("events") && (cerr != nil || n == 0) {
 				err = errors.Join(err, errNoEvents)
 			}
+		}
+	}
+	if section.HasField("capture_maps") {
+		if sub, cerr := section.Child("capture_maps", -1); cerr == nil {
+			err = errors.Join(err, confkeys.Check(sub, "connbeat.capture_maps", confkeys.Of(CaptureMaps{})))
 		}
 	}
 	return c, err
@@ -251,6 +287,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("connbeat.expose_environ is on but connbeat.environ_allowlist is empty: list the variables to ship (environments hold secrets, so none are shipped by default)"))
 	}
 	errs = append(errs, c.Conntrack.validate())
+	if err := c.CaptureMaps.Sizes().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("connbeat.capture_maps: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

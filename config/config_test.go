@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connbeat/connbeat/capture"
 	"github.com/connbeat/connbeat/connections"
 	"github.com/connbeat/connbeat/event"
 	conf "github.com/elastic/elastic-agent-libs/config"
@@ -94,6 +95,11 @@ func TestLoadRejects(t *testing.T) {
 		{"conntrack small queue", "conntrack.queue_size: 64KiB", []string{"connbeat.conntrack.queue_size must be between 1MiB and 4GiB, got 65536 bytes"}},
 		{"capture unknown", "capture: ebpf", []string{"connbeat.capture must be one of"}},
 		{"udp flow timeout", "udp_flow_timeout: 10ms", []string{"connbeat.udp_flow_timeout must be 1s .. 1h, got 10ms"}},
+		{"capture maps unknown key", "capture_maps: {sockets: 10}", []string{"unknown option connbeat.capture_maps.sockets"}},
+		{"capture maps too small", "capture_maps: {connections: 10, udp_pairs: 1}",
+			[]string{"connbeat.capture_maps: capture map connections: 10 entries, want 1024 .. 16777216", "capture map udp_pairs: 1 entries"}},
+		{"capture ring buffer not a power of two", "capture_maps.ring_buffer: 3MiB",
+			[]string{"connbeat.capture_maps: capture ring buffer: 3145728 bytes, want a power of two"}},
 		{"conntrack no tracking", "conntrack.track_flows: 0", []string{"connbeat.conntrack.track_flows must be between 1 and 16777216, got 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,11 +119,20 @@ func TestKeysNameEveryOption(t *testing.T) {
 	for _, k := range []string{"poll_interval", "aggregation", "socket_source", "tcp_info", "event_format",
 		"proc_path", "expose_process_info", "expose_cmdline", "redact_cmdline", "expose_environ",
 		"environ_allowlist", "enable_local_connections", "queue_full", "shutdown_timeout", "max_cmdline_bytes",
-		"capture", "flow_events", "udp_flow_timeout"} {
+		"capture", "flow_events", "udp_flow_timeout", "capture_maps"} {
 		assert.True(t, keys[k], k)
 	}
 	assert.True(t, keys["conntrack"])
-	assert.Len(t, keys, 19)
+	assert.Len(t, keys, 20)
+}
+
+func TestLoadCaptureMaps(t *testing.T) {
+	c, err := load(t, "{}")
+	require.NoError(t, err)
+	assert.Equal(t, capture.DefaultSizes, c.CaptureMaps.Sizes())
+	c, err = load(t, "capture_maps: {connections: 2048, listeners: 128, udp_pairs: 512, ring_buffer: 64KiB}")
+	require.NoError(t, err)
+	assert.Equal(t, capture.Sizes{Connections: 2048, Listeners: 128, UDPPairs: 512, RingBuffer: 64 << 10}, c.CaptureMaps.Sizes())
 }
 
 func TestLoadConntrack(t *testing.T) {

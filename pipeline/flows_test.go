@@ -146,3 +146,51 @@ func TestPollFlowsBufferBounded(t *testing.T) {
 	assert.Nil(t, p.ended, "a burst's buffer is dropped")
 	assert.Equal(t, netip.MustParseAddr("127.0.0.1"), one.Socket.RemoteIP)
 }
+
+// TestPollPublishesCapturedFlows: with the real event capture, a
+// connection a child process makes and closes between two polls comes out
+// of Poll as two flow events, one per end, each with its process and the
+// payload bytes, published once.
+func TestPollPublishesCapturedFlows(t *testing.T) {
+	p := newEvents(t, nil)
+	require.True(t, p.FlowEvents())
+	ln, err := net.Listen("tcp4", "127.0.0.4:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	now := time.Now()
+	_, err = p.Poll(context.Background(), now, func(beat.Event) {})
+	require.NoError(t, err)
+
+	pid, cport := dial(t, ln)
+	byDir := map[string]beat.Event{}
+	require.Eventually(t, func() bool {
+		now = now.Add(time.Second)
+		_, err := p.Poll(context.Background(), now, func(e beat.Event) {
+			if k, _ := e.Fields.GetValue("connbeat.kind"); k != "flow" {
+				return
+			}
+			lport, _ := e.Fields.GetValue("local_port")
+			rport, _ := e.Fields.GetValue("remote_port")
+			if lport == cport || rport == cport {
+				dir, _ := e.Fields.GetValue("connbeat.direction")
+				_, dup := byDir[dir.(string)]
+				assert.False(t, dup, "a flow is published once")
+				byDir[dir.(string)] = e
+			}
+		})
+		require.NoError(t, err)
+		return len(byDir) == 2
+	}, 5*time.Second, 50*time.Millisecond)
+	for dir, want := range map[string]struct {
+		pid      int
+		sent     uint64
+		received uint64
+	}{"outbound": {pid, 4, 0}, "inbound": {os.Getpid(), 0, 4}} {
+		f := byDir[dir].Fields
+		got, _ := f.GetValue("local_process.pid")
+		assert.EqualValues(t, want.pid, got, dir)
+		sent, _ := f.GetValue("connbeat.flow.bytes_sent")
+		received, _ := f.GetValue("connbeat.flow.bytes_received")
+		assert.Equal(t, []any{want.sent, want.received}, []any{sent, received}, dir)
+	}
+}

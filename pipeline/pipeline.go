@@ -13,6 +13,7 @@ import (
 	"github.com/elastic/elastic-agent-libs/logp"
 	"github.com/elastic/elastic-agent-libs/monitoring"
 
+	"github.com/connbeat/connbeat/capture"
 	"github.com/connbeat/connbeat/classify"
 	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections"
@@ -48,6 +49,11 @@ type FlowSource interface {
 	Flows(dst []model.ConnFlow) []model.ConnFlow
 }
 
+// flowsFunc is a function as a FlowSource.
+type flowsFunc func([]model.ConnFlow) []model.ConnFlow
+
+func (f flowsFunc) Flows(dst []model.ConnFlow) []model.ConnFlow { return f(dst) }
+
 // maxFlowBuffer bounds the flow buffer a pipeline keeps between polls: a
 // burst larger than this is served by a buffer that is dropped after it.
 const maxFlowBuffer = 1 << 16
@@ -56,9 +62,17 @@ const maxFlowBuffer = 1 << 16
 type Stats struct {
 	Sockets int
 	Reports int
+	Procs   procs.Stats
 	// Flows counts the flow events the poll published.
 	Flows int
-	Procs procs.Stats
+	// Full says the poll read the socket tables: every poll without the
+	// event capture, the first of each aggregation window with it.
+	// Sockets counts what the read listed, or on the polls between two
+	// full reads the kept listeners and the captured sockets.
+	Full bool
+	// Captured counts the sockets the event capture added: connections
+	// and UDP pairs that opened or closed since the last poll.
+	Captured int
 }
 
 // Pipeline runs the steps of one poll. It reuses its buffers between polls
@@ -70,7 +84,9 @@ type Pipeline struct {
 	dedup    *dedup.Cache
 	events   *event.Builder
 	metrics  metrics
-	flows    FlowSource // nil unless flow_events is on and a capture runs
+	// capture is the event capture; nil when polling only.
+	capture *captured
+	flows   FlowSource // nil unless flow_events is on and a capture runs
 
 	sockets []model.Socket
 	records []model.Record
@@ -101,7 +117,13 @@ func New(opts Options) (*Pipeline, error) {
 	if opts.WrapSource != nil {
 		src = opts.WrapSource(src)
 	}
+	ev, err := openCapture(cfg, opts.Logger, opts.Metrics)
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
 	p := &Pipeline{
+		capture:  ev,
 		source:   src,
 		classify: classify.New(classify.Options{LocalConnections: cfg.EnableLocalConnections}),
 		dedup:    dedup.New(cfg.Aggregation),
@@ -110,10 +132,15 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	if cfg.FlowEvents {
 		p.flows = opts.Flows
+		if p.flows == nil && p.capture != nil {
+			// The capture's ended connections, their processes joined.
+			p.flows = flowsFunc(p.Flows)
+		}
 	}
 	if cfg.ExposeProcessInfo {
 		p.resolver, err = procs.New(procs.Options{Root: cfg.ProcPath, Metadata: cfg.ProcessMetadata()})
 		if err != nil {
+			p.closeCapture()
 			src.Close()
 			return nil, fmt.Errorf("process join: %w", err)
 		}
@@ -128,9 +155,48 @@ func (p *Pipeline) SourceName() string { return p.source.Name() }
 // SetLocalIPs replaces the host's addresses in classic events.
 func (p *Pipeline) SetLocalIPs(ips []string) { p.events.SetLocalIPs(ips) }
 
-// Close releases the socket source and the process join.
+// Capturing reports whether connections come from the event capture
+// (connbeat.capture: events, or auto where it loaded).
+func (p *Pipeline) Capturing() bool { return p.capture != nil }
+
+// Flows appends the connections that ended since the last call, with
+// their counters, to dst; nothing unless the event capture runs and
+// connbeat.flow_events is on. Their processes are read from /proc where
+// they still run, else what the kernel said; none without
+// expose_process_info.
+func (p *Pipeline) Flows(dst []model.ConnFlow) []model.ConnFlow {
+	if p.capture == nil {
+		return dst
+	}
+	start := len(dst)
+	dst = p.capture.c.Flows(dst)
+	for i := start; i < len(dst); i++ {
+		f := &dst[i]
+		switch {
+		case f.Process == nil:
+		case p.resolver == nil:
+			f.Process = nil
+		default:
+			f.Process = p.capture.process(capture.Owner{PID: f.Process.PID, UID: f.Process.UID, Comm: f.Process.Name}, p.resolver.Lookup)
+		}
+	}
+	return dst
+}
+
+func (p *Pipeline) closeCapture() error {
+	if p.capture == nil {
+		return nil
+	}
+	return p.capture.c.Close()
+}
+
+// Close releases the socket source, the event capture and the process
+// join.
 func (p *Pipeline) Close() error {
 	err := p.source.Close()
+	if cerr := p.closeCapture(); err == nil {
+		err = cerr
+	}
 	if p.resolver != nil {
 		if rerr := p.resolver.Close(); err == nil {
 			err = rerr
@@ -141,7 +207,7 @@ func (p *Pipeline) Close() error {
 
 // Poll reads the sockets once and calls publish for each event to send.
 func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Event)) (Stats, error) {
-	stats, err := p.classified(ctx)
+	stats, err := p.classified(ctx, now, false)
 	if err == nil {
 		err = p.publish(ctx, now, publish, &stats)
 	}
@@ -188,7 +254,7 @@ func (p *Pipeline) publishFlows(ctx context.Context, now time.Time, publish func
 // so Records and Poll are not meant to be mixed on one Pipeline. The slice
 // and the values it points to are reused by the next call.
 func (p *Pipeline) Records(ctx context.Context) ([]model.Record, Stats, error) {
-	stats, err := p.classified(ctx)
+	stats, err := p.classified(ctx, time.Now(), true)
 	p.metrics.record(stats, err, p.dedup.Len())
 	if err != nil {
 		return nil, stats, err
@@ -196,29 +262,69 @@ func (p *Pipeline) Records(ctx context.Context) ([]model.Record, Stats, error) {
 	return p.records, stats, nil
 }
 
-// classified runs sockets -> procs -> classify into p.records.
-func (p *Pipeline) classified(ctx context.Context) (Stats, error) {
+// classified runs sockets -> procs -> classify into p.records. With the
+// event capture, only the first poll of each aggregation window (or a
+// forced one) reads the socket tables and scans /proc; the others take
+// what the capture saw since the last poll.
+func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool) (Stats, error) {
 	var stats Stats
 	var err error
-	p.sockets, err = p.source.Sockets(ctx, p.sockets[:0])
-	if err != nil {
-		return stats, fmt.Errorf("reading sockets from %s: %w", p.source.Name(), err)
+	stats.Full = p.capture == nil || forceFull || p.capture.due(now)
+	if !stats.Full {
+		p.sockets = p.capture.delta(p.sockets[:0])
+		stats.Sockets = len(p.sockets)
+		stats.Captured = len(p.sockets)
+		if _, err := p.capture.updateMetrics(); err != nil {
+			return stats, fmt.Errorf("reading the capture's counters: %w", err)
+		}
+	} else {
+		p.sockets, err = p.source.Sockets(ctx, p.sockets[:0])
+		if err != nil {
+			return stats, fmt.Errorf("reading sockets from %s: %w", p.source.Name(), err)
+		}
+		stats.Sockets = len(p.sockets)
+		if p.resolver != nil {
+			stats.Procs, err = p.resolver.Refresh(ctx, p.sockets)
+			if err != nil {
+				return stats, fmt.Errorf("joining sockets to processes: %w", err)
+			}
+		}
+		if p.capture != nil {
+			p.sockets, err = p.capture.full(now, p.sockets)
+			if err != nil {
+				return stats, fmt.Errorf("reconciling the event capture: %w", err)
+			}
+			stats.Captured = len(p.sockets) - stats.Sockets
+		}
 	}
-	stats.Sockets = len(p.sockets)
-
 	var owner classify.OwnerFunc
 	if p.resolver != nil {
-		stats.Procs, err = p.resolver.Refresh(ctx, p.sockets)
-		if err != nil {
-			return stats, fmt.Errorf("joining sockets to processes: %w", err)
-		}
 		owner = p.resolver.Owner
+		if p.capture != nil {
+			owner = p.captureOwner
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return stats, err
 	}
 	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
+	if stats.Full && p.capture != nil {
+		p.capture.seedListeners(p.records)
+	}
 	return stats, nil
+}
+
+// captureOwner is the owner join with the event capture: a captured
+// socket's process is the one the kernel attributed it to.
+func (p *Pipeline) captureOwner(ino uint64) (*model.Process, int) {
+	if ino&captureBit == 0 {
+		return p.resolver.Owner(ino)
+	}
+	i := ino &^ captureBit
+	if i >= uint64(len(p.capture.owners)) {
+		return nil, 0
+	}
+	return p.capture.process(p.capture.owners[i], p.resolver.Lookup), 1
 }
 
 // publish runs p.records through dedup and publishes an event per report.

@@ -70,6 +70,8 @@ type Resolver struct {
 	shared  map[uint64]map[int32]struct{}
 	unknown map[uint64]uint64 // inodes no scan found an owner for -> gen last seen
 	byMeta  map[procKey]*model.Process
+	// lookups are Lookup's details of processes the fd scan did not list.
+	lookups map[procKey]*model.Process
 
 	// lastInodes are the inodes of the previous refresh's sockets, in the
 	// order the source listed them; changed says whether an fd table was
@@ -124,6 +126,7 @@ func New(opts Options) (*Resolver, error) {
 		shared:  map[uint64]map[int32]struct{}{},
 		unknown: map[uint64]uint64{},
 		byMeta:  map[procKey]*model.Process{},
+		lookups: map[procKey]*model.Process{},
 		dirBuf:  make([]byte, 32<<10),
 		pathBuf: make([]byte, 0, 32),
 	}

@@ -2,7 +2,8 @@
 # Cross-compiles the tests of connbeat's architecture-sensitive pure-Go
 # packages for arm64 and runs them under qemu-user (Debian's qemu-user):
 # libbeat's seccomp policy with connbeat's change (internal/syscallfilter),
-# the decoders of kernel wire formats (netlink, the BPF iterator's records),
+# the decoders of kernel wire formats (netlink, the BPF iterator's records,
+# the event capture's ring buffer records),
 # the /proc parsers and join, redaction, classification and dedup. Tests
 # that need the running kernel (named *Kernel*) are skipped: qemu-user does
 # not translate bpf(2) or every netlink family.
@@ -18,6 +19,7 @@ pkgs=(
   ./internal/syscallfilter
   ./connections/netlink
   ./connections/bpfiter
+  ./capture
   ./procs
   ./procs/redact
   ./classify

@@ -1,0 +1,326 @@
+package pipeline
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/elastic/elastic-agent-libs/logp"
+	"github.com/elastic/elastic-agent-libs/monitoring"
+
+	"github.com/connbeat/connbeat/capture"
+	"github.com/connbeat/connbeat/config"
+	"github.com/connbeat/connbeat/model"
+)
+
+// captureBit marks the inode of a socket the event capture handed over:
+// the rest of it indexes the poll's capture owners. Real socket inodes
+// are 32-bit numbers (get_next_ino), so the two never meet.
+const captureBit = 1 << 63
+
+// maxOwnerCache bounds the processes looked up for captured sockets within
+// one aggregation window.
+const maxOwnerCache = 16384
+
+// captured is the pipeline's event-driven side (connbeat.capture: events,
+// or auto where the capture loads): between two full reads of the socket
+// tables, one an aggregation window, each poll hands over only what the
+// capture saw open or close since the last one, with the process the
+// kernel attributed it to.
+type captured struct {
+	c      *capture.Capture
+	window time.Duration
+	// lastFull and nextFull bound the current window.
+	lastFull, nextFull time.Time
+	// listeners are the last full read's listening sockets, kept up to
+	// date with the capture's listens and closes: every poll classifies
+	// against them, so that a connection accepted between two full reads
+	// is inbound.
+	listeners map[listenerKey]capture.Conn
+	// owners are the kernel's owners of this poll's captured sockets,
+	// indexed by their inode less captureBit; processes those owners
+	// were looked up as, within the window.
+	owners     []capture.Owner
+	processes  map[capture.Owner]*model.Process
+	conns      []capture.Conn
+	metrics    captureMetrics
+	loggedLost uint64
+	logger     *logp.Logger
+}
+
+type listenerKey struct {
+	ip    netip.Addr
+	port  uint16
+	netns uint64
+}
+
+// openCapture opens the event capture connbeat.capture asks for: nil for
+// poll, an error naming what is missing for events, and for auto the
+// capture where it loads, else nil with one log line saying why.
+func openCapture(cfg config.Config, logger *logp.Logger, reg *monitoring.Registry) (*captured, error) {
+	if cfg.Capture == config.CapturePoll {
+		return nil, nil
+	}
+	c, err := capture.Open(capture.Options{
+		Sizes:          cfg.CaptureMaps.Sizes(),
+		KeepFlows:      cfg.FlowEvents,
+		UDPFlowTimeout: cfg.UDPFlowTimeout,
+	})
+	if err != nil {
+		if cfg.Capture == config.CaptureEvents {
+			return nil, fmt.Errorf("connbeat.capture: events: %w", err)
+		}
+		logger.Warnf("connection events unavailable (%v): polling the socket tables every %s instead; set connbeat.capture: poll to silence this", err, cfg.PollInterval)
+		return nil, nil
+	}
+	logger.Infof("connection events: capturing every TCP connection and UDP exchange as it happens; full socket table read every %s", cfg.Aggregation)
+	return &captured{
+		c:         c,
+		window:    cfg.Aggregation,
+		listeners: map[listenerKey]capture.Conn{},
+		processes: map[capture.Owner]*model.Process{},
+		metrics:   newCaptureMetrics(reg),
+		logger:    logger,
+	}, nil
+}
+
+// due reports whether the poll at now reads the socket tables in full:
+// the first, and the first of every aggregation window.
+func (e *captured) due(now time.Time) bool {
+	return e.nextFull.IsZero() || !now.Before(e.nextFull)
+}
+
+// full takes note of a full read at now of sockets: its listeners replace
+// the kept ones, the UDP pairs active in the window ending now are
+// appended, and its TIME_WAIT sockets get the owner the capture saw close
+// them. It returns the sockets to classify.
+func (e *captured) full(now time.Time, sockets []model.Socket) ([]model.Socket, error) {
+	seen := make(map[tuple]bool, len(sockets))
+	for i := range sockets {
+		if sockets[i].State != model.StateListen {
+			seen[e.tupleOf(&sockets[i])] = true
+		}
+	}
+	since := e.lastFull
+	if since.IsZero() {
+		since = now.Add(-e.window)
+	}
+	e.lastFull, e.nextFull = now, now.Add(e.window)
+	clear(e.listeners)
+	clear(e.processes)
+	e.owners = e.owners[:0]
+	for i := range sockets {
+		s := &sockets[i]
+		switch {
+		case s.State == model.StateListen:
+			e.listeners[listenerKey{s.LocalIP, s.LocalPort, s.NetNS}] = capture.Conn{Socket: *s, Direction: model.Listening}
+		case s.Inode == 0 && s.State == model.StateTimeWait:
+			if o, ok := e.c.Owner(s); ok {
+				s.Inode = captureBit | uint64(len(e.owners))
+				e.owners = append(e.owners, o)
+			}
+		}
+	}
+	sockets = e.drain(sockets, seen)
+	var err error
+	e.conns, err = e.c.Reconcile(now, since, e.conns[:0])
+	for i := range e.conns {
+		if !seen[e.tupleOf(&e.conns[i].Socket)] {
+			sockets = e.appendConn(sockets, &e.conns[i])
+		}
+	}
+	e.logLost()
+	return sockets, err
+}
+
+// delta returns the sockets of a poll between full reads: the kept
+// listeners and what the capture saw since the last poll.
+func (e *captured) delta(sockets []model.Socket) []model.Socket {
+	e.owners = e.owners[:0]
+	for _, l := range e.listeners {
+		if l.Owner.PID == 0 {
+			sockets = append(sockets, l.Socket) // from a full read: its inode joins it
+		} else {
+			sockets = e.appendConn(sockets, &l)
+		}
+	}
+	return e.drain(sockets, nil)
+}
+
+// drain appends the capture's connections since the last poll, keeping
+// the listeners up to date. On a full read (seen non-nil), a connection
+// still open that the read listed already is left out, so that each
+// socket counts once.
+func (e *captured) drain(sockets []model.Socket, seen map[tuple]bool) []model.Socket {
+	e.conns = e.c.Drain(e.conns[:0])
+	for i := range e.conns {
+		c := &e.conns[i]
+		if c.Direction == model.Listening {
+			k := listenerKey{c.Socket.LocalIP, c.Socket.LocalPort, c.Socket.NetNS}
+			_, kept := e.listeners[k]
+			switch {
+			case c.Closed:
+				// Gone, but it listened during this poll's window.
+				delete(e.listeners, k)
+			case kept:
+				continue // listed already
+			default:
+				e.listeners[k] = *c
+			}
+		}
+		if seen != nil && !c.Closed && seen[e.tupleOf(&c.Socket)] {
+			continue
+		}
+		sockets = e.appendConn(sockets, c)
+	}
+	return sockets
+}
+
+func (e *captured) appendConn(sockets []model.Socket, c *capture.Conn) []model.Socket {
+	s := c.Socket
+	s.Inode = 0
+	owner := c.Owner
+	if owner.PID == 0 && c.Direction == model.Inbound {
+		// Accepted by a listener that was listening before the capture
+		// started: its holder, as the full read joined it.
+		if l, ok := e.listenerOf(&s); ok {
+			if l.Owner.PID == 0 {
+				s.Inode = l.Socket.Inode
+				return append(sockets, s)
+			}
+			owner = l.Owner
+		}
+	}
+	if owner.PID != 0 {
+		s.Inode = captureBit | uint64(len(e.owners))
+		e.owners = append(e.owners, owner)
+	}
+	return append(sockets, s)
+}
+
+// listenerOf finds the kept listener that accepts connections to s's
+// local address: one bound to it, or to the wildcard address.
+func (e *captured) listenerOf(s *model.Socket) (capture.Conn, bool) {
+	for _, ip := range []netip.Addr{s.LocalIP, netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
+		if l, ok := e.listeners[listenerKey{ip, s.LocalPort, s.NetNS}]; ok {
+			return l, true
+		}
+		if s.NetNS == e.c.NetNS() {
+			if l, ok := e.listeners[listenerKey{ip, s.LocalPort, 0}]; ok {
+				return l, true
+			}
+		}
+	}
+	return capture.Conn{}, false
+}
+
+// seedListeners tells the kernel the holders of a full read's listeners,
+// so that it attributes what they accept from now on.
+func (e *captured) seedListeners(records []model.Record) {
+	for i := range records {
+		r := &records[i]
+		if r.Kind != model.Listener || r.Process == nil || r.Socket.Inode&captureBit != 0 {
+			continue
+		}
+		err := e.c.SeedListener(r.Socket.NetNS, r.Socket.LocalPort, capture.Owner{PID: r.Process.PID, UID: r.Process.UID, Comm: r.Process.Name})
+		if err != nil {
+			e.logger.Warnf("%v", err)
+			return
+		}
+	}
+}
+
+type tuple struct {
+	local, remote         netip.Addr
+	localPort, remotePort uint16
+	transport             model.Transport
+	netns                 uint64
+}
+
+// tupleOf is a socket's identity across the socket tables and the
+// capture; a source that reads the agent's namespace only leaves its
+// sockets' NetNS 0, the capture never does.
+func (e *captured) tupleOf(s *model.Socket) tuple {
+	ns := s.NetNS
+	if ns == 0 {
+		ns = e.c.NetNS()
+	}
+	return tuple{s.LocalIP, s.RemoteIP, s.LocalPort, s.RemotePort, s.Transport, ns}
+}
+
+// process returns the process of a captured socket's owner: its details
+// read from /proc while it runs (lookup), else what the kernel said.
+func (e *captured) process(o capture.Owner, lookup func(pid int32, uid uint32) *model.Process) *model.Process {
+	if p, ok := e.processes[o]; ok {
+		return p
+	}
+	p := lookup(o.PID, o.UID)
+	if p == nil || p.Name != o.Comm {
+		// Exited, or the pid is another process's now.
+		p = &model.Process{PID: o.PID, Name: o.Comm, Binary: o.Comm, UID: o.UID}
+	}
+	if len(e.processes) >= maxOwnerCache {
+		clear(e.processes)
+	}
+	e.processes[o] = p
+	return p
+}
+
+// updateMetrics copies the capture's counters to the registry.
+func (e *captured) updateMetrics() (capture.Stats, error) {
+	st, err := e.c.Stats()
+	if err == nil {
+		e.metrics.set(st)
+	}
+	return st, err
+}
+
+// logLost says once a window how many records the kernel could not hand
+// over since the last time it said so.
+func (e *captured) logLost() {
+	st, err := e.updateMetrics()
+	if err != nil {
+		e.logger.Warnf("reading the capture's counters: %v", err)
+		return
+	}
+	if st.Lost > e.loggedLost {
+		e.logger.Warnf("connection events: %d records lost to a full ring buffer since the last window (raise connbeat.capture_maps.ring_buffer); the full read of the socket tables covers the connections still open", st.Lost-e.loggedLost)
+		e.loggedLost = st.Lost
+	}
+}
+
+// captureMetrics are the capture's counters in the monitoring registry,
+// under capture.
+type captureMetrics struct {
+	lost, records, decodeErrors, connInsertFailed, udpInsertFailed, listenInsertFailed,
+	untrackedCloses, evicted, pendingDropped, flowsDropped *monitoring.Uint
+}
+
+func newCaptureMetrics(reg *monitoring.Registry) captureMetrics {
+	r := reg.GetOrCreateRegistry("capture")
+	return captureMetrics{
+		lost:               monitoring.NewUint(r, "lost"),
+		records:            monitoring.NewUint(r, "records"),
+		decodeErrors:       monitoring.NewUint(r, "decode_errors"),
+		connInsertFailed:   monitoring.NewUint(r, "map_insert_failed.connections"),
+		udpInsertFailed:    monitoring.NewUint(r, "map_insert_failed.udp_pairs"),
+		listenInsertFailed: monitoring.NewUint(r, "map_insert_failed.listeners"),
+		untrackedCloses:    monitoring.NewUint(r, "untracked_closes"),
+		evicted:            monitoring.NewUint(r, "evicted"),
+		pendingDropped:     monitoring.NewUint(r, "pending_dropped"),
+		flowsDropped:       monitoring.NewUint(r, "flows_dropped"),
+	}
+}
+
+func (m captureMetrics) set(s capture.Stats) {
+	m.lost.Set(s.Lost)
+	m.records.Set(s.Records)
+	m.decodeErrors.Set(s.DecodeErrors)
+	m.connInsertFailed.Set(s.ConnInsertFailed)
+	m.udpInsertFailed.Set(s.UDPInsertFailed)
+	m.listenInsertFailed.Set(s.ListenInsertFailed)
+	m.untrackedCloses.Set(s.UntrackedCloses)
+	m.evicted.Set(s.Evicted)
+	m.pendingDropped.Set(s.PendingDropped)
+	m.flowsDropped.Set(s.FlowsDropped)
+}

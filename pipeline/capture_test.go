@@ -1,0 +1,255 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/beat"
+	"github.com/elastic/elastic-agent-libs/logp/logptest"
+	"github.com/elastic/elastic-agent-libs/monitoring"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/connbeat/connbeat/config"
+	"github.com/connbeat/connbeat/connections"
+	"github.com/connbeat/connbeat/internal/testkit/child"
+	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
+	"github.com/connbeat/connbeat/internal/testkit/sandbox"
+	"github.com/connbeat/connbeat/model"
+)
+
+// dialChild connects to args[0], sends a few bytes, closes first (its end
+// lingers in TIME_WAIT, held by no process) and exits; it prints its
+// local port.
+var dialChild = child.Helper{Name: "pipeline-dial", Main: func(args []string) error {
+	c, err := net.Dial("tcp4", args[0])
+	if err != nil {
+		return err
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return err
+	}
+	time.Sleep(5 * time.Millisecond)
+	port := c.LocalAddr().(*net.TCPAddr).Port
+	if err := c.Close(); err != nil {
+		return err
+	}
+	fmt.Println(port)
+	return nil
+}}
+
+func TestMain(m *testing.M) {
+	child.Serve(dialChild)
+	os.Exit(m.Run())
+}
+
+// newEvents returns a pipeline with the event capture forced, skipping
+// where the host cannot run it.
+func newEvents(t *testing.T, reg *monitoring.Registry) *Pipeline {
+	t.Helper()
+	cfg := config.Default()
+	cfg.SocketSource = connections.Netlink
+	cfg.Capture = config.CaptureEvents
+	cfg.FlowEvents = true
+	p, err := New(Options{Config: cfg, Metrics: reg})
+	kerneltest.RequireBPF(t, err)
+	t.Cleanup(func() { p.Close() })
+	require.True(t, p.Capturing())
+	return p
+}
+
+// dial runs dialChild against ln and returns its pid and local port,
+// once the server end has read to the end and closed too.
+func dial(t *testing.T, ln net.Listener) (int, uint16) {
+	t.Helper()
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		s, err := ln.Accept()
+		if err == nil {
+			io.Copy(io.Discard, s)
+			s.Close()
+		}
+	}()
+	cmd, err := dialChild.Command(context.Background(), ln.Addr().String())
+	require.NoError(t, err)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	port, err := strconv.Atoi(string(out[:len(out)-1]))
+	require.NoError(t, err)
+	<-accepted
+	return cmd.Process.Pid, uint16(port)
+}
+
+// eventsFor returns the events of a poll about the port, by direction,
+// with their process id (0 for none).
+func eventsFor(t *testing.T, events []beat.Event, port uint16) map[string]int64 {
+	t.Helper()
+	got := map[string]int64{}
+	for _, e := range events {
+		lport, _ := e.Fields.GetValue("local_port")
+		rport, _ := e.Fields.GetValue("remote_port")
+		if lport != port && rport != port {
+			continue
+		}
+		dir, err := e.Fields.GetValue("connbeat.direction")
+		require.NoError(t, err)
+		var pid int64
+		if v, err := e.Fields.GetValue("local_process.pid"); err == nil {
+			pid = int64(v.(int32))
+		}
+		got[dir.(string)] = pid
+	}
+	return got
+}
+
+// TestEventsConnectionBetweenPolls: a 5 ms connection made and closed by
+// a process that exited between two polls, which a poll of the socket
+// tables would miss, is reported by the next poll at both ends with the
+// right processes, without a read of the socket tables; the flow carries
+// the child too.
+func TestEventsConnectionBetweenPolls(t *testing.T) {
+	reg := monitoring.NewRegistry()
+	p := newEvents(t, reg)
+	ln, err := net.Listen("tcp4", "127.0.0.2:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	lport := uint16(ln.Addr().(*net.TCPAddr).Port)
+	now := time.Now()
+	var first []beat.Event
+	stats, err := p.Poll(context.Background(), now, func(e beat.Event) { first = append(first, e) })
+	require.NoError(t, err)
+	assert.True(t, stats.Full, "the first poll reads the socket tables")
+	assert.Equal(t, map[string]int64{"listening": int64(os.Getpid())}, eventsFor(t, first, lport))
+
+	pid, cport := dial(t, ln)
+	var events []beat.Event
+	require.Eventually(t, func() bool {
+		now = now.Add(2 * time.Second)
+		stats, err = p.Poll(context.Background(), now, func(e beat.Event) { events = append(events, e) })
+		require.NoError(t, err)
+		return len(eventsFor(t, events, cport)) == 2
+	}, 5*time.Second, 50*time.Millisecond)
+	assert.False(t, stats.Full, "within the window, no read of the socket tables")
+	assert.Equal(t, map[string]int64{"outbound": int64(pid), "inbound": int64(os.Getpid())}, eventsFor(t, events, cport))
+
+	// With flow_events on, the polls publish the connection's flows too;
+	// the client end's carries its process and its 4 bytes.
+	var client beat.Event
+	require.Eventually(t, func() bool {
+		for _, e := range events {
+			kind, _ := e.Fields.GetValue("connbeat.kind")
+			lport, _ := e.Fields.GetValue("local_port")
+			if kind == "flow" && lport == cport {
+				client = e
+				return true
+			}
+		}
+		now = now.Add(2 * time.Second)
+		_, err = p.Poll(context.Background(), now, func(e beat.Event) { events = append(events, e) })
+		require.NoError(t, err)
+		return false
+	}, 5*time.Second, 20*time.Millisecond)
+	flowPID, _ := client.Fields.GetValue("local_process.pid")
+	assert.EqualValues(t, pid, flowPID)
+	sent, _ := client.Fields.GetValue("connbeat.flow.bytes_sent")
+	assert.Equal(t, uint64(4), sent)
+	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
+	assert.Contains(t, snap.Ints, "capture.lost")
+	assert.Positive(t, snap.Ints["capture.records"])
+}
+
+// TestEventsTimeWaitKeepsProcess: the client end of a closed connection
+// lingers in TIME_WAIT, held by no process; a full read lists it with the
+// process the capture saw own it.
+func TestEventsTimeWaitKeepsProcess(t *testing.T) {
+	p := newEvents(t, nil)
+	ln, err := net.Listen("tcp4", "127.0.0.3:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	pid, cport := dial(t, ln)
+	var rec *model.Record
+	require.Eventually(t, func() bool {
+		records, _, err := p.Records(context.Background())
+		require.NoError(t, err)
+		for i := range records {
+			r := &records[i]
+			if r.Socket.LocalPort == cport && r.Socket.State == model.StateTimeWait {
+				rec = r
+				// The capture may read the close a moment after the
+				// socket table shows the TIME_WAIT socket.
+				return r.Process != nil
+			}
+		}
+		return false
+	}, 5*time.Second, 50*time.Millisecond)
+	require.NotNil(t, rec.Process, "TIME_WAIT socket joined to the process that owned it")
+	assert.EqualValues(t, pid, rec.Process.PID)
+	assert.Equal(t, model.Outbound, rec.Direction)
+}
+
+// TestCaptureWithoutBPF runs itself again in a child whose seccomp filter
+// makes bpf(2) fail with EPERM, as Docker's default profile does: auto
+// polls, saying why once; events fails naming what is missing.
+func TestCaptureWithoutBPF(t *testing.T) {
+	child.RunTest(t, func(t *testing.T) {
+		if err := sandbox.DenySyscall(unix.SYS_BPF, unix.EPERM); err != nil {
+			t.Skipf("cannot install a seccomp filter: %v", err)
+		}
+		captureFallback(t, "operation not permitted")
+	})
+}
+
+// TestCaptureUnprivileged runs itself again in a child that gave up root
+// (uid and gid nobody, no capabilities): auto polls, events fails.
+func TestCaptureUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to become another user")
+	}
+	child.RunTest(t, func(t *testing.T) {
+		require.NoError(t, unix.Setgroups(nil))
+		require.NoError(t, unix.Setgid(65534))
+		require.NoError(t, unix.Setuid(65534))
+		captureFallback(t, "CAP_BPF")
+	})
+}
+
+func captureFallback(t *testing.T, why string) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.SocketSource = connections.Netlink
+	logger, logs := logptest.NewTestingLoggerWithObserver(t, "test")
+	p, err := New(Options{Config: cfg, Logger: logger})
+	require.NoError(t, err)
+	defer p.Close()
+	assert.False(t, p.Capturing())
+	var n int
+	stats, err := p.Poll(context.Background(), time.Now(), func(beat.Event) { n++ })
+	require.NoError(t, err)
+	assert.True(t, stats.Full)
+	assert.Positive(t, n, "polling reports the host's sockets")
+	found := 0
+	for _, e := range logs.TakeAll() {
+		if strings.Contains(e.Message, "connection events unavailable") {
+			found++
+			assert.Contains(t, e.Message, why)
+			assert.Contains(t, e.Message, "polling the socket tables")
+		}
+	}
+	assert.Equal(t, 1, found, "one log line says why")
+
+	cfg.Capture = config.CaptureEvents
+	_, err = New(Options{Config: cfg, Logger: logger})
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "connbeat.capture: events")
+	assert.ErrorContains(t, err, why)
+	assert.True(t, model.IsUnavailable(err), "%v", err)
+}
