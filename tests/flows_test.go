@@ -126,9 +126,11 @@ func TestFlowEventsShortConnections(t *testing.T) {
 		})
 		assert.Equal(t, c.pid, f.Get("local_process.pid"))
 		assert.Equal(t, "timeout", f.Str("connbeat.flow.ended"))
-		assert.Equal(t, float64(300), f.Get("connbeat.flow.bytes_sent"))
-		assert.Equal(t, float64(21), f.Get("connbeat.flow.bytes_received"))
+		// The capture counts a UDP pair's datagrams, not their bytes:
+		// its cgroup sendmsg/recvmsg hooks do not see a datagram's length
+		// (issue 12 item 4 is open for UDP byte counts).
 		assert.Equal(t, float64(1), f.Get("connbeat.flow.segs_sent"))
+		assert.Equal(t, float64(1), f.Get("connbeat.flow.segs_received"))
 		assert.Nil(t, f.Get("connbeat.flow.retransmits"), "TCP's only")
 	})
 	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
@@ -143,10 +145,21 @@ func TestFlowEventsECS(t *testing.T) {
   flow_events: true
   poll_interval: 500ms
   event_format: ecs`})
+	// Connections made before the capture is attached are not flows.
+	waitLog(t, a, "connbeat started")
 	srv := StartPeer(t, nil, "serve", "tcp", "127.0.0.1:0", "10", "2000")
 	port := addrPort(t, srv.Addr)
 	c := runOnce(t, "tcp", srv.Addr, 10, 2000)
+	require.NotEmpty(t, c.local, c.said)
 	cport := addrPort(t, c.local)
+	t.Logf("client %s (pid %v) to %s", c.local, c.pid, srv.Addr)
+	defer func() {
+		if t.Failed() {
+			for _, e := range a.Matching(func(e Event) bool { return isFlow(e) && (e.Get("destination.port") == port || e.Get("source.port") == port) }) {
+				t.Logf("flow: %v", e)
+			}
+		}
+	}()
 	for _, dir := range []string{"outbound", "inbound"} {
 		f := a.WaitFor(dir+" flow", func(e Event) bool {
 			return isFlow(e) && e.Str("connbeat.direction") == dir &&
