@@ -56,7 +56,7 @@ func buildMetricbeat(ctx context.Context, gomod, cacheDir string) (string, error
 	fmt.Fprintf(os.Stderr, "bench-lifecycle: building Metricbeat %s in %s (a cold build takes minutes)...\n", version, dir)
 	cmd := exec.CommandContext(ctx, "go", "build", "-mod=mod", "-trimpath", "-ldflags", "-s -w", "-o", bin, beatsModule+"/metricbeat")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GONOSUMDB=github.com/elastic", "GOFLAGS=", "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "GONOSUMDB=github.com/elastic", "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s/metricbeat: %w: %s", beatsModule, err, lastLines(string(out), 5))
 	}
