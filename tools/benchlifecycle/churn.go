@@ -169,10 +169,12 @@ func connectOnce(port int, buf []byte) error {
 
 // churnResult is one run of the workload.
 type churnResult struct {
-	Port     int
-	Made     int
-	Failed   int
-	Seconds  float64       // from the first client's start to the last one's end
+	Port   int
+	Made   int
+	Failed int
+	// Seconds is from the first client's start to the last one's end:
+	// longer than asked when the clients could not keep the rate.
+	Seconds  float64
 	CPU      time.Duration // clients' and server's user+system time
 	FirstErr string        `json:",omitempty"`
 }

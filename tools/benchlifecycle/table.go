@@ -31,7 +31,7 @@ func printTables(w io.Writer, f flags, churn []churnRow, idle []idleResult) {
 				anon = fmt.Sprintf("%.1f MB", r.AnonMB)
 			}
 			fmt.Fprintf(w, "| %d | %s (%s) | %d | %.0f | %s | %s | %s | %s | %s | %d ms | %d ms | %s |\n",
-				r.Rate, r.Capture, r.Ran, r.Default.Made, float64(r.Default.Made)/f.duration.Seconds(),
+				r.Rate, r.Capture, r.Ran, r.Default.Made, float64(r.Default.Made)/r.Default.Seconds,
 				flowsOut, flowsIn, lost, perThousand(r.DefaultCPU, r.Default.Made), flowCPU,
 				r.Alone.CPU.Milliseconds(), r.Default.CPU.Milliseconds(), anon)
 		}
