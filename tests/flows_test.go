@@ -155,7 +155,9 @@ func TestFlowEventsECS(t *testing.T) {
 	t.Logf("client %s (pid %v) to %s", c.local, c.pid, srv.Addr)
 	defer func() {
 		if t.Failed() {
-			for _, e := range a.Matching(func(e Event) bool { return isFlow(e) && (e.Get("destination.port") == port || e.Get("source.port") == port) }) {
+			for _, e := range a.Matching(func(e Event) bool {
+				return isFlow(e) && (e.Get("destination.port") == port || e.Get("source.port") == port)
+			}) {
 				t.Logf("flow: %v", e)
 			}
 		}
