@@ -43,6 +43,7 @@ type flags struct {
 	modes      []string // capture modes of the churn rows
 	idle       int      // idle sockets (0: no idle rows)
 	idleWindow time.Duration
+	idleAgent  bool // the idle rows of connbeat (off: Metricbeat's only)
 	settle     time.Duration
 	drain      time.Duration
 	metricbeat string // a built Metricbeat; "build" builds it; "" skips it
@@ -122,6 +123,7 @@ func parseFlags() flags {
 	flag.StringVar(&modes, "modes", "auto,poll", "connbeat.capture of the churn rows")
 	flag.IntVar(&f.idle, "idle", 40000, "idle sockets of the idle rows (0: no idle rows)")
 	flag.DurationVar(&f.idleWindow, "idle-window", 30*time.Second, "how long idle CPU is measured")
+	flag.BoolVar(&f.idleAgent, "idle-connbeat", true, "measure connbeat in the idle rows (false: Metricbeat's row only)")
 	flag.DurationVar(&f.settle, "settle", 10*time.Second, "how long an agent runs before it is measured (start, first polls)")
 	flag.DurationVar(&f.drain, "drain", 5*time.Second, "how long a churn row waits after the churn for the events to be written")
 	flag.StringVar(&f.metricbeat, "metricbeat", "build", "a Metricbeat binary; build: build it from go.mod's beats version; empty: skip its row")
@@ -243,11 +245,15 @@ func runIdle(ctx context.Context, f flags) ([]idleResult, error) {
 	}
 	defer w.Stop()
 	var rows []idleResult
-	for _, o := range []agentOptions{
+	agents := []agentOptions{
 		{capture: "auto"},
 		{capture: "poll"},
 		{capture: "poll", pollInterval: time.Second},
-	} {
+	}
+	if !f.idleAgent {
+		agents = nil
+	}
+	for _, o := range agents {
 		fmt.Fprintf(os.Stderr, "bench-lifecycle: idle, connbeat %s\n", o)
 		res := idleResult{Agent: "connbeat", Settings: o.String()}
 		a, err := startAgent(ctx, f.agent, o)
