@@ -127,6 +127,21 @@ bench-conntrack: build
 	$(GO) build -o build/connbeat-bench-conntrack ./tools/benchconntrack
 	./build/connbeat-bench-conntrack -agent ./$(BINARY) $(BENCH_CONNTRACK_FLAGS)
 
+# Connection lifecycle (root): short loopback connections at 1,000, 5,000
+# and 20,000 a second for 10 s from client processes, with and without the
+# built agent (defaults; flow_events), in each capture mode: flows
+# received per connection, capture losses, connbeat's CPU per 1,000
+# connections, the workload's own CPU, private memory; then 40,000 idle
+# sockets: connbeat's idle CPU and memory per capture mode beside
+# Metricbeat's system/socket (period 1s), which the tool builds outside
+# the tree from go.mod's beats version (kept in $TMPDIR between runs).
+# BENCH_LIFECYCLE_FLAGS adds flags (-h lists them).
+.PHONY: bench-lifecycle
+BENCH_LIFECYCLE_FLAGS ?=
+bench-lifecycle: build
+	$(GO) build -o build/connbeat-bench-lifecycle ./tools/benchlifecycle
+	./build/connbeat-bench-lifecycle -agent ./$(BINARY) -gomod go.mod $(BENCH_LIFECYCLE_FLAGS)
+
 # Packages: connbeat_<version>_<arch>.deb, connbeat-<version>.<arch>.rpm and
 # connbeat-<version>-linux-<arch>.tar.gz in dist/, for amd64 and arm64, built
 # with nfpm (a Go tool dependency) and GNU tar; the version is VERSION's.

@@ -91,6 +91,9 @@ func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 		return err
 	}
 	defer p.Close()
+	if bt.cfg.FlowEvents && !p.FlowEvents() {
+		bt.logger.Warn("connbeat.flow_events is on, but connections are polled (no event capture runs): no flow events are sent")
+	}
 
 	if bt.cfg.Conntrack.Enabled {
 		ct, err := bt.startConntrack(bt.ctx, b, metrics, host)
@@ -137,8 +140,12 @@ func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 	// block: the poll waits in Publish for room in the queue.
 	defer bt.shutdown(h, acks, closeClient)
 
-	bt.logger.Infof("connbeat started: source=%s poll_interval=%s aggregation=%s event_format=%s queue_full=%s shutdown_timeout=%s",
-		p.SourceName(), bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, bt.cfg.QueueFullPolicy, bt.cfg.ShutdownTimeout)
+	capture := config.CapturePoll
+	if p.Capturing() {
+		capture = config.CaptureEvents
+	}
+	bt.logger.Infof("connbeat started: source=%s capture=%s poll_interval=%s aggregation=%s event_format=%s flow_events=%t queue_full=%s shutdown_timeout=%s",
+		p.SourceName(), capture, bt.cfg.PollInterval, bt.cfg.Aggregation, bt.cfg.EventFormat, p.FlowEvents(), bt.cfg.QueueFullPolicy, bt.cfg.ShutdownTimeout)
 	return bt.loop(p, publish, dropped)
 }
 
@@ -168,7 +175,7 @@ func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *
 				stats.Sockets, stats.Procs.Processes, stats.Procs.Denied, stats.Reports)
 			first = false
 		default:
-			bt.logger.Debugf("poll: %d sockets, %d fd tables read, %d events", stats.Sockets, stats.Procs.Rescanned, stats.Reports)
+			bt.logger.Debugf("poll: %d sockets, %d fd tables read, %d events, %d flow events", stats.Sockets, stats.Procs.Rescanned, stats.Reports, stats.Flows)
 		}
 		if d := dropped.Get(); d != lastDropped {
 			bt.logger.Warnf("output queue full: dropped %d events since the last poll (queue_full: drop); they are sent again after the aggregation window if the sockets still exist", d-lastDropped)

@@ -78,6 +78,12 @@ func TestFieldsDeclared(t *testing.T) {
 		for _, f := range flows {
 			events = append(events, b.BuildFlow(f, ts).Fields)
 		}
+		for _, f := range []*model.ConnFlow{
+			connFlow(model.Outbound, model.TCP, "10.0.0.1", 40000, "10.0.0.9", 443),
+			connFlow(model.Inbound, model.UDP, "fd00::1", 53, "fd00::9", 41000),
+		} {
+			events = append(events, b.ConnFlow(f, ts).Fields)
+		}
 	}
 	seen := map[string]bool{}
 	for _, e := range events {
@@ -99,7 +105,8 @@ func TestFieldsDeclared(t *testing.T) {
 	sort.Strings(missing)
 	assert.Empty(t, missing, "fields events carry that fields.yml does not declare")
 	for _, want := range []string{"connbeat.netns", "transport", "Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type",
-		"container.id", "container.runtime", "connbeat.peer.process.pid", "connbeat.peer.container.id", "remote_process.pid", "remote_container.id"} {
+		"container.id", "container.runtime", "connbeat.peer.process.pid", "connbeat.peer.container.id", "remote_process.pid", "remote_container.id",
+		"connbeat.flow.rtt_us", "connbeat.flow.segs_received", "event.outcome"} {
 		assert.True(t, seen[want], "the events above carry %s", want)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,13 +16,16 @@ import (
 	ct "github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 
+	"github.com/connbeat/connbeat/config"
 	"github.com/connbeat/connbeat/connections/bpfiter"
 	"github.com/connbeat/connbeat/internal/testkit/kerneltest"
 )
 
 // agentConfig is the console config the installed connbeat runs with: loopback
-// connections included, short poll and flush intervals.
+// connections included, short poll and flush intervals, flow events on
+// (sent where the capture runs).
 const agentConfig = `connbeat:
+  flow_events: true
   poll_interval: 200ms
   aggregation: 10m
   event_format: classic
@@ -33,43 +38,44 @@ queue.mem:
 `
 
 // testCapabilities runs the installed /usr/bin/connbeat as the connbeat user
-// (setpriv: the unit's User=, AmbientCapabilities=, CapabilityBoundingSet=
-// and NoNewPrivileges=) while a process of another user (nobody) holds a
-// loopback connection, and checks whose sockets it can join to a process:
-// with the unit's capabilities everyone's; with either one alone, or none,
-// nobody's connection is reported without process fields.
+// (setpriv: the unit's User=, AmbientCapabilities=, CapabilityBoundingSet=,
+// NoNewPrivileges= and the CONNBEAT_OPTS its ExecStart passes on) while a
+// process of another user (nobody) holds a loopback connection, and checks
+// whose sockets it can join to a process and how it sees connections: with
+// the unit's capabilities it captures events (a connection of nobody's
+// that lasts milliseconds arrives as a flow, attributed to its process);
+// with the shipped poll-only drop-in it polls, still joining everyone's
+// sockets; with either join capability alone, or none, nobody's
+// connection is reported without process fields.
 func testCapabilities(t *testing.T) {
 	unit := parseUnit(t, unitPath)
 	require.Equal(t, []string{"connbeat"}, unit["User"])
 	require.Equal(t, []string{"yes"}, unit["NoNewPrivileges"])
-	ambient := setprivCaps(unit.capabilities("AmbientCapabilities"))
-	bounding := setprivCaps(unit.capabilities("CapabilityBoundingSet"))
-	require.NotEmpty(t, ambient)
+	pollOnly := unit.with(parseUnit(t, dropInPath))
 	cfg := writeAgentConfig(t, agentConfig)
 	// auto stays on netlink on a host this small: force the bpf source
-	// to check that the drop-in's capabilities are enough for it.
+	// to check that the unit's capabilities are enough for it.
 	cfgBPF := writeAgentConfig(t, strings.Replace(agentConfig, "connbeat:\n", "connbeat:\n  socket_source: bpf\n", 1))
 	python, err := filepath.EvalSymlinks("/usr/bin/python3")
 	require.NoError(t, err)
 
-	// README's drop-in for the bpf socket source adds two capabilities.
-	withBPF := ambient + ",+bpf,+perfmon"
 	tests := []struct {
 		name      string
-		ambient   string // setpriv's list, "" for none
-		bounding  string
+		unit      unitFile // the capabilities and CONNBEAT_OPTS to run with
 		seesOwner bool
 		source    string // the socket source the agent reads through
+		capture   string // the capture mode the start line names
 	}{
-		{"the unit's capabilities", ambient, bounding, true, "netlink"},
-		{"the unit's with README's bpf drop-in", withBPF, bounding + ",+bpf,+perfmon", true, "bpf"},
-		{"CAP_SYS_PTRACE alone", "+sys_ptrace", "+sys_ptrace", false, "netlink"},
-		{"CAP_DAC_READ_SEARCH alone", "+dac_read_search", "+dac_read_search", false, "netlink"},
-		{"no capabilities", "", "", false, "netlink"},
+		{"the unit's capabilities", unit, true, "netlink", config.CaptureEvents},
+		{"the unit with the poll-only drop-in", pollOnly, true, "netlink", config.CapturePoll},
+		{"the unit's capabilities, bpf source", unit, true, "bpf", config.CaptureEvents},
+		{"CAP_SYS_PTRACE alone", capsOnly("CAP_SYS_PTRACE"), false, "netlink", config.CapturePoll},
+		{"CAP_DAC_READ_SEARCH alone", capsOnly("CAP_DAC_READ_SEARCH"), false, "netlink", config.CapturePoll},
+		{"no capabilities", capsOnly(), false, "netlink", config.CapturePoll},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.source == "bpf" {
+			if tt.source == "bpf" || tt.capture == config.CaptureEvents {
 				// As root first, so that a failure with the
 				// capabilities means they fall short.
 				src, err := bpfiter.Open()
@@ -83,17 +89,11 @@ func testCapabilities(t *testing.T) {
 			port := listen(t)
 			pid := connectAs(t, "nobody", port)
 
-			argv := []string{"setpriv", "--reuid", "connbeat", "--regid", "connbeat", "--init-groups",
-				"--no-new-privs", "--bounding-set", "-all" + prefixComma(tt.bounding)}
-			if tt.ambient != "" {
-				argv = append(argv, "--inh-caps", tt.ambient, "--ambient-caps", tt.ambient)
-			}
-			config := cfg
+			conf := cfg
 			if tt.source == "bpf" {
-				config = cfgBPF
+				conf = cfgBPF
 			}
-			argv = append(argv, "/usr/bin/connbeat", "-c", config)
-			a := startAgent(t, "/", argv...)
+			a := startAgent(t, "/", asService(tt.unit, "/usr/bin/connbeat", "-c", conf)...)
 			a.logDir = "/var/log/connbeat"
 
 			ev := a.waitFor(t, fmt.Sprintf("nobody's connection to port %d", port), func(ev map[string]any) bool {
@@ -113,8 +113,28 @@ func testCapabilities(t *testing.T) {
 				return field(ev, "direction") == "listening" && number(ev, "local_port") == port
 			})
 			assert.Equal(t, os.Getpid(), number(ev, "local_process.pid"))
+
+			if tt.capture == config.CaptureEvents {
+				// Opened and closed within milliseconds by a process
+				// that exits at once: only the capture sees it, and
+				// attributes it to that process.
+				short, sent := connectOnceAs(t, "nobody", port)
+				ev = a.waitFor(t, fmt.Sprintf("the flow of nobody's short connection (pid %d) to port %d", short, port), func(ev map[string]any) bool {
+					return field(ev, "connbeat.kind") == "flow" && number(ev, "remote_port") == port &&
+						number(ev, "local_process.pid") == short
+				})
+				assert.Equal(t, "outbound", field(ev, "connbeat.direction"))
+				assert.Equal(t, sent, number(ev, "connbeat.flow.bytes_sent"))
+				// The process has exited: the kernel's attribution (its
+				// uid) is what is left of it.
+				nobody, err := user.Lookup("nobody")
+				require.NoError(t, err)
+				assert.Equal(t, nobody.Uid, strconv.Itoa(number(ev, "local_process.uid")))
+			}
 			a.stop(t)
-			assert.Contains(t, a.stderrText(), "connbeat started: source="+tt.source+" ")
+			logs := a.stderrText()
+			assert.Contains(t, logs, "connbeat started: source="+tt.source+" ")
+			assert.Contains(t, logs, " capture="+tt.capture+" ")
 
 			// The service user wrote its data and logs, and nothing in them
 			// belongs to anyone else.
@@ -129,6 +149,33 @@ func testCapabilities(t *testing.T) {
 			}
 		})
 	}
+}
+
+// capsOnly is a unit that grants exactly caps, for runs with less than
+// the unit's set.
+func capsOnly(caps ...string) unitFile {
+	return unitFile{
+		"AmbientCapabilities":   {strings.Join(caps, " ")},
+		"CapabilityBoundingSet": {strings.Join(caps, " ")},
+	}
+}
+
+// asService is argv run as the unit runs the service: the connbeat user,
+// the unit's capabilities (ambient and bounding), no new privileges, and
+// the CONNBEAT_OPTS of its Environment= appended, as ExecStart does.
+func asService(u unitFile, argv ...string) []string {
+	ambient := setprivCaps(u.capabilities("AmbientCapabilities"))
+	bounding := setprivCaps(u.capabilities("CapabilityBoundingSet"))
+	out := []string{"setpriv", "--reuid", "connbeat", "--regid", "connbeat", "--init-groups",
+		"--no-new-privs", "--bounding-set", "-all" + prefixComma(bounding)}
+	if ambient != "" {
+		out = append(out, "--inh-caps", ambient, "--ambient-caps", ambient)
+	}
+	out = append(out, argv...)
+	if opts, ok := u.environment("CONNBEAT_OPTS"); ok {
+		out = append(out, strings.Fields(opts)...)
+	}
+	return out
 }
 
 func prefixComma(list string) string {
@@ -153,25 +200,21 @@ func writeAgentConfig(t *testing.T, content string) string {
 }
 
 // testConntrackDropIn runs the installed connbeat as the connbeat user with
-// the conntrack input enabled: with the installed unit's capabilities it
-// does not start and names CAP_NET_ADMIN; with docs/packaging.md's drop-in
-// (CAP_NET_ADMIN added to both sets) it reports an entry created through
-// ctnetlink.
+// the conntrack input enabled: with the poll-only drop-in's capabilities it
+// does not start and names CAP_NET_ADMIN; with the unit's, which hold it
+// for the capture, it reports an entry created through ctnetlink.
 func testConntrackDropIn(t *testing.T) {
 	unit := parseUnit(t, unitPath)
-	ambient := setprivCaps(unit.capabilities("AmbientCapabilities"))
-	bounding := setprivCaps(unit.capabilities("CapabilityBoundingSet"))
+	pollOnly := unit.with(parseUnit(t, dropInPath))
 	cfg := writeAgentConfig(t, strings.Replace(agentConfig, "connbeat:\n",
 		"connbeat:\n  conntrack:\n    enabled: true\n    set_sysctls: false\n", 1))
-	asService := func(ambient, bounding string) *agent {
-		a := startAgent(t, "/", "setpriv", "--reuid", "connbeat", "--regid", "connbeat", "--init-groups",
-			"--no-new-privs", "--bounding-set", "-all"+prefixComma(bounding),
-			"--inh-caps", ambient, "--ambient-caps", ambient, "/usr/bin/connbeat", "-c", cfg)
+	run := func(u unitFile) *agent {
+		a := startAgent(t, "/", asService(u, "/usr/bin/connbeat", "-c", cfg)...)
 		a.logDir = "/var/log/connbeat"
 		return a
 	}
 
-	a := asService(ambient, bounding)
+	a := run(pollOnly)
 	select {
 	case <-a.done:
 	case <-time.After(30 * time.Second):
@@ -180,7 +223,7 @@ func testConntrackDropIn(t *testing.T) {
 	assert.Error(t, a.waitErr)
 	assert.Contains(t, a.stderrText(), "subscribing to conntrack events needs CAP_NET_ADMIN")
 
-	a = asService(ambient+",+net_admin", bounding+",+net_admin")
+	a = run(unit)
 	c, err := ct.Dial(nil)
 	require.NoError(t, err)
 	defer c.Close()

@@ -59,7 +59,10 @@ func TestDebPackage(t *testing.T) {
 
 const (
 	unitPath = "/usr/lib/systemd/system/connbeat.service"
-	confPath = "/etc/connbeat/connbeat.yml"
+	// dropInPath is the shipped poll-only drop-in, not active until an
+	// operator copies it into /etc/systemd/system/connbeat.service.d/.
+	dropInPath = "/usr/share/connbeat/systemd/poll-only.conf"
+	confPath   = "/etc/connbeat/connbeat.yml"
 	// stateFile stands for what the agent keeps in its data directory.
 	stateFile = "/var/lib/connbeat/packaging-test-state"
 )
@@ -103,6 +106,7 @@ func testInstalledFiles(t *testing.T) {
 		{"/etc/connbeat/connbeat.reference.yml", 0o644, "root", "root"},
 		{"/etc/connbeat/fields.yml", 0o644, "root", "root"},
 		{unitPath, 0o644, "root", "root"},
+		{dropInPath, 0o644, "root", "root"},
 		{"/var/lib/connbeat", os.ModeDir | 0o750, "connbeat", "connbeat"},
 		{"/var/log/connbeat", os.ModeDir | 0o750, "connbeat", "connbeat"},
 		{"/usr/share/doc/connbeat/README.md", 0o644, "root", "root"},
@@ -122,6 +126,7 @@ func testInstalledFiles(t *testing.T) {
 		"/etc/connbeat/connbeat.reference.yml": "../connbeat.reference.yml",
 		"/etc/connbeat/fields.yml":             "../fields.yml",
 		unitPath:                               "connbeat.service",
+		dropInPath:                             "poll-only.conf",
 	} {
 		assert.Equal(t, readFile(t, source), readFile(t, installed), installed)
 	}
@@ -175,7 +180,7 @@ func testUpgrade(t *testing.T, d dist) {
 func testRemove(t *testing.T) {
 	run(t, "dpkg", "--remove", "connbeat")
 	assert.Equal(t, "rc", debStatus(), "removed, config files kept")
-	for _, gone := range []string{"/usr/share/connbeat/bin/connbeat", "/usr/bin/connbeat", unitPath} {
+	for _, gone := range []string{"/usr/share/connbeat/bin/connbeat", "/usr/bin/connbeat", unitPath, dropInPath} {
 		assert.NoFileExists(t, gone)
 	}
 	for _, kept := range []string{confPath, stateFile} {
@@ -190,7 +195,7 @@ func testPurge(t *testing.T) {
 	run(t, "dpkg", "--purge", "connbeat")
 	assert.Empty(t, debStatus(), "dpkg forgot the package")
 	for _, gone := range []string{"/etc/connbeat", "/var/lib/connbeat", "/var/log/connbeat",
-		"/usr/share/connbeat", "/usr/share/doc/connbeat", "/usr/bin/connbeat", unitPath} {
+		"/usr/share/connbeat", "/usr/share/doc/connbeat", "/usr/bin/connbeat", unitPath, dropInPath} {
 		_, err := os.Lstat(gone)
 		assert.ErrorIs(t, err, os.ErrNotExist, gone)
 	}

@@ -20,22 +20,26 @@ import (
 
 // maxExposure is the unit's `systemd-analyze security` exposure level
 // (0 safest .. 10): 3.6 before the system call filter, read-only /proc,
-// @resources and the other settings below; 2.0 with them. What is left is
-// what connbeat's job takes: the host's network, its whole /proc, netlink
-// and CAP_SYS_PTRACE (docs/packaging.md).
-const maxExposure = 2.0
+// @resources and the other settings below; 2.0 with them and polling
+// only; 2.3 with the event capture's CAP_BPF, CAP_NET_ADMIN and bpf(2).
+// What is left is what connbeat's job takes: the host's network, its
+// whole /proc, netlink, CAP_SYS_PTRACE and the capture's programs
+// (docs/packaging.md).
+const maxExposure = 2.3
 
 // TestUnitHardening pins what limits a compromised agent: the system calls
 // that CAP_SYS_PTRACE makes dangerous are denied, /proc is read-only (no
 // writes to /proc/PID/mem), memory and tasks are bounded.
 func TestUnitHardening(t *testing.T) {
 	u := parseUnit(t, "connbeat.service")
-	require.Len(t, u["SystemCallFilter"], 2)
+	require.Len(t, u["SystemCallFilter"], 3)
 	assert.Equal(t, []string{"@system-service", "seccomp"}, strings.Fields(u["SystemCallFilter"][0]))
 	denied := strings.Fields(strings.TrimPrefix(u["SystemCallFilter"][1], "~"))
 	for _, s := range []string{"ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp", "@debug", "@privileged", "@mount"} {
 		assert.Contains(t, denied, s)
 	}
+	// The capture's one call out of @privileged, and nothing else.
+	assert.Equal(t, "bpf", u["SystemCallFilter"][2])
 	for key, value := range map[string]string{
 		"SystemCallErrorNumber":   "EPERM",
 		"SystemCallArchitectures": "native",
@@ -122,19 +126,17 @@ func expand(groups map[string][]string, names []string) map[string]bool {
 
 // testHardenedRun runs the installed agent as the unit would (the connbeat
 // user, the unit's capabilities, no new privileges) in a mount namespace
-// whose /proc is read-only (ReadOnlyPaths=/proc), under strace. The agent
-// still joins another user's connection to its process, and every system
-// call it made is one the unit's SystemCallFilter allows, but the bpf(2)
-// probe, which fails as it does without CAP_BPF. With the unit's
-// capabilities another user's /proc/PID/mem opens for reading (what is
-// left of CAP_SYS_PTRACE, docs/packaging.md) but not for writing.
+// whose /proc is read-only (ReadOnlyPaths=/proc), under strace, as shipped
+// (capturing events) and with the poll-only drop-in. The agent still joins
+// another user's connection to its process, and every system call it made
+// is one the SystemCallFilter in effect allows: bpf(2) included as
+// shipped; with the drop-in, bpf only where the auto socket source probes
+// it (it fails as it does without CAP_BPF). With the unit's capabilities
+// another user's /proc/PID/mem opens for reading (what is left of
+// CAP_SYS_PTRACE, docs/packaging.md) but not for writing.
 func testHardenedRun(t *testing.T) {
 	requireTools(t, "strace", "unshare", "mount")
 	unit := parseUnit(t, unitPath)
-	ambient := setprivCaps(unit.capabilities("AmbientCapabilities"))
-	bounding := setprivCaps(unit.capabilities("CapabilityBoundingSet"))
-	asService := []string{"setpriv", "--reuid", "connbeat", "--regid", "connbeat", "--init-groups",
-		"--no-new-privs", "--bounding-set", "-all," + bounding, "--inh-caps", ambient, "--ambient-caps", ambient}
 	readOnlyProc := func(argv ...string) []string {
 		// A private mount namespace with /proc bound read-only, then the
 		// command: what ReadOnlyPaths=/proc gives the service.
@@ -142,7 +144,7 @@ func testHardenedRun(t *testing.T) {
 		return append([]string{"unshare", "--mount", "sh", "-c", script, "sh"}, argv...)
 	}
 	python := func(ro bool, code string) string {
-		argv := append(append([]string(nil), asService...), "/usr/bin/python3", "-c", code)
+		argv := asService(unit, "/usr/bin/python3", "-c", code)
 		if ro {
 			argv = readOnlyProc(argv...)
 		}
@@ -165,38 +167,55 @@ except OSError as e:
 	assert.Equal(t, "opened", python(false, openMem("/proc/self/mem", "os.O_RDWR")), "a writable /proc")
 	assert.Equal(t, "Read-only file system", python(true, openMem("/proc/self/mem", "os.O_RDWR")), "ReadOnlyPaths=/proc")
 
-	trace := filepath.Join(t.TempDir(), "strace.out")
-	cfg := writeAgentConfig(t, agentConfig)
-	argv := append([]string{"strace", "-f", "-qq", "-o", trace}, readOnlyProc(append(append([]string(nil), asService...), "/usr/bin/connbeat", "-c", cfg)...)...)
-	a := startAgent(t, "/", argv...)
-	a.logDir = "/var/log/connbeat"
-	ev := a.waitFor(t, fmt.Sprintf("nobody's connection to port %d", port), func(ev map[string]any) bool {
-		return field(ev, "direction") == "outbound" && number(ev, "remote_port") == port
-	})
-	assert.Equal(t, pid, number(ev, "local_process.pid"), "joined to its process with /proc read-only")
-	time.Sleep(2 * time.Second) // a few more polls
-	// SIGTERM to the agent, not to strace (which would detach and leave it
-	// running); strace exits with it.
-	agentPID := descendant(t, a.cmd.Process.Pid, "/usr/share/connbeat/bin/connbeat")
-	require.NoError(t, syscall.Kill(agentPID, syscall.SIGTERM))
-	a.stop(t)
+	for _, tt := range []struct {
+		name        string
+		unit        unitFile
+		capture     string
+		mayRefuse   []string // calls the filter may refuse without harm
+		mustCallBPF bool
+	}{
+		{"as shipped", unit, "events", nil, true},
+		// bpf only where the host holds 10,000 sockets or more: auto
+		// then tries the bpf source, which the filter refuses with EPERM
+		// as a missing CAP_BPF would, and stays on netlink.
+		{"poll-only drop-in", unit.with(parseUnit(t, dropInPath)), "poll", []string{"bpf"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			trace := filepath.Join(t.TempDir(), "strace.out")
+			cfg := writeAgentConfig(t, agentConfig)
+			argv := append([]string{"strace", "-f", "-qq", "-o", trace}, readOnlyProc(asService(tt.unit, "/usr/bin/connbeat", "-c", cfg)...)...)
+			a := startAgent(t, "/", argv...)
+			a.logDir = "/var/log/connbeat"
+			ev := a.waitFor(t, fmt.Sprintf("nobody's connection to port %d", port), func(ev map[string]any) bool {
+				return field(ev, "direction") == "outbound" && number(ev, "remote_port") == port
+			})
+			assert.Equal(t, pid, number(ev, "local_process.pid"), "joined to its process with /proc read-only")
+			time.Sleep(2 * time.Second) // a few more polls
+			// SIGTERM to the agent, not to strace (which would detach and
+			// leave it running); strace exits with it.
+			agentPID := descendant(t, a.cmd.Process.Pid, "/usr/share/connbeat/bin/connbeat")
+			require.NoError(t, syscall.Kill(agentPID, syscall.SIGTERM))
+			a.stop(t)
 
-	allowed := allowedSyscalls(t, unit["SystemCallFilter"])
-	used := tracedSyscalls(t, trace, "/usr/bin/connbeat")
-	require.NotEmpty(t, used)
-	var refused []string
-	for n := range used {
-		if !allowed[n] {
-			refused = append(refused, n)
-		}
+			allowed := allowedSyscalls(t, tt.unit["SystemCallFilter"])
+			used := tracedSyscalls(t, trace, "/usr/bin/connbeat")
+			require.NotEmpty(t, used)
+			var refused []string
+			for n := range used {
+				if !allowed[n] {
+					refused = append(refused, n)
+				}
+			}
+			sort.Strings(refused)
+			t.Logf("the agent made %d distinct system calls", len(used))
+			assert.Subset(t, tt.mayRefuse, refused, "system calls the agent made that the SystemCallFilter refuses")
+			if tt.mustCallBPF {
+				assert.True(t, used["bpf"], "the capture loads its programs through bpf(2)")
+			}
+			assert.Contains(t, a.stderrText(), "connbeat started: source=netlink ")
+			assert.Contains(t, a.stderrText(), " capture="+tt.capture+" ")
+		})
 	}
-	sort.Strings(refused)
-	t.Logf("the agent made %d distinct system calls", len(used))
-	// bpf only where the host holds 10,000 sockets or more: auto then tries
-	// the bpf source, which the filter refuses with EPERM as a missing
-	// CAP_BPF would, and stays on netlink. Nothing else may be refused.
-	assert.Subset(t, []string{"bpf"}, refused, "system calls the agent made that the unit's SystemCallFilter refuses")
-	assert.Contains(t, a.stderrText(), "connbeat started: source=netlink ")
 }
 
 // descendant finds the process running exe among the descendants of pid.

@@ -297,3 +297,24 @@ time.sleep(3600)`, strconv.Itoa(port))
 	// setpriv execs python3: the pid is the connection owner's.
 	return cmd.Process.Pid
 }
+
+// connectOnceAs runs python3 as another user: it connects to
+// 127.0.0.1:port, sends a few bytes, closes and exits at once. It returns
+// the pid the connection was made by and the bytes it sent.
+func connectOnceAs(t *testing.T, username string, port int) (pid, sent int) {
+	t.Helper()
+	u, err := user.Lookup(username)
+	require.NoError(t, err)
+	const payload = 1234
+	cmd := exec.Command("setpriv", "--reuid", u.Uid, "--regid", u.Gid, "--clear-groups",
+		"/usr/bin/python3", "-c",
+		`import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"x" * int(sys.argv[2]))
+s.close()`, strconv.Itoa(port), strconv.Itoa(payload))
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "python3 as %s: %s", username, out)
+	// setpriv execs python3: the pid is the connection owner's.
+	return cmd.Process.Pid, payload
+}

@@ -37,6 +37,7 @@ func TestRPMPackage(t *testing.T) {
 			"/usr/bin/connbeat root:root -rwxr-xr-x",
 			"/usr/lib/systemd/system/connbeat.service root:root -rw-r--r--",
 			"/usr/share/connbeat/bin/connbeat root:root -rwxr-xr-x",
+			"/usr/share/connbeat/systemd/poll-only.conf root:root -rw-r--r--",
 			"/usr/share/doc/connbeat/README.md root:root -rw-r--r--",
 			"/usr/share/licenses/connbeat/LICENSE root:root -rw-r--r-- l",
 			"/var/lib/connbeat connbeat:connbeat drwxr-x---",

@@ -38,13 +38,65 @@ func parseUnit(t *testing.T, path string) unitFile {
 	return u
 }
 
-// capabilities returns the capabilities a key grants, e.g. CAP_SYS_PTRACE.
+// capabilities returns the capabilities a key grants, e.g. CAP_SYS_PTRACE;
+// an empty assignment resets the list, as systemd does.
 func (u unitFile) capabilities(key string) []string {
 	var caps []string
 	for _, v := range u[key] {
+		if strings.TrimSpace(v) == "" {
+			caps = nil
+			continue
+		}
 		caps = append(caps, strings.Fields(v)...)
 	}
 	return caps
+}
+
+// with returns the unit with a drop-in's [Service] settings applied:
+// each key's values follow the unit's, so list keys add up and an empty
+// assignment resets them (capabilities), as systemd reads drop-ins.
+func (u unitFile) with(dropIn unitFile) unitFile {
+	out := unitFile{}
+	for k, v := range u {
+		out[k] = append([]string(nil), v...)
+	}
+	for k, v := range dropIn {
+		out[k] = append(out[k], v...)
+	}
+	return out
+}
+
+// environment returns the value the unit's Environment= lines give name
+// (the last assignment wins), and whether one does.
+func (u unitFile) environment(name string) (string, bool) {
+	value, found := "", false
+	for _, line := range u["Environment"] {
+		if k, v, ok := strings.Cut(line, "="); ok && k == name {
+			value, found = v, true
+		}
+	}
+	return value, found
+}
+
+// TestPollOnlyDropIn pins the shipped drop-in: over the unit it leaves the
+// process join's two capabilities only, denies bpf(2) again and turns the
+// capture off through CONNBEAT_OPTS, which ExecStart passes on.
+func TestPollOnlyDropIn(t *testing.T) {
+	unit := parseUnit(t, "connbeat.service")
+	drop := parseUnit(t, "poll-only.conf")
+	u := unit.with(drop)
+	assert.ElementsMatch(t, joinCaps, u.capabilities("AmbientCapabilities"))
+	assert.ElementsMatch(t, joinCaps, u.capabilities("CapabilityBoundingSet"))
+	opts, ok := u.environment("CONNBEAT_OPTS")
+	require.True(t, ok)
+	assert.Equal(t, "-E connbeat.capture=poll", opts)
+	require.Len(t, u["ExecStart"], 1)
+	assert.True(t, strings.HasSuffix(u["ExecStart"][0], " $CONNBEAT_OPTS"), "ExecStart passes CONNBEAT_OPTS on")
+	// The unit's filter lets bpf through for the capture; the drop-in's
+	// last line takes it away.
+	require.NotEmpty(t, u["SystemCallFilter"])
+	assert.Equal(t, "~bpf", u["SystemCallFilter"][len(u["SystemCallFilter"])-1])
+	assert.Equal(t, []string{"bpf"}, unit["SystemCallFilter"][len(unit["SystemCallFilter"])-1:])
 }
 
 // setprivCaps turns [CAP_SYS_PTRACE CAP_DAC_READ_SEARCH] into setpriv's
@@ -57,13 +109,20 @@ func setprivCaps(caps []string) string {
 	return strings.Join(out, ",")
 }
 
-// TestUnitLeastPrivilege pins the unit's privileges: the capability sets are
-// exactly the two that reading other users' /proc/PID/fd takes (the deb test
-// proves both are needed), and no setting hides the host's sockets or
-// processes from connbeat.
+// captureCaps are what the event capture takes on top of the process
+// join's two (the package test proves the capture runs with them).
+var captureCaps = []string{"CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"}
+
+// joinCaps are what reading other users' /proc/PID/fd takes (the deb test
+// proves both are needed): all the poll-only drop-in leaves.
+var joinCaps = []string{"CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"}
+
+// TestUnitLeastPrivilege pins the unit's privileges: the capability sets
+// are exactly the process join's two and the capture's three, and no
+// setting hides the host's sockets or processes from connbeat.
 func TestUnitLeastPrivilege(t *testing.T) {
 	u := parseUnit(t, "connbeat.service")
-	want := []string{"CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"}
+	want := append(append([]string(nil), joinCaps...), captureCaps...)
 	assert.ElementsMatch(t, want, u.capabilities("AmbientCapabilities"))
 	assert.ElementsMatch(t, want, u.capabilities("CapabilityBoundingSet"))
 

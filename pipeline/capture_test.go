@@ -145,18 +145,27 @@ func TestEventsConnectionBetweenPolls(t *testing.T) {
 	assert.False(t, stats.Full, "within the window, no read of the socket tables")
 	assert.Equal(t, map[string]int64{"outbound": int64(pid), "inbound": int64(os.Getpid())}, eventsFor(t, events, cport), "capture: %+v", captureStats(t, p))
 
-	var flow *model.ConnFlow
-	for deadline := time.Now().Add(10 * time.Second); flow == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		for _, f := range p.Flows(nil) {
-			if f.Socket.LocalPort == cport && f.Direction == model.Outbound {
-				flow = &f
+	// With flow_events on, the polls publish the connection's flows too;
+	// the client end's carries its process and its 4 bytes.
+	var client beat.Event
+	require.Eventually(t, func() bool {
+		for _, e := range events {
+			kind, _ := e.Fields.GetValue("connbeat.kind")
+			lport, _ := e.Fields.GetValue("local_port")
+			if kind == "flow" && lport == cport {
+				client = e
+				return true
 			}
 		}
-	}
-	require.NotNil(t, flow, "the client's flow")
-	require.NotNil(t, flow.Process)
-	assert.EqualValues(t, pid, flow.Process.PID)
-	assert.Equal(t, uint64(4), flow.BytesSent)
+		now = now.Add(2 * time.Second)
+		_, err = p.Poll(context.Background(), now, func(e beat.Event) { events = append(events, e) })
+		require.NoError(t, err)
+		return false
+	}, 5*time.Second, 20*time.Millisecond)
+	flowPID, _ := client.Fields.GetValue("local_process.pid")
+	assert.EqualValues(t, pid, flowPID)
+	sent, _ := client.Fields.GetValue("connbeat.flow.bytes_sent")
+	assert.Equal(t, uint64(4), sent)
 	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
 	assert.Contains(t, snap.Ints, "capture.lost")
 	assert.Positive(t, snap.Ints["capture.records"])

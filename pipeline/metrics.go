@@ -10,7 +10,7 @@ import (
 // metrics are the pipeline's counters in libbeat's monitoring registry, so
 // that GET /stats and the periodic metrics log show what each poll saw.
 type metrics struct {
-	polls, pollErrors, reports, fdTablesRead *monitoring.Uint
+	polls, pollErrors, reports, flows, fdTablesRead *monitoring.Uint
 	// Gauges: the last poll's figures.
 	sockets, processes, denied, unresolved, dedupKeys *monitoring.Int
 }
@@ -20,6 +20,7 @@ func newMetrics(reg *monitoring.Registry) metrics {
 		polls:        monitoring.NewUint(reg, "polls"),
 		pollErrors:   monitoring.NewUint(reg, "poll_errors"),
 		reports:      monitoring.NewUint(reg, "reports"),
+		flows:        monitoring.NewUint(reg, "flow_events"),
 		fdTablesRead: monitoring.NewUint(reg, "procs.fd_tables_read"),
 		sockets:      monitoring.NewInt(reg, "sockets"),
 		processes:    monitoring.NewInt(reg, "procs.processes"),
@@ -31,6 +32,7 @@ func newMetrics(reg *monitoring.Registry) metrics {
 
 func (m metrics) record(s Stats, err error, keys int) {
 	m.polls.Inc()
+	m.flows.Add(uint64(s.Flows))
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			m.pollErrors.Inc()

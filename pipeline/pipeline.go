@@ -39,13 +39,34 @@ type Options struct {
 	// WrapSource, when set, wraps the opened socket source: the benchmark
 	// times the source's reads with it.
 	WrapSource func(connections.Source) connections.Source
+	// Flows hands over the connections that ended since the last poll
+	// (the event capture); with flow_events on, each poll publishes one
+	// flow event for each. nil when nothing captures them (capture: poll).
+	Flows FlowSource
 }
+
+// FlowSource hands over ended connections: Flows appends those that ended
+// since its last call to dst.
+type FlowSource interface {
+	Flows(dst []model.ConnFlow) []model.ConnFlow
+}
+
+// flowsFunc is a function as a FlowSource.
+type flowsFunc func([]model.ConnFlow) []model.ConnFlow
+
+func (f flowsFunc) Flows(dst []model.ConnFlow) []model.ConnFlow { return f(dst) }
+
+// maxFlowBuffer bounds the flow buffer a pipeline keeps between polls: a
+// burst larger than this is served by a buffer that is dropped after it.
+const maxFlowBuffer = 1 << 16
 
 // Stats summarise one poll.
 type Stats struct {
 	Sockets int
 	Reports int
 	Procs   procs.Stats
+	// Flows counts the flow events the poll published.
+	Flows int
 	// Full says the poll read the socket tables: every poll without the
 	// event capture, the first of each aggregation window with it.
 	// Sockets counts what the read listed, or on the polls between two
@@ -68,10 +89,12 @@ type Pipeline struct {
 	metrics  metrics
 	// capture is the event capture; nil when polling only.
 	capture *captured
+	flows   FlowSource // nil unless flow_events is on and a capture runs
 
 	sockets []model.Socket
 	records []model.Record
 	reports []model.Report
+	ended   []model.ConnFlow
 }
 
 // New opens the socket source and the process join the configuration asks
@@ -112,6 +135,13 @@ func New(opts Options) (*Pipeline, error) {
 		dedup:    dedup.New(cfg.Aggregation),
 		events:   event.NewBuilder(cfg.EventFormat, opts.Host),
 		metrics:  newMetrics(opts.Metrics),
+	}
+	if cfg.FlowEvents {
+		p.flows = opts.Flows
+		if p.flows == nil && p.capture != nil {
+			// The capture's ended connections, their processes joined.
+			p.flows = flowsFunc(p.Flows)
+		}
 	}
 	if cfg.ExposeProcessInfo {
 		p.resolver, err = procs.New(procs.Options{Root: cfg.ProcPath, Metadata: cfg.ProcessMetadata()})
@@ -188,8 +218,40 @@ func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Ev
 	if err == nil {
 		err = p.publish(ctx, now, publish, &stats)
 	}
+	// Flows are published even when the socket read failed: the capture
+	// holds them apart from the poll, and keeping them would only delay
+	// them.
+	if ferr := p.publishFlows(ctx, now, publish, &stats); err == nil {
+		err = ferr
+	}
 	p.metrics.record(stats, err, p.dedup.Len())
 	return stats, err
+}
+
+// FlowEvents reports whether polls publish flow events: flow_events is on
+// and a capture hands over ended connections.
+func (p *Pipeline) FlowEvents() bool { return p.flows != nil }
+
+// publishFlows publishes one event per connection that ended since the
+// last poll.
+func (p *Pipeline) publishFlows(ctx context.Context, now time.Time, publish func(beat.Event), stats *Stats) error {
+	if p.flows == nil {
+		return nil
+	}
+	p.ended = p.flows.Flows(p.ended[:0])
+	for i := range p.ended {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		publish(p.events.ConnFlow(&p.ended[i], now))
+		stats.Flows++
+	}
+	if cap(p.ended) > maxFlowBuffer {
+		p.ended = nil
+	} else {
+		clear(p.ended) // drop the processes the flows point to
+	}
+	return nil
 }
 
 // Records reads the sockets once, joins them to their owners and

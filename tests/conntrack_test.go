@@ -398,15 +398,19 @@ func TestConntrackDocker(t *testing.T) {
 	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
 }
 
-// unitCapabilities reads the capabilities the packaged unit grants
-// (AmbientCapabilities=) in setpriv's spelling: "+sys_ptrace,+dac_read_search".
-func unitCapabilities(t *testing.T) []string {
+// unitCapabilities reads the capabilities a packaged unit file or drop-in
+// grants (AmbientCapabilities=, an empty one resetting the list) in
+// setpriv's spelling: "+sys_ptrace,+dac_read_search".
+func unitCapabilities(t *testing.T, path string) []string {
 	t.Helper()
-	b, err := os.ReadFile("../packaging/connbeat.service")
+	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	var caps []string
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "AmbientCapabilities="); ok {
+			if strings.TrimSpace(v) == "" {
+				caps = nil
+			}
 			for _, c := range strings.Fields(v) {
 				caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
 			}
@@ -417,14 +421,18 @@ func unitCapabilities(t *testing.T) []string {
 }
 
 // TestConntrackCapability runs the agent as nobody with exactly the
-// packaged unit's capabilities: with the conntrack input enabled it does
-// not start, and says CAP_NET_ADMIN is missing; with the drop-in of
-// docs/packaging.md (CAP_NET_ADMIN added) it starts, turns the counters
-// on in its namespace, and joins a root process's flow.
+// capabilities of the packaged unit with its poll-only drop-in: with the
+// conntrack input enabled it does not start, and says CAP_NET_ADMIN is
+// missing; with the unit's own (CAP_NET_ADMIN among them, for the event
+// capture) it starts, turns the counters on in its namespace, and joins a
+// root process's flow.
 func TestConntrackCapability(t *testing.T) {
 	ns := newCTNetns(t)
 	needTool(t, "setpriv", "util-linux")
-	caps := unitCapabilities(t)
+	pollOnly := unitCapabilities(t, "../packaging/poll-only.conf")
+	unit := unitCapabilities(t, "../packaging/connbeat.service")
+	require.NotContains(t, pollOnly, "+net_admin")
+	require.Contains(t, unit, "+net_admin")
 	ns.restoreSysctl(t, "net.netfilter.nf_conntrack_acct")
 	ns.restoreSysctl(t, "net.netfilter.nf_conntrack_timestamp")
 	srv := startCmdPeer(t, ns.cmd(bins.peer, "serve", "tcp", "127.0.0.1:0", "10", "10"))
@@ -440,7 +448,7 @@ func TestConntrackCapability(t *testing.T) {
 			bins.connbeat, "-e", "-c", dir+"/connbeat.yml", "--strict.perms=false"))
 	}
 
-	a := asNobody(caps)
+	a := asNobody(pollOnly)
 	select {
 	case <-a.done:
 	case <-time.After(30 * time.Second):
@@ -449,7 +457,7 @@ func TestConntrackCapability(t *testing.T) {
 	assert.NotZero(t, a.cmd.ProcessState.ExitCode())
 	assert.Contains(t, a.Stderr(), "subscribing to conntrack events needs CAP_NET_ADMIN: operation not permitted (connbeat.conntrack.enabled is true)")
 
-	a = asNobody(append(caps, "+net_admin"))
+	a = asNobody(unit)
 	waitLog(t, a, "conntrack: listening to")
 	assert.Contains(t, a.Stderr(), "conntrack: net.netfilter.nf_conntrack_acct: 0 -> 1", "CAP_NET_ADMIN lets it set its namespace's sysctls")
 	client := startExchange(t, ns.cmd(bins.peer, "exchange", "tcp", srv.Addr, "10", "10")...)

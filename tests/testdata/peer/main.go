@@ -10,17 +10,23 @@
 //	                                datagram, for udp) with M bytes
 //	cbpeer exchange tcp|udp ADDR N M  send N bytes, read M, then hold the
 //	                                socket until stdin ends, and exit
+//	cbpeer once tcp|udp ADDR N M    connect (udp: no connect, sendto), send
+//	                                N bytes, read M, close and exit at once;
+//	                                prints "done LOCAL" (tcp), "refused"
+//	                                when the connect was refused
 //
 // It prints one line when its sockets are ready: "ready ADDR" with the
 // listening or local address.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -70,7 +76,7 @@ func run(args []string) error {
 		for {
 			time.Sleep(time.Hour)
 		}
-	case "serve", "exchange":
+	case "serve", "exchange", "once":
 		if len(args) < 5 {
 			return fmt.Errorf("usage: cbpeer %s tcp|udp ADDR N M", args[0])
 		}
@@ -82,8 +88,11 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		if args[0] == "serve" {
+		switch args[0] {
+		case "serve":
 			return serve(args[1], args[2], n, m)
+		case "once":
+			return once(args[1], args[2], n, m)
 		}
 		return exchange(args[1], args[2], n, m)
 	case "connect", "flash":
@@ -190,5 +199,55 @@ func exchange(network, addr string, n, m int) error {
 	}
 	fmt.Println("ready", c.LocalAddr())
 	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
+// once is a short-lived client: one exchange of n bytes out and m back,
+// then the socket closes and the process exits. For udp it sends from an
+// unconnected socket (sendto), as a DNS client does.
+func once(network, addr string, n, m int) error {
+	if network == "udp" {
+		to, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return err
+		}
+		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: to.IP, Port: 0})
+		if err != nil {
+			return err
+		}
+		defer pc.Close()
+		if _, err := pc.WriteTo(make([]byte, n), to); err != nil {
+			return err
+		}
+		if err := pc.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			return err
+		}
+		buf := make([]byte, 65536)
+		got, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		if got != m {
+			return fmt.Errorf("read a datagram of %d bytes, want %d", got, m)
+		}
+		fmt.Println("done", pc.LocalAddr())
+		return nil
+	}
+	c, err := net.DialTimeout(network, addr, 10*time.Second)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			fmt.Println("refused")
+			return nil
+		}
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write(make([]byte, n)); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(c, make([]byte, m)); err != nil {
+		return err
+	}
+	fmt.Println("done", c.LocalAddr())
 	return nil
 }
