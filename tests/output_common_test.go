@@ -164,6 +164,11 @@ func (s loopbackScenario) check(t *testing.T, evs []Event) {
 		"remote_port":           s.port,
 		"local_process.pid":     s.client.PID(),
 		"local_process.cmdline": bins.peer + " connect " + s.listener.Addr + "  3",
+		// The listener, on this host too, is the peer.
+		"remote_process.pid":    s.listener.PID(),
+		"remote_process.name":   "cbpeer",
+		"remote_process.binary": "cbpeer",
+		"remote_process.exe":    bins.peer,
 	}))
 
 	in := find("inbound", s.isInbound)
@@ -175,6 +180,10 @@ func (s loopbackScenario) check(t *testing.T, evs []Event) {
 		"remote_port":           ephemeral(s.port),
 		"local_process.pid":     s.listener.PID(),
 		"local_process.cmdline": bins.peer + " listen " + net.JoinHostPort(s.ip, "0"),
+		"remote_process.pid":    s.client.PID(),
+		"remote_process.name":   "cbpeer",
+		"remote_process.binary": "cbpeer",
+		"remote_process.exe":    bins.peer,
 	}))
 }
 
@@ -237,6 +246,7 @@ func (s loopbackScenario) fields(t *testing.T, e Event, own map[string]any) map[
 		"local_process.uid":        float64(os.Geteuid()),
 		"local_process.user":       me.Username,
 		"local_process.start_time": recent,
+		"connbeat.netns":           float64(hostNetns(t)),
 		"@metadata.beat":           "connbeat",
 		"@metadata.type":           "_doc",
 		"@metadata.version":        version,
