@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/testkit/filetail"
 	"github.com/connbeat/connbeat/internal/testkit/proccpu"
 )
 
@@ -21,7 +21,7 @@ type agent struct {
 	cmd            *exec.Cmd
 	dir            string
 	mon            *http.Client     // to the monitoring endpoint's unix socket
-	read           map[string]int64 // bytes of each output file counted so far
+	out            *filetail.Reader // the file output's events counted so far
 	seen, resynced int
 }
 
@@ -72,7 +72,7 @@ logging.to_files: false
 	mon := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
-	a := &agent{cmd: cmd, dir: dir, mon: mon, read: map[string]int64{}}
+	a := &agent{cmd: cmd, dir: dir, mon: mon, out: filetail.New(filepath.Join(dir, "out", "events*"))}
 	// Up once its monitoring endpoint answers.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := a.stats(); err == nil {
@@ -97,35 +97,16 @@ func (a *agent) cpu() (time.Duration, time.Time, error) { return proccpu.Of(a.cm
 // returns the benchmark's events written so far, and how many of them a
 // re-sync made up.
 func (a *agent) count() (written, resynced int, err error) {
-	files, err := filepath.Glob(filepath.Join(a.dir, "out", "events*"))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			return 0, 0, err
-		}
-		if _, err := f.Seek(a.read[name], io.SeekStart); err != nil {
-			f.Close()
-			return 0, 0, err
-		}
-		b, err := io.ReadAll(f)
-		f.Close()
-		if err != nil {
-			return 0, 0, err
-		}
-		// Whole lines only: the writer may be in the middle of one.
-		b = b[:bytes.LastIndexByte(b, '\n')+1]
-		a.read[name] += int64(len(b))
-		for _, line := range bytes.Split(b, []byte{'\n'}) {
-			if bytes.Contains(line, []byte(`"Src":"`+srcPrefix)) {
-				a.seen++
-				if bytes.Contains(line, []byte(`"resync":true`)) {
-					a.resynced++
-				}
+	err = a.out.Lines(func(line []byte) {
+		if bytes.Contains(line, []byte(`"Src":"`+srcPrefix)) {
+			a.seen++
+			if bytes.Contains(line, []byte(`"resync":true`)) {
+				a.resynced++
 			}
 		}
+	})
+	if err != nil {
+		return 0, 0, err
 	}
 	return a.seen, a.resynced, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connbeat/connbeat/internal/testkit/filetail"
 	"github.com/connbeat/connbeat/internal/testkit/proccpu"
 )
 
@@ -41,11 +41,11 @@ func (o agentOptions) String() string {
 // agent is the built connbeat writing its events to a file, with its
 // monitoring endpoint on a unix socket.
 type agent struct {
-	cmd  *exec.Cmd
-	dir  string
-	log  string
-	mon  *http.Client
-	read map[string]int64 // bytes of each output file counted so far
+	cmd *exec.Cmd
+	dir string
+	log string
+	mon *http.Client
+	out *filetail.Reader // the file output's events counted so far
 	// Flows of the churn's connections seen in the output so far: the
 	// clients' (outbound to the server's port) and the server's (inbound).
 	flowsOut, flowsIn int
@@ -97,7 +97,7 @@ logging.metrics.enabled: false
 	mon := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
-	a := &agent{cmd: cmd, dir: dir, log: logf.Name(), mon: mon, read: map[string]int64{}}
+	a := &agent{cmd: cmd, dir: dir, log: logf.Name(), mon: mon, out: filetail.New(filepath.Join(dir, "out", "events*"))}
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if _, err := a.stats(); err == nil {
 			return a, nil
@@ -180,46 +180,27 @@ func (a *agent) anonMB() float64 {
 // returns the churn's flows seen so far (classic events of a server on
 // 127.0.0.1:port).
 func (a *agent) countFlows(port int) (out, in int, err error) {
-	files, err := filepath.Glob(filepath.Join(a.dir, "out", "events*"))
+	err = a.out.Lines(func(line []byte) {
+		if !bytes.Contains(line, []byte(`"kind":"flow"`)) {
+			return
+		}
+		var ev struct {
+			Connbeat   struct{ Direction string } `json:"connbeat"`
+			LocalPort  int                        `json:"local_port"`
+			RemotePort int                        `json:"remote_port"`
+		}
+		if json.Unmarshal(line, &ev) != nil {
+			return
+		}
+		switch {
+		case ev.Connbeat.Direction == "outbound" && ev.RemotePort == port:
+			a.flowsOut++
+		case ev.Connbeat.Direction == "inbound" && ev.LocalPort == port:
+			a.flowsIn++
+		}
+	})
 	if err != nil {
 		return 0, 0, err
-	}
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			return 0, 0, err
-		}
-		if _, err := f.Seek(a.read[name], io.SeekStart); err != nil {
-			f.Close()
-			return 0, 0, err
-		}
-		b, err := io.ReadAll(f)
-		f.Close()
-		if err != nil {
-			return 0, 0, err
-		}
-		// Whole lines only: the writer may be in the middle of one.
-		b = b[:bytes.LastIndexByte(b, '\n')+1]
-		a.read[name] += int64(len(b))
-		for _, line := range bytes.Split(b, []byte{'\n'}) {
-			if !bytes.Contains(line, []byte(`"kind":"flow"`)) {
-				continue
-			}
-			var ev struct {
-				Connbeat   struct{ Direction string } `json:"connbeat"`
-				LocalPort  int                        `json:"local_port"`
-				RemotePort int                        `json:"remote_port"`
-			}
-			if json.Unmarshal(line, &ev) != nil {
-				continue
-			}
-			switch {
-			case ev.Connbeat.Direction == "outbound" && ev.RemotePort == port:
-				a.flowsOut++
-			case ev.Connbeat.Direction == "inbound" && ev.LocalPort == port:
-				a.flowsIn++
-			}
-		}
 	}
 	return a.flowsOut, a.flowsIn, nil
 }
