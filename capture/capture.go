@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -62,6 +63,11 @@ type Options struct {
 	MaxPending int
 	// UDPFlowTimeout is how long a UDP pair stays idle before its flow ends.
 	UDPFlowTimeout time.Duration
+	// ReadInterval is how long records may wait in the ring buffer before
+	// the reader takes them on its own; 0 means a second. The programs
+	// wake it sooner when a quarter of the buffer waits, and Drain and
+	// Flows take everything handed over before they were called.
+	ReadInterval time.Duration
 	// CgroupRoot is the cgroup2 mount the UDP hooks attach to; empty finds
 	// it (/sys/fs/cgroup on pure v2 hosts, /sys/fs/cgroup/unified on hybrid
 	// ones).
@@ -116,6 +122,11 @@ type Capture struct {
 	// started, at Close).
 	done      chan struct{}
 	startOnce sync.Once
+	started   atomic.Bool
+	// syncMu makes one sync at a time; synced gets a token from the
+	// reader each time it has read everything up to a flush.
+	syncMu sync.Mutex
+	synced chan struct{}
 	// monoToWall converts the kernel's CLOCK_MONOTONIC nanoseconds.
 	monoToWall time.Duration
 	// netns is the inode of the agent's network namespace, which sources
@@ -145,6 +156,9 @@ func Open(opts Options) (*Capture, error) {
 	}
 	if opts.UDPFlowTimeout <= 0 {
 		opts.UDPFlowTimeout = 30 * time.Second
+	}
+	if opts.ReadInterval <= 0 {
+		opts.ReadInterval = time.Second
 	}
 	root := opts.CgroupRoot
 	if root == "" {
@@ -182,6 +196,7 @@ func Open(opts Options) (*Capture, error) {
 		progs:      progs,
 		rd:         rd,
 		done:       make(chan struct{}),
+		synced:     make(chan struct{}, 1),
 		monoToWall: time.Duration(time.Now().UnixNano() - mono.Nano()),
 		pending:    map[uint64]int{},
 		closed:     newClosedOwners(closedOwnersMax, closedOwnersTTL),
@@ -193,7 +208,12 @@ func Open(opts Options) (*Capture, error) {
 }
 
 // start starts reading the ring buffer, once.
-func (c *Capture) start() { c.startOnce.Do(func() { go c.read() }) }
+func (c *Capture) start() {
+	c.startOnce.Do(func() {
+		c.started.Store(true)
+		go c.read()
+	})
+}
 
 // unavailable wraps a failure to load or attach, saying which privileges
 // are missing when that is the cause.
@@ -236,14 +256,29 @@ func (c *Capture) Close() error {
 	return errors.Join(err, c.progs.close())
 }
 
-// read folds the ring buffer's records in until Close.
+// read folds the ring buffer's records in until Close. The programs
+// do not wake it for each record (capture.bpf.c, submit): it reads what
+// waits every ReadInterval, when a quarter of the buffer waits, and when
+// sync flushes.
 func (c *Capture) read() {
 	defer close(c.done)
 	var rec ringbuf.Record
 	var r record
+	var nm names
+	c.rd.SetDeadline(time.Now().Add(c.opts.ReadInterval))
 	for {
 		if err := c.rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				c.rd.SetDeadline(time.Now().Add(c.opts.ReadInterval))
+				continue
+			case errors.Is(err, ringbuf.ErrFlushed):
+				select {
+				case c.synced <- struct{}{}:
+				default:
+				}
+				continue
+			case errors.Is(err, ringbuf.ErrClosed):
 				return
 			}
 			// Not expected from an open reader; do not spin on it.
@@ -253,7 +288,7 @@ func (c *Capture) read() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		err := decodeRecord(rec.RawSample, nativeEndian, &r)
+		err := decodeRecordNames(rec.RawSample, nativeEndian, &r, &nm)
 		c.mu.Lock()
 		c.stats.Records++
 		if err != nil {
@@ -273,9 +308,35 @@ func (c *Capture) wall(ns uint64) time.Time {
 	return time.Unix(0, int64(ns)).Add(c.monoToWall)
 }
 
+// sync returns once the reader has folded in every record the programs
+// handed over before the call (or after a second: a reader that slow
+// gives what it has).
+func (c *Capture) sync() {
+	if !c.started.Load() {
+		return
+	}
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	select {
+	case <-c.synced: // a late token of an earlier sync that gave up
+	default:
+	}
+	if c.rd.Flush() != nil {
+		return // closed
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-c.synced:
+	case <-c.done:
+	case <-t.C:
+	}
+}
+
 // Drain appends the connections, listeners and UDP pairs seen opening or
 // closing since the last call to dst and forgets them.
 func (c *Capture) Drain(dst []Conn) []Conn {
+	c.sync()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	dst = append(dst, c.conns...)
@@ -287,6 +348,7 @@ func (c *Capture) Drain(dst []Conn) []Conn {
 // Flows appends the connections that ended since the last call to dst
 // and forgets them. It hands over nothing unless Options.KeepFlows.
 func (c *Capture) Flows(dst []model.ConnFlow) []model.ConnFlow {
+	c.sync()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	dst = append(dst, c.flows...)

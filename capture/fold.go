@@ -24,6 +24,18 @@ func (c *Capture) apply(r *record) {
 	}
 }
 
+// lingers reports whether a TCP socket that left oldState for CLOSE lives
+// on as a TIME_WAIT socket the tables list: only the side that closed
+// first (FIN_WAIT1, FIN_WAIT2, CLOSING) does; the other (LAST_ACK) and an
+// aborted connection are gone at once.
+func lingers(oldState model.State) bool {
+	switch oldState {
+	case model.StateFinWait1, model.StateFinWait2, model.StateClosing:
+		return true
+	}
+	return false
+}
+
 func direction(flags uint8) model.Direction {
 	if flags&flagPassive != 0 {
 		return model.Inbound
@@ -68,7 +80,7 @@ func (c *Capture) closeTCP(r *record) {
 	r.sock.State = model.StateEstablished
 	if end != model.EndRefused && end != model.EndFailed {
 		c.add(r.cookie, Conn{Socket: r.sock, Direction: dir, Owner: r.owner, Closed: true})
-		if r.owner.PID != 0 {
+		if r.owner.PID != 0 && lingers(r.oldState) {
 			c.closed.put(r.sock, r.owner, c.wall(r.ts))
 		}
 	} else if i, ok := c.pending[r.cookie]; ok {

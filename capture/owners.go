@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/connbeat/connbeat/model"
@@ -15,19 +14,21 @@ const (
 	closedOwnersMax = 1 << 16
 )
 
+// tuple is a connection's addresses, without pointers: the map of
+// closed connections holds many, and the garbage collector skips them.
 type tuple struct {
-	local, remote         netip.Addr
+	local, remote         [16]byte
 	localPort, remotePort uint16
 	netns                 uint64
 }
 
 func tupleOf(s *model.Socket) tuple {
-	return tuple{local: s.LocalIP, remote: s.RemoteIP, localPort: s.LocalPort, remotePort: s.RemotePort, netns: s.NetNS}
+	return tuple{local: s.LocalIP.As16(), remote: s.RemoteIP.As16(), localPort: s.LocalPort, remotePort: s.RemotePort, netns: s.NetNS}
 }
 
 type closedOwner struct {
 	owner Owner
-	at    time.Time
+	at    int64 // unix nanoseconds
 }
 
 // closedOwners is a bounded map from a closed connection's addresses to
@@ -50,13 +51,13 @@ func (c *closedOwners) put(s model.Socket, o Owner, at time.Time) {
 			clear(c.m)
 		}
 	}
-	c.m[tupleOf(&s)] = closedOwner{owner: o, at: at}
+	c.m[tupleOf(&s)] = closedOwner{owner: o, at: at.UnixNano()}
 }
 
 // expire forgets entries older than age at now.
 func (c *closedOwners) expire(now time.Time, age time.Duration) {
 	for k, v := range c.m {
-		if now.Sub(v.at) > age {
+		if now.Sub(time.Unix(0, v.at)) > age {
 			delete(c.m, k)
 		}
 	}

@@ -90,6 +90,12 @@ type counters struct {
 // and state, so that a record from a mismatched program, or garbage,
 // is an error and never a socket with made-up fields.
 func decodeRecord(b []byte, order binary.ByteOrder, r *record) error {
+	return decodeRecordNames(b, order, r, nil)
+}
+
+// decodeRecordNames is decodeRecord taking process names from nm (nil:
+// a string of its own for each record).
+func decodeRecordNames(b []byte, order binary.ByteOrder, r *record, nm *names) error {
 	if len(b) != recordLen {
 		return fmt.Errorf("capture record of %d bytes, want %d", len(b), recordLen)
 	}
@@ -117,7 +123,7 @@ func decodeRecord(b []byte, order binary.ByteOrder, r *record) error {
 			PID:    int32(order.Uint32(b[8:])),
 			UID:    order.Uint32(b[12:]),
 			Cgroup: order.Uint64(b[32:]),
-			Comm:   comm(b[88:104]),
+			Comm:   nm.get(b[88:104]),
 		}
 		if r.owner.PID <= 0 {
 			return fmt.Errorf("capture record with owner pid %d", r.owner.PID)
@@ -151,12 +157,31 @@ func addr(family uint8, b []byte) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("capture record of unknown address family %d", family)
 }
 
-// comm returns the NUL-terminated process name.
-func comm(b []byte) string {
+// maxNames bounds the process names a names keeps; past it, it starts
+// over.
+const maxNames = 4096
+
+// names interns the NUL-terminated process names of records: a host runs
+// few programs, and a string for each record would be garbage at once.
+type names struct{ m map[string]string }
+
+// get returns the name in b; a nil names makes a new string.
+func (n *names) get(b []byte) string {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		b = b[:i]
 	}
-	return string(b)
+	if n == nil {
+		return string(b)
+	}
+	if s, ok := n.m[string(b)]; ok {
+		return s
+	}
+	if n.m == nil || len(n.m) >= maxNames {
+		n.m = make(map[string]string)
+	}
+	s := string(b)
+	n.m[s] = s
+	return s
 }
 
 // endOf says how a TCP connection that left oldState for CLOSE with the
@@ -181,3 +206,6 @@ func endOf(oldState model.State, skErr int32) model.ConnEnd {
 	}
 	return model.EndFIN
 }
+
+// comm returns the NUL-terminated process name in b, a string of its own.
+func comm(b []byte) string { return (*names)(nil).get(b) }

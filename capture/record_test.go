@@ -218,8 +218,14 @@ func TestApplyBounded(t *testing.T) {
 	assert.Equal(t, Stats{PendingDropped: 4, FlowsDropped: 3}, c.stats, "the opens and closes of connections 4 and 5; flows 3 to 5")
 	assert.Empty(t, c.Drain(nil))
 	assert.Empty(t, c.Flows(nil))
-	// The TIME_WAIT lookup by addresses knows the closed connections.
+	// The TIME_WAIT lookup by addresses knows the connections closed
+	// first by this side (FIN_WAIT2 -> TIME_WAIT), not those the peer
+	// closed first (LAST_ACK -> gone).
 	r := closeRecord(afINET)
+	_, ok := c.Owner(&r.sock)
+	assert.False(t, ok, "LAST_ACK leaves no TIME_WAIT socket to look up")
+	r.oldState, r.cookie = model.StateFinWait2, 99
+	c.apply(&r)
 	o, ok := c.Owner(&r.sock)
 	assert.True(t, ok)
 	assert.Equal(t, "nginx", o.Comm)

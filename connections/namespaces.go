@@ -76,6 +76,7 @@ type nsSource struct {
 	// counters do not move (not with tcp_info, whose figures change
 	// without them, and which point into the reader's buffers).
 	reuse    bool
+	reuseOwn bool // the agent's own namespace too (Options.ReuseOwn)
 	cache    map[uint64]*nsRead
 	counters netns.CounterReader
 	procPath string
@@ -110,7 +111,7 @@ func newNSSource(r nsReader, opts Options, m *nsMetrics) (*nsSource, error) {
 		return nil, err
 	}
 	return &nsSource{r: r, finder: f, live: map[uint64]struct{}{}, logger: opts.Logger, metrics: m,
-		reuse: !opts.TCPInfo, cache: map[uint64]*nsRead{}, procPath: opts.ProcPath, threadNet: opts.ProcPath + "/thread-self/net", fullEvery: fullReadEvery}, nil
+		reuse: !opts.TCPInfo, reuseOwn: opts.ReuseOwn, cache: map[uint64]*nsRead{}, procPath: opts.ProcPath, threadNet: opts.ProcPath + "/thread-self/net", fullEvery: fullReadEvery}, nil
 }
 
 // Name implements Source.
@@ -220,11 +221,12 @@ func (s *nsSource) read(ctx context.Context, ns netns.Namespace, now time.Time, 
 		counters netns.Counters
 		cerr     error = errNoReuse
 	)
-	if s.reuse && !ns.Own {
+	if s.reuse && (!ns.Own || s.reuseOwn) && !isFullRead(ctx) {
 		// Read before the sockets: a change between the two shows as
-		// moved counters at the next poll.
+		// moved counters at the next poll. The agent's own namespace is
+		// read on one of its threads, never entered.
 		dir := s.threadNet
-		if !s.r.enter(ns) {
+		if !ns.Own && !s.r.enter(ns) {
 			dir = s.procPath + "/" + strconv.Itoa(ns.PID) + "/net"
 		}
 		counters, cerr = s.counters.Read(dir)
@@ -247,8 +249,14 @@ func (s *nsSource) read(ctx context.Context, ns netns.Namespace, now time.Time, 
 	if err == nil && cerr == nil {
 		last := s.cache[ns.Inode]
 		if last == nil {
-			// The first deadline anywhere in one period, by inode.
-			last = &nsRead{until: now.Add(time.Duration(ns.Inode % uint64(s.fullEvery)))}
+			// The first deadline anywhere in one period, by inode: hashed,
+			// since inodes are close together (the kernel hands them out
+			// in order from one number).
+			first := firstDeadline(ns.Inode, s.fullEvery)
+			if ns.Own {
+				first = s.fullEvery // one namespace: nothing to spread
+			}
+			last = &nsRead{until: now.Add(first)}
 			s.cache[ns.Inode] = last
 		} else if !now.Before(last.until) {
 			last.until = now.Add(s.fullEvery)
@@ -259,6 +267,27 @@ func (s *nsSource) read(ctx context.Context, ns netns.Namespace, now time.Time, 
 		delete(s.cache, ns.Inode)
 	}
 	return out, err
+}
+
+// fullReadKey marks a context whose reads reuse nothing (FullRead).
+type fullReadKey struct{}
+
+// FullRead returns a context under which a source reads every namespace
+// from the kernel, reusing no earlier read: for a caller that knows it
+// missed changes (the event capture lost records).
+func FullRead(ctx context.Context) context.Context {
+	return context.WithValue(ctx, fullReadKey{}, true)
+}
+
+func isFullRead(ctx context.Context) bool {
+	v, _ := ctx.Value(fullReadKey{}).(bool)
+	return v
+}
+
+// firstDeadline spreads namespaces' first full reads over one period.
+func firstDeadline(inode uint64, period time.Duration) time.Duration {
+	h := inode * 0x9e3779b97f4a7c15 // Fibonacci hashing: near inodes land far apart
+	return time.Duration((h >> 11) % uint64(period))
 }
 
 // errNoReuse marks a read whose counters were not read.

@@ -22,6 +22,7 @@ import (
 	"github.com/connbeat/connbeat/connections/netns"
 	"github.com/connbeat/connbeat/internal/testkit"
 	"github.com/connbeat/connbeat/internal/testkit/netnstest"
+	"github.com/connbeat/connbeat/internal/testkit/sockettest"
 	"github.com/connbeat/connbeat/model"
 )
 
@@ -465,4 +466,118 @@ func TestKernelNamespaceReadReused(t *testing.T) {
 			assert.False(t, hasPort(fresh, port))
 		})
 	}
+}
+
+// TestKernelOwnNamespaceReused: with ReuseOwn (the event capture runs) the
+// agent's own namespace, too, is not read again while its counters stay
+// still; a change the counters miss (a bound UDP socket connected) shows
+// only in a read under FullRead, and a new connection moves the counters.
+// The "agent" here is a thread of the test in a namespace of its own, so
+// that no other test's sockets move its counters. (procfs reads the
+// process's /proc/self/net, the main thread's namespace: not this one.)
+func TestKernelOwnNamespaceReused(t *testing.T) {
+	for _, name := range []string{Netlink, BPF} {
+		t.Run(name, func(t *testing.T) {
+			requireSource(t, name)
+			ns := netnstest.Add(t)
+			reg := monitoring.NewRegistry()
+			var src Source
+			var nss *nsSource
+			var udp *net.UDPConn
+			require.NoError(t, ns.Do(func() error {
+				if err := sockettest.LoopbackUp(); err != nil {
+					return err
+				}
+				opts := sourceOptions(name, false, nil)
+				opts.Metrics, opts.ReuseOwn = reg, true
+				var err error
+				if src, err = Open(opts); err != nil {
+					return err
+				}
+				udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				return err
+			}))
+			defer src.Close()
+			defer udp.Close()
+			nss = src.(*counted).Source.(*nsSource)
+			ownIno := nss.finder.Own().Inode
+			require.Equal(t, ns.Inode, ownIno, "the source's own namespace is the test thread's")
+
+			poll := func(ctx context.Context) ([]model.Socket, int64) {
+				var got []model.Socket
+				require.NoError(t, ns.Do(func() (err error) {
+					got, err = src.Sockets(ctx, nil)
+					return err
+				}))
+				snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
+				return got, snap.Ints["socket_source.netns.unchanged"]
+			}
+			udpRemote := func(got []model.Socket) (netip.AddrPort, bool) {
+				for _, s := range got {
+					if s.Transport == model.UDP && int(s.LocalPort) == udp.LocalAddr().(*net.UDPAddr).Port {
+						return netip.AddrPortFrom(s.RemoteIP, s.RemotePort), true
+					}
+				}
+				return netip.AddrPort{}, false
+			}
+			first, _ := poll(context.Background())
+			remote, ok := udpRemote(first)
+			require.True(t, ok, "the bound UDP socket is read: %+v", first)
+			require.Zero(t, remote.Port())
+			require.Eventually(t, func() bool {
+				if last := nss.cache[ownIno]; last != nil {
+					last.until = time.Now().Add(time.Hour) // not due meanwhile
+				}
+				_, unchanged := poll(context.Background())
+				return unchanged == 1
+			}, 10*time.Second, 20*time.Millisecond, "the own namespace was read again although nothing moved")
+
+			// connect(2) on a bound UDP socket moves no counter.
+			raw, err := udp.SyscallConn()
+			require.NoError(t, err)
+			var cerr error
+			require.NoError(t, raw.Control(func(fd uintptr) {
+				cerr = unix.Connect(int(fd), &unix.SockaddrInet4{Port: 9, Addr: [4]byte{127, 0, 0, 1}})
+			}))
+			require.NoError(t, cerr)
+			stale, unchanged := poll(context.Background())
+			require.EqualValues(t, 1, unchanged, "the counters moved")
+			remote, _ = udpRemote(stale)
+			assert.Zero(t, remote.Port(), "the last read, used again")
+
+			fresh, unchanged := poll(FullRead(context.Background()))
+			assert.Zero(t, unchanged, "FullRead reuses nothing")
+			remote, _ = udpRemote(fresh)
+			assert.EqualValues(t, 9, remote.Port(), "FullRead reads the kernel")
+
+			require.NoError(t, ns.Do(func() error {
+				ln, err := net.Listen("tcp4", "127.0.0.1:0")
+				if err != nil {
+					return err
+				}
+				defer ln.Close()
+				c, err := net.Dial("tcp4", ln.Addr().String())
+				if err != nil {
+					return err
+				}
+				return c.Close()
+			}))
+			_, unchanged = poll(context.Background())
+			assert.Zero(t, unchanged, "a connection moves the counters: read")
+		})
+	}
+}
+
+// TestFirstDeadlineSpread: namespaces' inodes are consecutive numbers
+// near 4026531840; their first full reads still spread over the period.
+func TestFirstDeadlineSpread(t *testing.T) {
+	const n = 50
+	period := 5 * time.Minute
+	var lo, hi time.Duration = period, 0
+	for ino := uint64(4026531833); ino < 4026531833+n; ino++ {
+		d := firstDeadline(ino, period)
+		require.True(t, d >= 0 && d < period, "%s", d)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	assert.Greater(t, hi-lo, period/2, "first deadlines %s .. %s", lo, hi)
 }

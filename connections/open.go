@@ -35,6 +35,12 @@ type Options struct {
 	// NamedNetnsPath is where named namespaces are mounted; empty:
 	// /run/netns.
 	NamedNetnsPath string
+	// ReuseOwn uses the last read of the agent's own namespace again, as
+	// every other namespace's, while its counters do not move: for a
+	// caller that learns another way of what the counters miss (the event
+	// capture sees every listen, connect and close). A read under a
+	// context from FullRead reuses nothing.
+	ReuseOwn bool
 }
 
 // Open opens the socket source opts.Name names, counted in opts.Metrics.

@@ -47,6 +47,9 @@ type captured struct {
 	listed     map[tuple]bool
 	metrics    captureMetrics
 	loggedLost uint64
+	// trouble is the capture's count of what it missed (troubleOf) as of
+	// the last full read.
+	trouble uint64
 	logger     *logp.Logger
 }
 
@@ -275,6 +278,28 @@ func (e *captured) process(o capture.Owner, lookup func(pid int32, uid uint32) *
 	}
 	e.processes[o] = p
 	return p
+}
+
+// troubleOf sums the counters that say the capture missed something: a
+// record lost, a map full, a connection evicted or left out.
+func troubleOf(s capture.Stats) uint64 {
+	return s.Lost + s.DecodeErrors + s.ConnInsertFailed + s.UDPInsertFailed + s.ListenInsertFailed +
+		s.Evicted + s.PendingDropped
+}
+
+// missed reports whether the capture missed something since the last full
+// read, which then must read the kernel's tables rather than reuse a
+// read of a namespace whose counters stood still. Counters it cannot read
+// count as a miss.
+func (e *captured) missed() bool {
+	st, err := e.c.Stats()
+	if err != nil {
+		return true
+	}
+	t := troubleOf(st)
+	missed := t != e.trouble
+	e.trouble = t
+	return missed
 }
 
 // updateMetrics copies the capture's counters to the registry.

@@ -84,6 +84,10 @@ type Pipeline struct {
 	resolver *procs.Resolver // nil when process info is off
 	classify *classify.Classifier
 	peers    *peers.Linker // nil when process info is off
+	// deltaPeers links the polls between two full reads of the event
+	// capture, so that peers keeps the full reads' records: on a host
+	// where nothing changed, a full read links without a map operation.
+	deltaPeers *peers.Linker
 	dedup    *dedup.Cache
 	events   *event.Builder
 	metrics  metrics
@@ -107,6 +111,10 @@ func New(opts Options) (*Pipeline, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = monitoring.NewRegistry()
 	}
+	ev, err := openCapture(cfg, opts.Logger, opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	src, err := connections.Open(connections.Options{
 		Name:       cfg.SocketSource,
 		TCPInfo:    cfg.TCPInfo,
@@ -116,17 +124,20 @@ func New(opts Options) (*Pipeline, error) {
 		Metrics:    opts.Metrics,
 
 		AllNamespaces: cfg.NetworkNamespaces == config.NamespacesAll,
+		// The capture sees what the namespace counters miss: the
+		// reconciliation read of a namespace where nothing moved is the
+		// last one again (a real read at least every few minutes, and
+		// whenever the capture lost something).
+		ReuseOwn: ev != nil,
 	})
 	if err != nil {
+		if ev != nil {
+			ev.c.Close()
+		}
 		return nil, err
 	}
 	if opts.WrapSource != nil {
 		src = opts.WrapSource(src)
-	}
-	ev, err := openCapture(cfg, opts.Logger, opts.Metrics)
-	if err != nil {
-		src.Close()
-		return nil, err
 	}
 	p := &Pipeline{
 		capture:  ev,
@@ -152,6 +163,9 @@ func New(opts Options) (*Pipeline, error) {
 		}
 		logAccess(cfg.ProcPath, p.resolver, opts.Logger)
 		p.peers = peers.New()
+		if p.capture != nil {
+			p.deltaPeers = peers.New()
+		}
 	}
 	return p, nil
 }
@@ -285,7 +299,11 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 			return stats, fmt.Errorf("reading the capture's counters: %w", err)
 		}
 	} else {
-		p.sockets, err = p.source.Sockets(ctx, p.sockets[:0])
+		readCtx := ctx
+		if p.capture != nil && p.capture.missed() {
+			readCtx = connections.FullRead(ctx)
+		}
+		p.sockets, err = p.source.Sockets(readCtx, p.sockets[:0])
 		if err != nil {
 			return stats, fmt.Errorf("reading sockets from %s: %w", p.source.Name(), err)
 		}
@@ -315,8 +333,12 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 		return stats, err
 	}
 	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
-	if p.peers != nil {
+	switch {
+	case p.peers == nil:
+	case stats.Full || p.deltaPeers == nil:
 		p.peers.Link(p.records)
+	default:
+		p.deltaPeers.Link(p.records)
 	}
 	if stats.Full && p.capture != nil {
 		p.capture.seedListeners(p.records)

@@ -25,6 +25,10 @@ type agentOptions struct {
 	capture      string        // connbeat.capture
 	flows        bool          // connbeat.flow_events
 	pollInterval time.Duration // 0: the default
+	// churnQueue gives libbeat's queue room for a churn's burst of flow
+	// events (65,536 events); off, the queue is libbeat's default, as an
+	// idle host runs it.
+	churnQueue bool
 }
 
 func (o agentOptions) String() string {
@@ -57,9 +61,12 @@ func startAgent(ctx context.Context, bin string, opts agentOptions) (*agent, err
 		return nil, err
 	}
 	sock := filepath.Join(dir, "mon.sock")
-	extra := ""
+	extra, queue := "", ""
 	if opts.pollInterval > 0 {
 		extra = fmt.Sprintf("  poll_interval: %s\n", opts.pollInterval)
+	}
+	if opts.churnQueue {
+		queue = "queue.mem:\n  events: 65536\n  flush.min_events: 2048\n  flush.timeout: 100ms\n"
 	}
 	cfg := fmt.Sprintf(`connbeat:
   capture: %[3]s
@@ -69,17 +76,13 @@ func startAgent(ctx context.Context, bin string, opts agentOptions) (*agent, err
   filename: events
   rotate_every_kb: 10485760
   codec.json.pretty: false
-queue.mem:
-  events: 65536
-  flush.min_events: 2048
-  flush.timeout: 100ms
-http.enabled: true
+%[6]shttp.enabled: true
 http.host: unix://%[2]s
 path.home: %[1]s
 logging.level: info
 logging.to_files: false
 logging.metrics.enabled: false
-`, dir, sock, opts.capture, opts.flows, extra)
+`, dir, sock, opts.capture, opts.flows, extra, queue)
 	path := filepath.Join(dir, "connbeat.yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err

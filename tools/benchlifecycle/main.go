@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -45,6 +46,7 @@ type flags struct {
 	idleWindow time.Duration
 	idleAgent  bool // the idle rows of connbeat (off: Metricbeat's only)
 	settle     time.Duration
+	idleSettle time.Duration
 	drain      time.Duration
 	metricbeat string // a built Metricbeat; "build" builds it; "" skips it
 	cacheDir   string
@@ -86,6 +88,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-lifecycle: run as root: the capture and the process join need it")
 		os.Exit(1)
 	}
+	// Idle first: a churn leaves its closed connections in TIME_WAIT for a
+	// minute, and an idle host has none of them to report.
+	var idleRows []idleResult
+	if f.idle > 0 {
+		waitTimeWait(ctx, os.Stderr)
+		var err error
+		idleRows, err = runIdle(ctx, f)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench-lifecycle: idle: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	var churnRows []churnRow
 	for _, mode := range f.modes {
 		for _, rate := range f.rates {
@@ -93,15 +107,6 @@ func main() {
 			r := runChurn(ctx, f, mode, rate)
 			fmt.Fprintf(os.Stderr, "%+v\n", r)
 			churnRows = append(churnRows, r)
-		}
-	}
-	var idleRows []idleResult
-	if f.idle > 0 {
-		var err error
-		idleRows, err = runIdle(ctx, f)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench-lifecycle: idle: %v\n", err)
-			os.Exit(1)
 		}
 	}
 	printTables(os.Stdout, f, churnRows, idleRows)
@@ -125,6 +130,7 @@ func parseFlags() flags {
 	flag.DurationVar(&f.idleWindow, "idle-window", 30*time.Second, "how long idle CPU is measured")
 	flag.BoolVar(&f.idleAgent, "idle-connbeat", true, "measure connbeat in the idle rows (false: Metricbeat's row only)")
 	flag.DurationVar(&f.settle, "settle", 10*time.Second, "how long an agent runs before it is measured (start, first polls)")
+	flag.DurationVar(&f.idleSettle, "idle-settle", 45*time.Second, "how long an agent runs before an idle row measures it: past its first aggregation window, in which it starts, and socket_source auto's move to bpf")
 	flag.DurationVar(&f.drain, "drain", 5*time.Second, "how long a churn row waits after the churn for the events to be written")
 	flag.StringVar(&f.metricbeat, "metricbeat", "build", "a Metricbeat binary; build: build it from go.mod's beats version; empty: skip its row")
 	flag.StringVar(&f.cacheDir, "cache", filepath.Join(os.TempDir(), "connbeat-bench-cache"), "where a built Metricbeat is kept between runs")
@@ -172,7 +178,7 @@ func runChurn(ctx context.Context, f flags, mode string, rate int) churnRow {
 		if flows && mode == "poll" {
 			break // polling sees no flows to send
 		}
-		a, err := startAgent(ctx, f.agent, agentOptions{capture: mode, flows: flows})
+		a, err := startAgent(ctx, f.agent, agentOptions{capture: mode, flows: flows, churnQueue: true})
 		if err != nil {
 			r.Err = err.Error()
 			return r
@@ -235,6 +241,41 @@ func churnOnce(ctx context.Context, f flags, rate int, a *agent) (churnResult, e
 	return res, err
 }
 
+// waitTimeWait waits (up to 70 s, longer than the kernel keeps one) until
+// the host holds fewer than 100 TIME_WAIT sockets, so that an idle row
+// measures idle sockets and not an earlier run's closed connections.
+func waitTimeWait(ctx context.Context, log io.Writer) {
+	deadline := time.Now().Add(70 * time.Second)
+	for said := false; ; said = true {
+		n := timeWaitSockets()
+		if n < 100 || time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		if !said {
+			fmt.Fprintf(log, "bench-lifecycle: waiting for %d TIME_WAIT sockets to go before the idle rows\n", n)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// timeWaitSockets counts the TIME_WAIT sockets (state 06) of the agent's
+// namespace in /proc/net/tcp and tcp6.
+func timeWaitSockets() int {
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if fields := strings.Fields(line); len(fields) > 3 && fields[3] == "06" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // runIdle holds f.idle idle sockets and measures the agent's settings and
 // Metricbeat on them, one at a time.
 func runIdle(ctx context.Context, f flags) ([]idleResult, error) {
@@ -262,7 +303,7 @@ func runIdle(ctx context.Context, f flags) ([]idleResult, error) {
 			rows = append(rows, res)
 			continue
 		}
-		time.Sleep(f.settle)
+		time.Sleep(f.idleSettle)
 		res.Mode = a.captureMode()
 		measureIdle(&res, a.pid(), f.idleWindow, func() string { return lastLines(a.logText(), 5) })
 		a.stop()
@@ -279,7 +320,7 @@ func runIdle(ctx context.Context, f flags) ([]idleResult, error) {
 	}
 	if mb != "" {
 		fmt.Fprintln(os.Stderr, "bench-lifecycle: idle, Metricbeat system/socket")
-		rows = append(rows, runMetricbeat(ctx, mb, time.Second, f.settle, f.idleWindow))
+		rows = append(rows, runMetricbeat(ctx, mb, time.Second, f.idleSettle, f.idleWindow))
 	}
 	return rows, nil
 }

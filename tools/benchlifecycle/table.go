@@ -38,7 +38,7 @@ func printTables(w io.Writer, f flags, churn []churnRow, idle []idleResult) {
 		fmt.Fprintln(w)
 	}
 	if len(idle) > 0 {
-		fmt.Fprintf(w, "Idle: %d idle loopback sockets held by child processes; CPU over %s after %s of settling.\n\n", f.idle, f.idleWindow, f.settle)
+		fmt.Fprintf(w, "Idle: %d idle loopback sockets held by child processes; CPU over %s after %s of settling.\n\n", f.idle, f.idleWindow, f.idleSettle)
 		fmt.Fprintln(w, "| agent | settings | capture (ran) | CPU over the window | CPU a second | % of a core | private RSS |")
 		fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|")
 		for _, r := range idle {
