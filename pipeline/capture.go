@@ -50,7 +50,7 @@ type captured struct {
 	// trouble is the capture's count of what it missed (troubleOf) as of
 	// the last full read.
 	trouble uint64
-	logger     *logp.Logger
+	logger  *logp.Logger
 }
 
 type listenerKey struct {

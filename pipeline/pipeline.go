@@ -88,9 +88,9 @@ type Pipeline struct {
 	// capture, so that peers keeps the full reads' records: on a host
 	// where nothing changed, a full read links without a map operation.
 	deltaPeers *peers.Linker
-	dedup    *dedup.Cache
-	events   *event.Builder
-	metrics  metrics
+	dedup      *dedup.Cache
+	events     *event.Builder
+	metrics    metrics
 	// capture is the event capture; nil when polling only.
 	capture *captured
 	flows   FlowSource // nil unless flow_events is on and a capture runs
