@@ -25,10 +25,9 @@ type agentOptions struct {
 	capture      string        // connbeat.capture
 	flows        bool          // connbeat.flow_events
 	pollInterval time.Duration // 0: the default
-	// churnQueue gives libbeat's queue room for a churn's burst of flow
-	// events (65,536 events); off, the queue is libbeat's default, as an
-	// idle host runs it.
-	churnQueue bool
+	// queue is the events libbeat's memory queue holds; 0: libbeat's
+	// default.
+	queue int
 }
 
 func (o agentOptions) String() string {
@@ -65,8 +64,8 @@ func startAgent(ctx context.Context, bin string, opts agentOptions) (*agent, err
 	if opts.pollInterval > 0 {
 		extra = fmt.Sprintf("  poll_interval: %s\n", opts.pollInterval)
 	}
-	if opts.churnQueue {
-		queue = "queue.mem:\n  events: 65536\n  flush.min_events: 2048\n  flush.timeout: 100ms\n"
+	if opts.queue > 0 {
+		queue = fmt.Sprintf("queue.mem:\n  events: %d\n  flush.min_events: 2048\n  flush.timeout: 100ms\n", opts.queue)
 	}
 	cfg := fmt.Sprintf(`connbeat:
   capture: %[3]s

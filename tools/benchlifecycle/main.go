@@ -46,6 +46,7 @@ type flags struct {
 	idleWindow time.Duration
 	idleAgent  bool // the idle rows of connbeat (off: Metricbeat's only)
 	settle     time.Duration
+	queue      int
 	idleSettle time.Duration
 	drain      time.Duration
 	metricbeat string // a built Metricbeat; "build" builds it; "" skips it
@@ -131,6 +132,7 @@ func parseFlags() flags {
 	flag.BoolVar(&f.idleAgent, "idle-connbeat", true, "measure connbeat in the idle rows (false: Metricbeat's row only)")
 	flag.DurationVar(&f.settle, "settle", 10*time.Second, "how long an agent runs before it is measured (start, first polls)")
 	flag.DurationVar(&f.idleSettle, "idle-settle", 45*time.Second, "how long an agent runs before an idle row measures it: past its first aggregation window, in which it starts, and socket_source auto's move to bpf")
+	flag.IntVar(&f.queue, "queue", 0, "queue.mem.events of the churn rows' agents (0: libbeat's default, as the agent ships)")
 	flag.DurationVar(&f.drain, "drain", 5*time.Second, "how long a churn row waits after the churn for the events to be written")
 	flag.StringVar(&f.metricbeat, "metricbeat", "build", "a Metricbeat binary; build: build it from go.mod's beats version; empty: skip its row")
 	flag.StringVar(&f.cacheDir, "cache", filepath.Join(os.TempDir(), "connbeat-bench-cache"), "where a built Metricbeat is kept between runs")
@@ -178,7 +180,7 @@ func runChurn(ctx context.Context, f flags, mode string, rate int) churnRow {
 		if flows && mode == "poll" {
 			break // polling sees no flows to send
 		}
-		a, err := startAgent(ctx, f.agent, agentOptions{capture: mode, flows: flows, churnQueue: true})
+		a, err := startAgent(ctx, f.agent, agentOptions{capture: mode, flows: flows, queue: f.queue})
 		if err != nil {
 			r.Err = err.Error()
 			return r
