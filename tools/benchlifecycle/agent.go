@@ -52,6 +52,9 @@ type agent struct {
 	// Flows of the churn's connections seen in the output so far: the
 	// clients' (outbound to the server's port) and the server's (inbound).
 	flowsOut, flowsIn int
+	// misdirected counts flows of the churn's server ends (local port the
+	// server's) that did not say inbound.
+	misdirected int
 }
 
 func startAgent(ctx context.Context, bin string, opts agentOptions) (*agent, error) {
@@ -199,6 +202,8 @@ func (a *agent) countFlows(port int) (out, in int, err error) {
 			a.flowsOut++
 		case ev.Connbeat.Direction == "inbound" && ev.LocalPort == port:
 			a.flowsIn++
+		case ev.LocalPort == port:
+			a.misdirected++
 		}
 	})
 	if err != nil {

@@ -67,6 +67,10 @@ type churnRow struct {
 	DefaultCPU, FlowsCPU time.Duration
 	FlowsOut, FlowsIn    int
 	Lost                 float64 // connbeat.capture.lost over the flows run
+	// The capture's other counters over the flows run (connbeat.capture.*
+	// less lost), and server-end flows that did not say inbound.
+	CaptureCounters map[string]float64 `json:",omitempty"`
+	Misdirected     int
 	AnonMB               float64 // the flows run's private RSS at its end
 	Err                  string  `json:",omitempty"`
 }
@@ -204,6 +208,13 @@ func runChurn(ctx context.Context, f flags, mode string, rate int) churnRow {
 			r.Flows, r.FlowsCPU = res, c1-c0
 			r.FlowsOut, r.FlowsIn = a.flowsOut, a.flowsIn
 			r.Lost = after["connbeat.capture.lost"] - before["connbeat.capture.lost"]
+			r.CaptureCounters = map[string]float64{}
+			for k, v := range after {
+				if strings.HasPrefix(k, "connbeat.capture.") && k != "connbeat.capture.lost" && v != before[k] {
+					r.CaptureCounters[strings.TrimPrefix(k, "connbeat.capture.")] = v - before[k]
+				}
+			}
+			r.Misdirected = a.misdirected
 			r.AnonMB = a.anonMB()
 		} else {
 			r.Default, r.DefaultCPU = res, c1-c0

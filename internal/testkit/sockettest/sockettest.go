@@ -29,6 +29,11 @@ type Loopback struct {
 	// Conns are the connections Connect made, in pairs: the dialled end,
 	// then the accepted end.
 	Conns []net.Conn
+	// dialled holds the (client, server) addresses of the connections
+	// Dial made: a TIME_WAIT socket at one of the endpoints is the test's
+	// only when it is one of them, since a listener's port may have been
+	// another test's a moment ago, with its closed connections lingering.
+	dialled map[[2]netip.AddrPort]bool
 }
 
 // endpoint is an address and port of one transport.
@@ -40,7 +45,7 @@ type endpoint struct {
 // New returns an empty Loopback; what it opens is closed at the end of
 // the test.
 func New(t testing.TB) *Loopback {
-	return &Loopback{t: t, endpoints: map[endpoint]bool{}}
+	return &Loopback{t: t, endpoints: map[endpoint]bool{}, dialled: map[[2]netip.AddrPort]bool{}}
 }
 
 // Listen listens on network and addr and marks the listener's address as
@@ -92,6 +97,11 @@ func (l *Loopback) Dial(ln net.Listener, dial string) net.Conn {
 	c, err := net.Dial("tcp", net.JoinHostPort(dial, fmt.Sprint(port)))
 	require.NoError(l.t, err)
 	l.t.Cleanup(func() { c.Close() })
+	unmap := func(a net.Addr) netip.AddrPort {
+		ap := a.(*net.TCPAddr).AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	l.dialled[[2]netip.AddrPort{unmap(c.LocalAddr()), unmap(c.RemoteAddr())}] = true
 	return c
 }
 
@@ -99,10 +109,16 @@ func (l *Loopback) Dial(ln net.Listener, dial string) net.Conn {
 func (l *Loopback) Ours(sockets []model.Socket) []model.Socket {
 	var out []model.Socket
 	for _, s := range sockets {
-		if l.endpoints[endpoint{s.Transport, netip.AddrPortFrom(s.LocalIP, s.LocalPort)}] ||
-			l.endpoints[endpoint{s.Transport, netip.AddrPortFrom(s.RemoteIP, s.RemotePort)}] {
-			out = append(out, s)
+		local := netip.AddrPortFrom(s.LocalIP, s.LocalPort)
+		remote := netip.AddrPortFrom(s.RemoteIP, s.RemotePort)
+		if !l.endpoints[endpoint{s.Transport, local}] && !l.endpoints[endpoint{s.Transport, remote}] {
+			continue
 		}
+		if s.State == model.StateTimeWait && len(l.dialled) > 0 &&
+			!l.dialled[[2]netip.AddrPort{local, remote}] && !l.dialled[[2]netip.AddrPort{remote, local}] {
+			continue // another test's, at a port this test reuses
+		}
+		out = append(out, s)
 	}
 	Sort(out)
 	return out

@@ -46,6 +46,23 @@ func TestOurs(t *testing.T) {
 	}, got)
 }
 
+// TestOursStrayTimeWait: a listener's port may have been another test's
+// a moment ago; the TIME_WAIT sockets of that test's connections are not
+// this test's, those of its own closed connections are.
+func TestOursStrayTimeWait(t *testing.T) {
+	l := New(t)
+	ln := l.Listen("tcp4", "127.0.0.1:0")
+	l.Connect(ln, "127.0.0.1", 1)
+	own := netip.MustParseAddrPort(l.Conns[0].LocalAddr().String())
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	tw := model.StateTimeWait
+	got := l.Ours([]model.Socket{
+		sock("127.0.0.1", port, "127.0.0.1", 40000, tw),     // an earlier test's
+		sock("127.0.0.1", port, "127.0.0.1", own.Port(), tw), // this test's, closed
+	})
+	assert.Equal(t, []model.Socket{sock("127.0.0.1", port, "127.0.0.1", own.Port(), tw)}, got)
+}
+
 // TestSortTotal checks that sockets equal but for state, uid or inode
 // still get one order.
 func TestSortTotal(t *testing.T) {
