@@ -71,8 +71,8 @@ type churnRow struct {
 	// less lost), and server-end flows that did not say inbound.
 	CaptureCounters map[string]float64 `json:",omitempty"`
 	Misdirected     int
-	AnonMB               float64 // the flows run's private RSS at its end
-	Err                  string  `json:",omitempty"`
+	AnonMB          float64 // the flows run's private RSS at its end
+	Err             string  `json:",omitempty"`
 }
 
 // idleResult is one process measured over an idle window.

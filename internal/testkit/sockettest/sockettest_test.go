@@ -57,7 +57,7 @@ func TestOursStrayTimeWait(t *testing.T) {
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	tw := model.StateTimeWait
 	got := l.Ours([]model.Socket{
-		sock("127.0.0.1", port, "127.0.0.1", 40000, tw),     // an earlier test's
+		sock("127.0.0.1", port, "127.0.0.1", 40000, tw),      // an earlier test's
 		sock("127.0.0.1", port, "127.0.0.1", own.Port(), tw), // this test's, closed
 	})
 	assert.Equal(t, []model.Socket{sock("127.0.0.1", port, "127.0.0.1", own.Port(), tw)}, got)
