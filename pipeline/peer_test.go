@@ -169,7 +169,9 @@ func TestPollVethPeers(t *testing.T) {
 	}
 	got := map[model.Direction]end{}
 	for _, r := range records {
-		if r.Kind != model.Connection || (r.Socket.LocalPort != port && r.Socket.RemotePort != port) {
+		// A TIME_WAIT socket at the port is another test's closed
+		// connection, at a port reused: this test's are open.
+		if r.Kind != model.Connection || r.Socket.State == model.StateTimeWait || (r.Socket.LocalPort != port && r.Socket.RemotePort != port) {
 			continue
 		}
 		e := end{netns: r.Socket.NetNS}
