@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/connbeat/connbeat/internal/dirent"
 	"github.com/connbeat/connbeat/model"
 	"github.com/prometheus/procfs"
 )
@@ -173,8 +174,8 @@ func (r *Resolver) Refresh(ctx context.Context, sockets []model.Socket) (Stats, 
 		if n <= 0 {
 			break
 		}
-		if err := parseDirents(r.dirBuf[:n], func(ino uint64, name []byte) {
-			pid, ok := parsePID(name)
+		if err := dirent.Parse(r.dirBuf[:n], func(ino uint64, name []byte) {
+			pid, ok := dirent.PID(name)
 			if !ok {
 				return
 			}

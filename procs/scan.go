@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/connbeat/connbeat/internal/dirent"
 )
 
 // maxScanWorkers bounds the goroutines reading fd tables at once. Reading
@@ -98,7 +100,7 @@ func (fr *fdReader) read(rootFD int, j *scanJob) {
 		if err != nil || n <= 0 {
 			break // the process exited mid-read: keep what we have
 		}
-		_ = parseDirents(fr.dirBuf[:n], func(_ uint64, name []byte) {
+		_ = dirent.Parse(fr.dirBuf[:n], func(_ uint64, name []byte) {
 			if j.denied || len(name) == 0 || name[0] == '.' {
 				return
 			}

@@ -70,25 +70,3 @@ func FuzzCounters(f *testing.F) {
 		_, _ = ParseCounters(snmp, sockstat, sockstat6)
 	})
 }
-
-// FuzzParseDirents: any bytes as a getdents64 result: an error or names,
-// never a panic or a read out of range.
-func FuzzParseDirents(f *testing.F) {
-	rec := func(name string) []byte {
-		n := (direntHeader + len(name) + 1 + 7) &^ 7
-		b := make([]byte, n)
-		b[16], b[17] = byte(n), byte(n>>8) // little-endian reclen
-		copy(b[direntHeader:], name)
-		return b
-	}
-	f.Add(append(rec("1"), rec("self")...))
-	f.Add(rec("4194304"))
-	f.Add([]byte{1, 2, 3})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = parseDirents(b, func(name []byte) {
-			if pid, ok := parsePID(name); ok && pid <= 0 {
-				t.Fatalf("pid %d from %q", pid, name)
-			}
-		})
-	})
-}

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/connbeat/connbeat/internal/dirent"
 )
 
 // Namespace is one network namespace found by a List.
@@ -153,11 +155,12 @@ func (f *Finder) List(dst []Namespace) ([]Namespace, Missed, error) {
 		f.dirents = make([]byte, 32<<10)
 	}
 	var link [64]byte
-	visit := func(name []byte) {
-		pid, ok := parsePID(name)
+	visit := func(_ uint64, name []byte) {
+		p32, ok := dirent.PID(name)
 		if !ok {
 			return
 		}
+		pid := int(p32)
 		f.rel = append(append(f.rel[:0], name...), "/ns/net\x00"...)
 		n, lerr := readlinkat(dirfd, f.rel, link[:])
 		switch {
@@ -193,7 +196,7 @@ func (f *Finder) List(dst []Namespace) ([]Namespace, Missed, error) {
 		if n <= 0 {
 			break
 		}
-		if err := parseDirents(f.dirents[:n], visit); err != nil {
+		if err := dirent.Parse(f.dirents[:n], visit); err != nil {
 			return dst, missed, fmt.Errorf("listing processes: %w", err)
 		}
 	}
