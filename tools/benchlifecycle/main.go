@@ -32,8 +32,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connbeat/connbeat/connections/procfs"
 	"github.com/connbeat/connbeat/internal/testkit/child"
 	"github.com/connbeat/connbeat/internal/testkit/workload"
+	"github.com/connbeat/connbeat/model"
 )
 
 type flags struct {
@@ -271,19 +273,21 @@ func waitTimeWait(ctx context.Context, log io.Writer) {
 	}
 }
 
-// timeWaitSockets counts the TIME_WAIT sockets (state 06) of the agent's
-// namespace in /proc/net/tcp and tcp6.
+// timeWaitSockets counts the TIME_WAIT sockets of the tool's namespace,
+// read through connbeat's procfs source (0 when it cannot read them).
 func timeWaitSockets() int {
+	src, err := procfs.OpenWith("/proc", procfs.Options{Transports: model.TransportsOf(model.TCP)})
+	if err != nil {
+		return 0
+	}
+	sockets, err := src.Sockets(context.Background(), nil)
+	if err != nil {
+		return 0
+	}
 	n := 0
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if fields := strings.Fields(line); len(fields) > 3 && fields[3] == "06" {
-				n++
-			}
+	for _, s := range sockets {
+		if s.State == model.StateTimeWait {
+			n++
 		}
 	}
 	return n
