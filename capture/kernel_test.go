@@ -520,3 +520,38 @@ func TestKernelWithoutNetAdmin(t *testing.T) {
 		})
 	})
 }
+
+// TestKernelDrainFlushes: the programs do not wake the reader for each
+// record, and here its timer never fires within the test; Drain and
+// Flows still hand over, at once, a connection that opened and closed
+// before they were called.
+func TestKernelDrainFlushes(t *testing.T) {
+	c := open(t, Options{KeepFlows: true, ReadInterval: time.Hour})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	cl, err := net.Dial("tcp4", ln.Addr().String())
+	require.NoError(t, err)
+	port := uint16(cl.LocalAddr().(*net.TCPAddr).Port)
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	require.NoError(t, cl.Close())
+	require.NoError(t, s.Close())
+	// Let the kernel finish the close on both ends (loopback: at once).
+	time.Sleep(50 * time.Millisecond)
+
+	seen := false
+	for _, cn := range c.Drain(nil) {
+		if cn.Socket.LocalPort == port && cn.Closed {
+			seen = true
+		}
+	}
+	assert.True(t, seen, "the client's connection, closed before Drain")
+	seen = false
+	for _, f := range c.Flows(nil) {
+		if f.Socket.LocalPort == port {
+			seen = true
+		}
+	}
+	assert.True(t, seen, "the client's flow, ended before Flows")
+}
