@@ -93,10 +93,12 @@ func dial(t *testing.T, ln net.Listener) (int, uint16) {
 	return cmd.Process.Pid, uint16(port)
 }
 
-// eventsFor returns the listener and connection events of a poll about
-// the port, by direction, with their process id (0 for none); flow
-// events, which say a direction of their own, are left out.
-func eventsFor(t *testing.T, events []beat.Event, port uint16) map[string]int64 {
+// eventsFor returns the listener and connection events of a poll between
+// two ports (a listener's: the other 0), by direction, with their process
+// id (0 for none); flow events, which say a direction of their own, are
+// left out. Both ports, since another test's connection may have had one
+// of them a moment ago (the kernel hands ephemeral ports out again).
+func eventsFor(t *testing.T, events []beat.Event, port, other uint16) map[string]int64 {
 	t.Helper()
 	got := map[string]int64{}
 	for _, e := range events {
@@ -105,7 +107,10 @@ func eventsFor(t *testing.T, events []beat.Event, port uint16) map[string]int64 
 		}
 		lport, _ := e.Fields.GetValue("local_port")
 		rport, _ := e.Fields.GetValue("remote_port")
-		if lport != port && rport != port {
+		if rport == nil {
+			rport = uint16(0)
+		}
+		if (lport != port || rport != other) && (lport != other || rport != port) {
 			continue
 		}
 		dir, err := e.Fields.GetValue("connbeat.direction")
@@ -136,18 +141,18 @@ func TestEventsConnectionBetweenPolls(t *testing.T) {
 	stats, err := p.Poll(context.Background(), now, func(e beat.Event) { first = append(first, e) })
 	require.NoError(t, err)
 	assert.True(t, stats.Full, "the first poll reads the socket tables")
-	assert.Equal(t, map[string]int64{"listening": int64(os.Getpid())}, eventsFor(t, first, lport))
+	assert.Equal(t, map[string]int64{"listening": int64(os.Getpid())}, eventsFor(t, first, lport, 0))
 
 	pid, cport := dial(t, ln)
 	var events []beat.Event
 	// Simulated polls 100 ms apart, well within the 30 s window.
-	for deadline := time.Now().Add(10 * time.Second); len(eventsFor(t, events, cport)) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); len(eventsFor(t, events, cport, lport)) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		now = now.Add(100 * time.Millisecond)
 		stats, err = p.Poll(context.Background(), now, func(e beat.Event) { events = append(events, e) })
 		require.NoError(t, err)
 	}
 	assert.False(t, stats.Full, "within the window, no read of the socket tables")
-	assert.Equal(t, map[string]int64{"outbound": int64(pid), "inbound": int64(os.Getpid())}, eventsFor(t, events, cport), "capture: %+v", captureStats(t, p))
+	assert.Equal(t, map[string]int64{"outbound": int64(pid), "inbound": int64(os.Getpid())}, eventsFor(t, events, cport, lport), "capture: %+v", captureStats(t, p))
 
 	// With flow_events on, the polls publish the connection's flows too;
 	// the client end's carries its process and its 4 bytes.
@@ -183,16 +188,20 @@ func TestEventsTimeWaitKeepsProcess(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.3:0")
 	require.NoError(t, err)
 	defer ln.Close()
+	lport := uint16(ln.Addr().(*net.TCPAddr).Port)
 	pid, cport := dial(t, ln)
 	var rec *model.Record
 	// The capture may read the close a moment after the socket table
-	// shows the TIME_WAIT socket.
+	// shows the TIME_WAIT socket. The remote port tells it from another
+	// test's TIME_WAIT socket at the same ephemeral port (the kernel
+	// hands a port out again for another destination), which this
+	// capture never saw open.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		records, _, err := p.Records(context.Background())
 		require.NoError(t, err)
 		rec = nil
 		for i := range records {
-			if r := &records[i]; r.Socket.LocalPort == cport && r.Socket.State == model.StateTimeWait {
+			if r := &records[i]; r.Socket.LocalPort == cport && r.Socket.RemotePort == lport && r.Socket.State == model.StateTimeWait {
 				rec = r
 			}
 		}
@@ -201,9 +210,21 @@ func TestEventsTimeWaitKeepsProcess(t *testing.T) {
 		}
 	}
 	require.NotNil(t, rec, "the client's TIME_WAIT socket listed")
-	require.NotNil(t, rec.Process, "TIME_WAIT socket joined to the process that owned it (capture: %+v)", captureStats(t, p))
+	require.NotNil(t, rec.Process, "TIME_WAIT socket joined to the process that owned it (capture: %+v; its flows: %+v)", captureStats(t, p), flowsAt(p, cport))
 	assert.EqualValues(t, pid, rec.Process.PID)
 	assert.Equal(t, model.Outbound, rec.Direction)
+}
+
+// flowsAt returns the flows the capture saw end at a local port, to tell
+// a close it missed from one it saw without an owner when a test fails.
+func flowsAt(p *Pipeline, port uint16) []model.ConnFlow {
+	var at []model.ConnFlow
+	for _, f := range p.capture.c.Flows(nil) {
+		if f.Socket.LocalPort == port || f.Socket.RemotePort == port {
+			at = append(at, f)
+		}
+	}
+	return at
 }
 
 // captureStats returns the capture's counters, to tell a lost record from
@@ -289,10 +310,11 @@ func TestEventsWindowsAligned(t *testing.T) {
 	require.NoError(t, err)
 	defer ln.Close()
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	var cport uint16 // the client's, once it dialled
 	outbound := func(at time.Duration) (int, Stats) {
 		n := 0
 		stats, err := p.Poll(context.Background(), t0.Add(at), func(e beat.Event) {
-			if eventsFor(t, []beat.Event{e}, port)["outbound"] != 0 {
+			if eventsFor(t, []beat.Event{e}, cport, port)["outbound"] != 0 {
 				n++
 			}
 		})
@@ -306,6 +328,7 @@ func TestEventsWindowsAligned(t *testing.T) {
 	c, err := net.Dial("tcp4", ln.Addr().String())
 	require.NoError(t, err)
 	defer c.Close()
+	cport = uint16(c.LocalAddr().(*net.TCPAddr).Port)
 	s, err := ln.Accept()
 	require.NoError(t, err)
 	defer s.Close()
