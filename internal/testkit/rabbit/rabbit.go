@@ -103,6 +103,25 @@ func Start(dir string, opts Options) (*Broker, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
+	// The ports were free a moment ago; another test may take one
+	// before the broker or its epmd binds it: then again, on others.
+	var err error
+	for try := 0; try < 3; try++ {
+		var b *Broker
+		b, err = start(dir, opts)
+		if err == nil || !errors.Is(err, errPortTaken) {
+			return b, err
+		}
+		b.Close()
+	}
+	return nil, err
+}
+
+// errPortTaken marks a start that failed because a port it was given was
+// taken meanwhile.
+var errPortTaken = errors.New("a port was taken by another process")
+
+func start(dir string, opts Options) (*Broker, error) {
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
@@ -183,8 +202,35 @@ func (b *Broker) env() []string {
 	)
 }
 
+// startEpmd starts the broker's epmd (a no-op when it runs) and waits
+// until it listens: left to the Erlang VM, a node that asks before epmd
+// listens fails its start with "register/listen error: econnrefused".
+func (b *Broker) startEpmd() error {
+	cmd := exec.Command("epmd", "-daemon")
+	cmd.Env = b.env()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("starting epmd on port %d: %w: %s", b.epmdPort, err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.epmdPort), time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			// epmd -daemon says nothing when it cannot bind its port.
+			return fmt.Errorf("epmd not listening on port %d after 10 s (%w?): %v", b.epmdPort, errPortTaken, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Restart starts the broker again on the same ports and data after Stop.
 func (b *Broker) Restart() error {
+	if err := b.startEpmd(); err != nil {
+		return err
+	}
 	cmd := exec.Command(serverBin)
 	cmd.Dir = b.Dir
 	cmd.Env = b.env()
@@ -210,7 +256,11 @@ func (b *Broker) Restart() error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("rabbitmq-server exited while starting: %s", b.Output())
+			out := b.Output()
+			if strings.Contains(out, "eaddrinuse") {
+				return fmt.Errorf("rabbitmq-server exited while starting (%w): %s", errPortTaken, out)
+			}
+			return fmt.Errorf("rabbitmq-server exited while starting: %s", out)
 		default:
 		}
 		if time.Now().After(deadline) {
