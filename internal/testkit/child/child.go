@@ -91,6 +91,12 @@ type Helper struct {
 // Command returns a command that starts the executable again as h, with
 // args; its stderr is the parent's.
 func (h Helper) Command(ctx context.Context, args ...string) (*exec.Cmd, error) {
+	if name, ok := os.LookupEnv(helperEnv); ok {
+		// Serve clears the mark before a helper runs: this process was
+		// started as a helper and is running the program instead, and
+		// its children would do the same, without end.
+		return nil, fmt.Errorf("started as helper %q but running the program: call child.Serve first thing in main", name)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding the executable to start %s child: %w", h.Name, err)
@@ -112,6 +118,8 @@ func Serve(helpers ...Helper) {
 	}
 	for _, h := range helpers {
 		if h.Name == name {
+			// A helper may start helpers of its own (see Command).
+			os.Unsetenv(helperEnv)
 			if err := h.Main(os.Args[1:]); err != nil {
 				fmt.Fprintf(os.Stderr, "%s child: %v\n", name, err)
 				os.Exit(1)

@@ -19,10 +19,19 @@ var (
 		return nil
 	}}
 	fail = Helper{Name: "fail", Main: func([]string) error { return errors.New("no luck") }}
+	// nested starts echo from inside a helper.
+	nested = Helper{Name: "nested", Main: func(args []string) error {
+		cmd, err := echo.Command(context.Background(), args...)
+		if err != nil {
+			return err
+		}
+		cmd.Stdout = os.Stdout
+		return cmd.Run()
+	}}
 )
 
 func TestMain(m *testing.M) {
-	Serve(echo, fail)
+	Serve(echo, fail, nested)
 	os.Exit(m.Run())
 }
 
@@ -101,4 +110,23 @@ func TestHelper(t *testing.T) {
 		assert.Equal(t, tt.code, exit.ExitCode(), tt.h.Name)
 		assert.Equal(t, tt.stderr, stderr.String(), tt.h.Name)
 	}
+}
+
+// TestHelperStartsHelper: a helper may start another helper.
+func TestHelperStartsHelper(t *testing.T) {
+	cmd, err := nested.Command(context.Background(), "a", "b")
+	require.NoError(t, err)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	assert.Equal(t, "a b\n", string(out))
+}
+
+// TestUnservedHelperStartsNothing: a process started as a helper that
+// runs the program instead (it did not call Serve) is refused more
+// children, which would do the same without end.
+func TestUnservedHelperStartsNothing(t *testing.T) {
+	t.Setenv(helperEnv, "echo")
+	_, err := echo.Command(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "call child.Serve first thing")
 }
