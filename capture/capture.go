@@ -118,6 +118,11 @@ type Capture struct {
 	opts  Options
 	progs *programs
 	rd    *ringbuf.Reader
+	// wait parks the reading goroutine until the programs wake it, the
+	// read interval passes, or sync wants it (syncWanted).
+	wait       *ringWait
+	syncWanted atomic.Bool
+	closing    atomic.Bool
 	// done closes when the reading goroutine has returned (or, never
 	// started, at Close).
 	done      chan struct{}
@@ -178,8 +183,17 @@ func Open(opts Options) (*Capture, error) {
 		progs.close()
 		return nil, fmt.Errorf("opening the capture's ring buffer: %w", err)
 	}
+	// ReadInto never blocks: the reading goroutine waits in wait.
+	rd.SetDeadline(time.Unix(1, 0))
+	wait, err := newRingWait(progs.maps.ConnbeatEvents.FD())
+	if err != nil {
+		rd.Close()
+		progs.close()
+		return nil, err
+	}
 	var mono unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		wait.close()
 		rd.Close()
 		progs.close()
 		return nil, fmt.Errorf("reading CLOCK_MONOTONIC: %w", err)
@@ -188,6 +202,7 @@ func Open(opts Options) (*Capture, error) {
 	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
 		rd.Close()
 		progs.close()
+		wait.close()
 		return nil, fmt.Errorf("reading the agent's network namespace: %w", err)
 	}
 	c := &Capture{
@@ -195,6 +210,7 @@ func Open(opts Options) (*Capture, error) {
 		netns:      self.Ino,
 		progs:      progs,
 		rd:         rd,
+		wait:       wait,
 		done:       make(chan struct{}),
 		synced:     make(chan struct{}, 1),
 		monoToWall: time.Duration(time.Now().UnixNano() - mono.Nano()),
@@ -250,51 +266,84 @@ func (s Sizes) Validate() error {
 
 // Close detaches the programs and stops reading.
 func (c *Capture) Close() error {
-	err := c.rd.Close()
+	c.closing.Store(true)
+	err := c.wait.close()
 	c.startOnce.Do(func() { close(c.done) }) // never started
 	<-c.done
-	return errors.Join(err, c.progs.close())
+	return errors.Join(err, c.rd.Close(), c.progs.close())
 }
 
 // read folds the ring buffer's records in until Close. The programs
 // do not wake it for each record (capture.bpf.c, submit): it reads what
 // waits every ReadInterval, when a quarter of the buffer waits, and when
-// sync flushes.
+// sync asks.
 func (c *Capture) read() {
 	defer close(c.done)
-	var rec ringbuf.Record
-	var r record
-	var nm names
-	c.rd.SetDeadline(time.Now().Add(c.opts.ReadInterval))
+	var rr reading
 	for {
-		if err := c.rd.ReadInto(&rec); err != nil {
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				c.rd.SetDeadline(time.Now().Add(c.opts.ReadInterval))
-				continue
-			case errors.Is(err, ringbuf.ErrFlushed):
-				select {
-				case c.synced <- struct{}{}:
-				default:
-				}
-				continue
-			case errors.Is(err, ringbuf.ErrClosed):
-				return
+		// Taken before the records are read, so that everything handed
+		// over before sync asked is read before its token is sent.
+		wanted := c.syncWanted.Swap(false)
+		if !c.readAll(&rr) {
+			return
+		}
+		if wanted {
+			select {
+			case c.synced <- struct{}{}:
+			default:
 			}
-			// Not expected from an open reader; do not spin on it.
+		}
+		if err := c.wait.setDeadline(time.Now().Add(c.opts.ReadInterval)); err != nil {
+			return // closed
+		}
+		if c.syncWanted.Load() {
+			continue // asked after the swap; its wake may predate the deadline
+		}
+		switch err := c.wait.wait(); {
+		case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		case c.closing.Load():
+			return
+		default:
+			// Not expected from an open file; do not spin on it.
 			c.mu.Lock()
 			c.stats.DecodeErrors++
 			c.mu.Unlock()
 			time.Sleep(10 * time.Millisecond)
-			continue
 		}
-		err := decodeRecordNames(rec.RawSample, nativeEndian, &r, &nm)
+	}
+}
+
+// reading is the reading goroutine's buffers.
+type reading struct {
+	rec ringbuf.Record
+	r   record
+	nm  names
+}
+
+// readAll folds in every record waiting in the ring buffer; false when the
+// reader was closed.
+func (c *Capture) readAll(rr *reading) bool {
+	for {
+		if err := c.rd.ReadInto(&rr.rec); err != nil {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return true // all read
+			case errors.Is(err, ringbuf.ErrClosed):
+				return false
+			}
+			// Not expected from an open reader.
+			c.mu.Lock()
+			c.stats.DecodeErrors++
+			c.mu.Unlock()
+			return true
+		}
+		err := decodeRecordNames(rr.rec.RawSample, nativeEndian, &rr.r, &rr.nm)
 		c.mu.Lock()
 		c.stats.Records++
 		if err != nil {
 			c.stats.DecodeErrors++
 		} else {
-			c.apply(&r)
+			c.apply(&rr.r)
 		}
 		c.mu.Unlock()
 	}
@@ -321,9 +370,8 @@ func (c *Capture) sync() {
 	case <-c.synced: // a late token of an earlier sync that gave up
 	default:
 	}
-	if c.rd.Flush() != nil {
-		return // closed
-	}
+	c.syncWanted.Store(true)
+	c.wait.wake()
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	select {

@@ -346,7 +346,10 @@ func TestKernelRefused(t *testing.T) {
 // connect is a UDP pair of its own, attributed to it, with its datagrams
 // counted; once idle for the flow timeout, its flow ends.
 func TestKernelUDPSendto(t *testing.T) {
-	c := open(t, Options{KeepFlows: true, UDPFlowTimeout: time.Second})
+	// Long enough for a slow machine (or -race) to get from the child's
+	// last datagram to the first Reconcile within it.
+	const timeout = 3 * time.Second
+	c := open(t, Options{KeepFlows: true, UDPFlowTimeout: timeout})
 	for _, network := range []struct{ name, addr string }{{"udp4", "127.0.0.1:0"}, {"udp6", "[::1]:0"}} {
 		t.Run(network.name, func(t *testing.T) {
 			srv, err := net.ListenPacket(network.name, network.addr)
@@ -379,7 +382,7 @@ func TestKernelUDPSendto(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, hasUDP(active, pid, dst.Port), "reconcile lists the pair active: %+v", active)
 
-			time.Sleep(1500 * time.Millisecond)
+			time.Sleep(timeout + 500*time.Millisecond)
 			active, err = c.Reconcile(time.Now(), start, nil)
 			require.NoError(t, err)
 			assert.False(t, hasUDP(active, pid, dst.Port), "idle past the timeout")
@@ -554,4 +557,30 @@ func TestKernelDrainFlushes(t *testing.T) {
 		}
 	}
 	assert.True(t, seen, "the client's flow, ended before Flows")
+}
+
+// TestKernelWakeupReads: once a quarter of the ring buffer waits, the
+// programs wake the reader, whose timer does not fire in time and whom
+// no Drain asks: a burst is read while it lasts, not lost.
+func TestKernelWakeupReads(t *testing.T) {
+	sizes := DefaultSizes
+	sizes.RingBuffer = 64 << 10 // a quarter: about 120 records
+	// Its timer fires after the test gives up.
+	c := open(t, Options{Sizes: sizes, ReadInterval: 10 * time.Second})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go serve(ln)
+	// 100 connections are 400 records.
+	for i := range 100 {
+		_, err := shortConnection(ln.Addr().String(), i)
+		require.NoError(t, err)
+	}
+	var st Stats
+	require.Eventually(t, func() bool {
+		st, err = c.Stats()
+		require.NoError(t, err)
+		return st.Records >= 120
+	}, 5*time.Second, 10*time.Millisecond, "records read without a Drain")
+	assert.Zero(t, st.Lost)
 }

@@ -532,6 +532,19 @@ func TestKernelOwnNamespaceReused(t *testing.T) {
 				return unchanged == 1
 			}, 10*time.Second, 20*time.Millisecond, "the own namespace was read again although nothing moved")
 
+			// Unix sockets come and go on any host (D-Bus, journald
+			// clients) and are no socket the sources read: a read of
+			// the namespace again for them would be wasted.
+			var pair [2]int
+			require.NoError(t, ns.Do(func() (err error) {
+				pair, err = unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				return err
+			}))
+			defer unix.Close(pair[0])
+			defer unix.Close(pair[1])
+			_, unchanged := poll(context.Background())
+			require.EqualValues(t, 1, unchanged, "a unix socket pair made the namespace read again")
+
 			// connect(2) on a bound UDP socket moves no counter.
 			raw, err := udp.SyscallConn()
 			require.NoError(t, err)

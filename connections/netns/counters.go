@@ -26,8 +26,11 @@ type Counters struct {
 	// Snmp's Tcp: ActiveOpens, PassiveOpens, AttemptFails, EstabResets,
 	// CurrEstab.
 	ActiveOpens, PassiveOpens, AttemptFails, EstabResets, CurrEstab uint64
-	// Sockstat's "sockets: used" and the inuse counts and TIME_WAIT.
-	Sockets, TCPInuse, TCPTimeWait, UDPInuse, TCP6Inuse, UDP6Inuse uint64
+	// Sockstat's inuse counts and TIME_WAIT. Its "sockets: used" counts
+	// sockets of every family, unix sockets too: it moves with every
+	// D-Bus or journald client on an idle host, and says nothing the
+	// others do not.
+	TCPInuse, TCPTimeWait, UDPInuse, TCP6Inuse, UDP6Inuse uint64
 }
 
 // maxCountersFile bounds a read of one of the files: the kernel writes a
@@ -212,10 +215,6 @@ func parseSnmp(b []byte, c *Counters) error {
 // sockstatCounter points at the Counters field of a sockstat key.
 func sockstatCounter(c *Counters, proto, key []byte) *uint64 {
 	switch string(proto) {
-	case "sockets":
-		if string(key) == "used" {
-			return &c.Sockets
-		}
 	case "TCP":
 		switch string(key) {
 		case "inuse":
