@@ -35,8 +35,10 @@ type autoSource struct {
 	// tried again.
 	noBPF    bool
 	up, down int
-	logger   *logp.Logger
-	switches *monitoring.Uint
+	// served and servedBefore are the sources of the last two polls.
+	served, servedBefore Source
+	logger               *logp.Logger
+	switches             *monitoring.Uint
 }
 
 func newAutoSource(nl Source, openBPF func() (Source, error), logger *logp.Logger, switches *monitoring.Uint) *autoSource {
@@ -51,12 +53,20 @@ func (a *autoSource) Name() string {
 	return a.netlink.Name()
 }
 
+// Unchanged implements unchangedReporter: the last two polls read one
+// source, which listed the same sockets.
+func (a *autoSource) Unchanged() bool {
+	return a.served != nil && a.served == a.servedBefore && Unchanged(a.served)
+}
+
 // Sockets implements Source.
 func (a *autoSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
 	start := len(dst)
+	a.servedBefore, a.served = a.served, nil
 	if a.useBPF {
 		out, err := a.bpf.Sockets(ctx, dst)
 		if err == nil {
+			a.served = a.bpf
 			if n := len(out) - start; n < a.down {
 				a.useBPF = false
 				a.switches.Inc()
@@ -77,6 +87,7 @@ func (a *autoSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.S
 	if err != nil {
 		return out, err
 	}
+	a.served = a.netlink
 	if n := len(out) - start; n >= a.up && !a.noBPF {
 		if a.bpf == nil {
 			src, err := a.openBPF()

@@ -69,6 +69,9 @@ func (m *metrics) count(src Source) Source {
 	return &counted{Source: src, m: m.leaf(src.Name())}
 }
 
+// Unchanged implements unchangedReporter.
+func (c *counted) Unchanged() bool { return Unchanged(c.Source) }
+
 // Sockets implements Source.
 func (c *counted) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
 	start := len(dst)

@@ -86,6 +86,10 @@ type nsSource struct {
 	// counters miss a few changes (see netns.Counters).
 	fullEvery time.Duration
 	unchanged int
+	// same says the last poll used every namespace's last read again,
+	// the namespaces of the poll before, in its order (lastList).
+	same     bool
+	lastList []uint64
 }
 
 // nsRead is a namespace's last full read.
@@ -117,6 +121,9 @@ func newNSSource(r nsReader, opts Options, m *nsMetrics) (*nsSource, error) {
 // Name implements Source.
 func (s *nsSource) Name() string { return s.r.name() }
 
+// Unchanged implements unchangedReporter.
+func (s *nsSource) Unchanged() bool { return s.same }
+
 // Anomalies implements anomalous.
 func (s *nsSource) Anomalies() int { return s.anoms }
 
@@ -141,7 +148,7 @@ func (s *nsSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Soc
 	if s.closed {
 		return dst, fmt.Errorf("%s source closed", s.r.name())
 	}
-	s.anoms, s.unchanged = 0, 0
+	s.anoms, s.unchanged, s.same = 0, 0, false
 	now := time.Now()
 	list, missed, lerr := s.finder.List(s.list[:0])
 	s.list = list
@@ -184,6 +191,14 @@ func (s *nsSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.Soc
 			}
 		},
 	})
+	s.same = err == nil && ownErr == nil && lerr == nil && s.unchanged == len(list) && len(list) == len(s.lastList)
+	for i := 0; s.same && i < len(list); i++ {
+		s.same = list[i].Inode == s.lastList[i]
+	}
+	s.lastList = s.lastList[:0]
+	for _, ns := range list {
+		s.lastList = append(s.lastList, ns.Inode)
+	}
 	s.metrics.namespaces.Set(int64(read))
 	s.metrics.unchanged.Set(int64(s.unchanged))
 	s.metrics.denied.Set(int64(denied))

@@ -544,6 +544,7 @@ func TestKernelOwnNamespaceReused(t *testing.T) {
 			defer unix.Close(pair[1])
 			_, unchanged := poll(context.Background())
 			require.EqualValues(t, 1, unchanged, "a unix socket pair made the namespace read again")
+			assert.True(t, Unchanged(src), "every namespace's last read used again")
 
 			// connect(2) on a bound UDP socket moves no counter.
 			raw, err := udp.SyscallConn()
@@ -560,6 +561,7 @@ func TestKernelOwnNamespaceReused(t *testing.T) {
 
 			fresh, unchanged := poll(FullRead(context.Background()))
 			assert.Zero(t, unchanged, "FullRead reuses nothing")
+			assert.False(t, Unchanged(src), "a read of the kernel")
 			remote, _ = udpRemote(fresh)
 			assert.EqualValues(t, 9, remote.Port(), "FullRead reads the kernel")
 

@@ -38,3 +38,16 @@ func Names() []string { return []string{Auto, BPF, Netlink, ProcFS} }
 // ReadsTCPInfo reports whether the named source can give tcp_info, which
 // only netlink reads (auto stays on netlink when tcp_info is on).
 func ReadsTCPInfo(name string) bool { return name == Auto || name == Netlink }
+
+// unchangedReporter is implemented by sources that can tell that their
+// last read listed exactly what the read before it listed.
+type unchangedReporter interface{ Unchanged() bool }
+
+// Unchanged reports whether src's last Sockets call listed exactly the
+// sockets, in the same order, that the call before it listed: every
+// namespace's last read was used again (Options.ReuseOwn). false when src
+// cannot tell.
+func Unchanged(src Source) bool {
+	u, ok := src.(unchangedReporter)
+	return ok && u.Unchanged()
+}

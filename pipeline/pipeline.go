@@ -75,6 +75,9 @@ type Stats struct {
 	// Captured counts the sockets the event capture added: connections
 	// and UDP pairs that opened or closed since the last poll.
 	Captured int
+	// Unchanged says a full read found the host as the last one left it
+	// and used its records again.
+	Unchanged bool
 }
 
 // Pipeline runs the steps of one poll. It reuses its buffers between polls
@@ -96,9 +99,15 @@ type Pipeline struct {
 	flows   FlowSource // nil unless flow_events is on and a capture runs
 
 	sockets []model.Socket
-	records []model.Record
-	reports []model.Report
-	ended   []model.ConnFlow
+	// records are the last full read's records, kept while the polls
+	// between full reads classify into delta: a full read that finds the
+	// host as the last one left it uses them again (see unchanged).
+	records   []model.Record
+	delta     []model.Record
+	polled    []model.Record // this poll's: records or delta
+	fullValid bool           // records hold a whole full read's records
+	reports   []model.Report
+	ended     []model.ConnFlow
 }
 
 // New opens the socket source and the process join the configuration asks
@@ -280,10 +289,10 @@ func (p *Pipeline) Records(ctx context.Context) ([]model.Record, Stats, error) {
 	if err != nil {
 		return nil, stats, err
 	}
-	return p.records, stats, nil
+	return p.polled, stats, nil
 }
 
-// classified runs sockets -> procs -> classify into p.records. With the
+// classified runs sockets -> procs -> classify into p.polled. With the
 // event capture, only the first poll of each aggregation window (or a
 // forced one) reads the socket tables and scans /proc; the others take
 // what the capture saw since the last poll.
@@ -298,7 +307,12 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 		if _, err := p.capture.updateMetrics(); err != nil {
 			return stats, fmt.Errorf("reading the capture's counters: %w", err)
 		}
-	} else {
+	}
+	// A full read's records are the next one's to use again only once it
+	// finished.
+	wasValid := p.fullValid
+	if stats.Full {
+		p.fullValid = false
 		readCtx := ctx
 		if p.capture != nil && p.capture.missed() {
 			readCtx = connections.FullRead(ctx)
@@ -332,18 +346,45 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 	if err := ctx.Err(); err != nil {
 		return stats, err
 	}
-	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
-	switch {
-	case p.peers == nil:
-	case stats.Full || p.deltaPeers == nil:
-		p.peers.Link(p.records)
-	default:
-		p.deltaPeers.Link(p.records)
+	if !stats.Full {
+		p.delta = p.classify.Classify(p.sockets, owner, p.delta[:0])
+		if p.deltaPeers != nil {
+			p.deltaPeers.Link(p.delta)
+		}
+		p.polled = p.delta
+		return stats, nil
 	}
-	if stats.Full && p.capture != nil {
+	p.polled = p.records
+	if wasValid && p.unchanged(&stats) {
+		stats.Unchanged, p.fullValid = true, true
+		return stats, nil
+	}
+	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
+	if p.peers != nil {
+		p.peers.Link(p.records)
+	}
+	if p.capture != nil {
 		p.capture.seedListeners(p.records)
 	}
+	p.polled, p.fullValid = p.records, true
 	return stats, nil
+}
+
+// unchanged reports whether a full read found the host as the last full
+// read left it: the source listed the same sockets, the process join
+// found the same owners, and the capture added nothing. Its records, with
+// their processes and peers, are then the last ones again: on an idle host
+// a full read costs the reads and no more.
+func (p *Pipeline) unchanged(stats *Stats) bool {
+	switch {
+	case !connections.Unchanged(p.source):
+		return false
+	case p.resolver != nil && !stats.Procs.Unchanged:
+		return false
+	case p.capture != nil && (stats.Captured != 0 || len(p.capture.owners) != 0):
+		return false
+	}
+	return true
 }
 
 // captureOwner is the owner join with the event capture: a captured
@@ -370,7 +411,7 @@ func (p *Pipeline) publish(ctx context.Context, now time.Time, publish func(beat
 		// full reads list later, go unreported for up to two windows.
 		window = p.capture.lastFull
 	}
-	p.reports = p.dedup.Filter(p.records, window, p.reports[:0])
+	p.reports = p.dedup.Filter(p.polled, window, p.reports[:0])
 	stats.Reports = len(p.reports)
 	if p.resolver != nil {
 		// A process may have exec'd another program since its details

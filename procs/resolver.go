@@ -37,6 +37,10 @@ type Stats struct {
 	Rescanned  int // fd tables read this refresh
 	Denied     int // processes whose fd table the agent may not read
 	Unresolved int // socket inodes with no owner found (TIME_WAIT excluded)
+	// Unchanged says the refresh found the host as the previous one left
+	// it: the same socket inodes in the same order, no fd table read, no
+	// process gone. Every socket's owner is then what it was.
+	Unchanged bool
 }
 
 // proc is what the resolver remembers of one pid.
@@ -199,6 +203,7 @@ func (r *Resolver) Refresh(ctx context.Context, sockets []model.Socket) (Stats, 
 	}
 
 	stats.Rescanned += r.resolveUnknown(ctx, sockets)
+	stats.Unchanged = r.steady
 	for _, p := range r.procs {
 		if p.denied {
 			stats.Denied++
@@ -366,7 +371,9 @@ func (r *Resolver) removeOwner(ino uint64, pid int32) {
 }
 
 func (r *Resolver) drop(pid int32, p *proc) {
-	r.changed = true
+	if len(p.sockets) > 0 {
+		r.changed = true
+	}
 	for _, ino := range p.sockets {
 		r.removeOwner(ino, pid)
 	}

@@ -113,7 +113,7 @@ func TestResolverIncremental(t *testing.T) {
 	// Nothing changed: no fd table is read again.
 	stats, err = r.Refresh(ctx, sockets(1, 2))
 	require.NoError(t, err)
-	assert.Equal(t, Stats{Processes: 2}, stats)
+	assert.Equal(t, Stats{Processes: 2, Unchanged: true}, stats)
 
 	// A new socket in a known process is found through the unknown-inode
 	// path, once; an inode nobody holds is searched for once, not per poll.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -129,10 +130,18 @@ func (r *Resolver) apply(j *scanJob) {
 	}
 	p.scanned = r.gen
 	p.fdSize = j.fdSize
-	r.changed = true
+	// Only a change of who holds which socket changes an owner: a new
+	// process without sockets (a cron job, a shell) leaves the host's
+	// owners as they were.
+	if p.denied != j.denied {
+		r.changed = true
+	}
 	p.denied = j.denied
 	if !j.opened {
 		return
+	}
+	if !slices.Equal(p.sockets, j.found) {
+		r.changed = true
 	}
 	for _, ino := range p.sockets {
 		r.removeOwner(ino, j.pid)

@@ -37,7 +37,7 @@ func TestResolverUnchangedHost(t *testing.T) {
 	for range 3 {
 		stats, err := r.Refresh(ctx, sockets(1, 2, 3, 99))
 		require.NoError(t, err)
-		assert.Equal(t, Stats{Processes: 2, Unresolved: 1}, stats, "the unresolvable inode stays counted")
+		assert.Equal(t, Stats{Processes: 2, Unresolved: 1, Unchanged: true}, stats, "the unresolvable inode stays counted")
 	}
 
 	// The same inodes in another order are checked again, and agree.
@@ -50,11 +50,40 @@ func TestResolverUnchangedHost(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, Stats{Processes: 2}, stats)
 
+	stats, err = r.Refresh(ctx, sockets(3, 2, 1))
+	require.NoError(t, err)
+	assert.True(t, stats.Unchanged)
+
+	// A process that holds no socket starts, is read, and exits: no
+	// socket's owner changed.
+	fp.add(fakeProcess{pid: 12, ppid: 1, comm: "cron", exe: "/bin/cron", start: 3})
+	stats, err = r.Refresh(ctx, sockets(3, 2, 1))
+	require.NoError(t, err)
+	assert.Equal(t, 1, stats.Rescanned)
+	assert.True(t, stats.Unchanged, "a new process without sockets")
+	fp.remove(12)
+	stats, err = r.Refresh(ctx, sockets(3, 2, 1))
+	require.NoError(t, err)
+	assert.True(t, stats.Unchanged, "a process without sockets gone")
+
+	// A forked child holds its parent's socket: a new holder.
+	fp.add(fakeProcess{pid: 13, ppid: 11, comm: "b", exe: "/bin/b", start: 4, sockets: []uint64{3}})
+	stats, err = r.Refresh(ctx, sockets(3, 2, 1))
+	require.NoError(t, err)
+	assert.False(t, stats.Unchanged, "a socket with a new holder")
+	_, holders := r.Owner(3)
+	assert.Equal(t, 2, holders)
+	fp.remove(13)
+	stats, err = r.Refresh(ctx, sockets(3, 2, 1))
+	require.NoError(t, err)
+	assert.False(t, stats.Unchanged, "a holder gone")
+
 	// Process 10 exits but its socket lingers (orphaned): the same socket
 	// list, yet the inode lost its owner and must be looked for.
 	fp.remove(10)
 	stats, err = r.Refresh(ctx, sockets(3, 2, 1))
 	require.NoError(t, err)
+	assert.False(t, stats.Unchanged, "a process gone")
 	assert.Equal(t, 1, stats.Processes)
 	assert.Equal(t, 1, stats.Unresolved)
 	p, _ := r.Owner(1)
