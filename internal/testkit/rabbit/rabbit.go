@@ -257,7 +257,7 @@ func (b *Broker) Restart() error {
 		select {
 		case <-exited:
 			out := b.Output()
-			if strings.Contains(out, "eaddrinuse") {
+			if strings.Contains(out, "eaddrinuse") || strings.Contains(out, "dist_port_already_used") {
 				return fmt.Errorf("rabbitmq-server exited while starting (%w): %s", errPortTaken, out)
 			}
 			return fmt.Errorf("rabbitmq-server exited while starting: %s", out)
