@@ -410,19 +410,26 @@ func hasUDP(conns []Conn, pid, port int) bool {
 	return false
 }
 
+// burst makes n short connections to a server of its own, one after the
+// other: four records each (both ends' opens and closes).
+func burst(t *testing.T, n int) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go serve(ln)
+	for i := range n {
+		_, err := shortConnection(ln.Addr().String(), i)
+		require.NoError(t, err)
+	}
+}
+
 // TestKernelLostCounted: with a one-page ring buffer that nobody reads,
 // the records that find it full are counted in the kernel, and reading
 // resumes once the buffer drains.
 func TestKernelLostCounted(t *testing.T) {
 	c := open(t, Options{Sizes: Sizes{Connections: 1024, Listeners: 64, UDPPairs: 256, RingBuffer: uint32(os.Getpagesize())}, paused: true})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go serve(ln)
-	for i := range 100 {
-		_, err := shortConnection(ln.Addr().String(), i)
-		require.NoError(t, err)
-	}
+	burst(t, 100)
 	st, err := c.Stats()
 	require.NoError(t, err)
 	// 100 connections are 400 records; a page holds a few dozen.
@@ -567,16 +574,9 @@ func TestKernelWakeupReads(t *testing.T) {
 	sizes.RingBuffer = 64 << 10 // a quarter: about 120 records
 	// Its timer fires after the test gives up.
 	c := open(t, Options{Sizes: sizes, ReadInterval: 10 * time.Second})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go serve(ln)
-	// 100 connections are 400 records.
-	for i := range 100 {
-		_, err := shortConnection(ln.Addr().String(), i)
-		require.NoError(t, err)
-	}
+	burst(t, 100)
 	var st Stats
+	var err error
 	require.Eventually(t, func() bool {
 		st, err = c.Stats()
 		require.NoError(t, err)
