@@ -70,6 +70,7 @@ func (a *autoSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.S
 			if n := len(out) - start; n < a.down {
 				a.useBPF = false
 				a.switches.Inc()
+				forget(a.bpf)
 				a.logger.Infof("socket source: netlink from the next poll (%d sockets, fewer than %d: netlink's poll costs less CPU)", n, a.down)
 			}
 			return out, nil
@@ -100,6 +101,7 @@ func (a *autoSource) Sockets(ctx context.Context, dst []model.Socket) ([]model.S
 		}
 		a.useBPF = true
 		a.switches.Inc()
+		forget(a.netlink)
 		a.logger.Infof("socket source: bpf from the next poll (%d sockets, %d or more: its poll costs less CPU than netlink's)", n, a.up)
 	}
 	return out, nil

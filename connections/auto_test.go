@@ -29,6 +29,8 @@ func TestAutoSourceSwitches(t *testing.T) {
 	err := <-sockettest.InNewNetns(func() error {
 		opts := sourceOptions(Auto, false, logger)
 		opts.Metrics = reg
+		// Reads kept to use again: the source not read drops them.
+		opts.ReuseOwn = true
 		src, err := Open(opts)
 		if err != nil {
 			return err
@@ -59,9 +61,11 @@ func TestAutoSourceSwitches(t *testing.T) {
 		if err := step("30 connections", 61, "bpf"); err != nil {
 			return err
 		}
+		assert.Zero(t, kept(auto.netlink), "netlink's read dropped at the switch")
 		if err := step("read through bpf", 61, "bpf"); err != nil {
 			return err
 		}
+		assert.Equal(t, 61, kept(auto.bpf), "bpf's read kept")
 		for _, c := range conns {
 			c.Close()
 		}
@@ -73,6 +77,7 @@ func TestAutoSourceSwitches(t *testing.T) {
 			}
 		}
 		assert.Equal(t, "netlink", src.Name(), "back under the lower threshold")
+		assert.Zero(t, kept(auto.bpf), "bpf's read dropped at the switch")
 
 		ln2, conns2, err := connect(30)
 		if err != nil {
@@ -148,4 +153,16 @@ func connect(n int) (net.Listener, []net.Conn, error) {
 		return ln, conns, errors.New("short of connections")
 	}
 	return ln, conns, nil
+}
+
+// kept counts the sockets a source keeps from its reads to use again.
+func kept(src Source) int {
+	if c, ok := src.(*counted); ok {
+		src = c.Source
+	}
+	n := 0
+	for _, r := range src.(*nsSource).cache {
+		n += len(r.sockets)
+	}
+	return n
 }

@@ -72,6 +72,8 @@ func (m *metrics) count(src Source) Source {
 // Unchanged implements unchangedReporter.
 func (c *counted) Unchanged() bool { return Unchanged(c.Source) }
 
+func (c *counted) forget() { forget(c.Source) }
+
 // Sockets implements Source.
 func (c *counted) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socket, error) {
 	start := len(dst)

@@ -124,6 +124,12 @@ func (s *nsSource) Name() string { return s.r.name() }
 // Unchanged implements unchangedReporter.
 func (s *nsSource) Unchanged() bool { return s.same }
 
+// forget implements forgetter.
+func (s *nsSource) forget() {
+	s.cache = map[uint64]*nsRead{}
+	s.same, s.lastList = false, nil
+}
+
 // Anomalies implements anomalous.
 func (s *nsSource) Anomalies() int { return s.anoms }
 

@@ -43,6 +43,18 @@ func ReadsTCPInfo(name string) bool { return name == Auto || name == Netlink }
 // last read listed exactly what the read before it listed.
 type unchangedReporter interface{ Unchanged() bool }
 
+// forgetter is implemented by sources that keep earlier reads to use
+// again (namespaces whose counters stand still).
+type forgetter interface{ forget() }
+
+// forget makes src drop the reads it keeps: for a source that is not
+// read for a while, whose reads would be stale by the time it is.
+func forget(src Source) {
+	if f, ok := src.(forgetter); ok {
+		f.forget()
+	}
+}
+
 // Unchanged reports whether src's last Sockets call listed exactly the
 // sockets, in the same order, that the call before it listed: every
 // namespace's last read was used again (Options.ReuseOwn). false when src

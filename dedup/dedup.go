@@ -84,11 +84,7 @@ func (c *Cache) Len() int { return len(c.sent) }
 // exists once the window has passed is reported again, so consumers know it
 // is alive.
 func (c *Cache) Filter(records []model.Record, now time.Time, dst []model.Report) []model.Report {
-	for k, t := range c.sent {
-		if now.Sub(t) >= c.window {
-			delete(c.sent, k)
-		}
-	}
+	c.expire(now)
 	// One map operation per record: group the records by key, in the
 	// order of each key's first record.
 	clear(c.index)
@@ -108,6 +104,50 @@ func (c *Cache) Filter(records []model.Record, now time.Time, dst []model.Report
 		}
 		c.sent[g.key] = now
 		dst = append(dst, model.Report{Record: records[g.first], Sockets: int(g.n)})
+	}
+	return dst
+}
+
+// FilterGroups is Filter for records already grouped by key (Group): it
+// appends to dst each group whose key was not reported within the window
+// before now.
+func (c *Cache) FilterGroups(groups []model.Report, now time.Time, dst []model.Report) []model.Report {
+	c.expire(now)
+	for i := range groups {
+		k := KeyOf(&groups[i].Record)
+		if _, recent := c.sent[k]; recent {
+			continue
+		}
+		c.sent[k] = now
+		dst = append(dst, groups[i])
+	}
+	return dst
+}
+
+// expire drops the keys reported a window or more before now.
+func (c *Cache) expire(now time.Time) {
+	for k, t := range c.sent {
+		if now.Sub(t) >= c.window {
+			delete(c.sent, k)
+		}
+	}
+}
+
+// Group appends to dst one report per key of records: the key's first
+// record and how many records share it, in the order of the keys' first
+// records. Filter of the records and FilterGroups of their groups report
+// the same. Groups are what a caller keeps to report an unchanged set of
+// records again: a host's sockets fall into far fewer keys than sockets.
+func Group(records []model.Record, dst []model.Report) []model.Report {
+	index := make(map[Key]int, len(records)/8)
+	for i := range records {
+		k := KeyOf(&records[i])
+		if g, ok := index[k]; ok {
+			dst[g].Sockets++
+			continue
+		}
+		index[k] = len(dst)
+		dst = append(dst, model.Report{Record: records[i], Sockets: 1})
 	}
 	return dst
 }

@@ -2,6 +2,7 @@ package dedup
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -197,4 +198,37 @@ func TestFilterTransportInKey(t *testing.T) {
 		{model.Inbound, model.TCP, 1}, {model.Inbound, model.UDP, 1},
 		{model.Listening, model.TCP, 1}, {model.Listening, model.UDP, 1},
 	}, rows)
+}
+
+// TestGroupThenFilterGroups: reporting the groups of records says what
+// reporting the records says, window by window, for records drawn at
+// random (few keys, many sockets each, and the other way round).
+func TestGroupThenFilterGroups(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	dirs := []model.Direction{model.Outbound, model.Inbound, model.Listening}
+	for round := range 50 {
+		records := make([]model.Record, rnd.IntN(400))
+		spread := 1 + rnd.IntN(50)
+		for i := range records {
+			ip := fmt.Sprintf("10.0.0.%d", rnd.IntN(spread))
+			records[i] = rec(dirs[rnd.IntN(3)], int32(rnd.IntN(spread)), "10.0.0.1", uint16(1+rnd.IntN(spread)), ip, uint16(1+rnd.IntN(spread)))
+		}
+		direct, grouped := New(30*time.Second), New(30*time.Second)
+		groups := Group(records, nil)
+		now := t0
+		for step := range 4 {
+			// Part of the records within the window, then past it.
+			part := records[:len(records)*(step+1)/4]
+			want := direct.Filter(part, now, nil)
+			got := grouped.FilterGroups(Group(part, nil), now, nil)
+			require.Equal(t, want, got, "round %d step %d", round, step)
+			now = now.Add(time.Duration(step) * 15 * time.Second)
+		}
+		assert.Equal(t, direct.Filter(records, now.Add(time.Hour), nil), grouped.FilterGroups(groups, now.Add(time.Hour), nil))
+		sum := 0
+		for _, g := range groups {
+			sum += g.Sockets
+		}
+		assert.Equal(t, len(records), sum, "every record in one group")
+	}
 }

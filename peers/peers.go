@@ -134,11 +134,19 @@ func (l *Linker) pairedAtHome(s *model.Socket) bool {
 	return ok
 }
 
+// Release drops what the Linker keeps between calls (its maps, the last
+// call's keys), for a caller whose calls are far apart: the next call
+// makes them anew and does not take the last call's peers.
+func (l *Linker) Release() {
+	l.same, l.across, l.size = nil, nil, 0
+	l.last, l.peerOf = nil, nil
+}
+
 // reset empties the maps, making them anew when a poll with many more
-// sockets than this one left them large.
+// sockets than this one left them large, or Release dropped them.
 func (l *Linker) reset(n int) {
-	if l.size > 4*n && l.size > 1024 {
-		l.same, l.across, l.size = map[key]int32{}, map[key]int32{}, 0
+	if l.same == nil || (l.size > 4*n && l.size > 1024) {
+		l.same, l.across, l.size = make(map[key]int32, n), map[key]int32{}, 0
 	}
 	clear(l.same)
 	clear(l.across)

@@ -133,6 +133,23 @@ func TestLinkReuse(t *testing.T) {
 	assert.Less(t, l.size, 5000, "the large poll's maps were dropped")
 }
 
+// TestLinkRelease: after Release the Linker holds nothing of its last
+// call, and the next call links in full, peers as they are now.
+func TestLinkRelease(t *testing.T) {
+	records := pairs(3000)
+	l := New()
+	l.Link(records)
+	l.Release()
+	assert.Nil(t, l.same)
+	assert.Nil(t, l.last)
+	records[1].Process = proc(7) // the server's end held by another process now
+	records[0].Peer = nil
+	l.Link(records)
+	assert.Equal(t, int32(7), records[0].Peer.PID)
+	assert.Equal(t, int32(2), records[1].Peer.PID)
+	assert.Equal(t, int32(1), records[len(records)-2].Peer.PID)
+}
+
 // TestLinkSteady: a poll with the previous poll's sockets in the same
 // order takes the peers found then, with each peer record's process as it
 // is now; any change of a socket makes the peers found anew.

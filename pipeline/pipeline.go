@@ -99,13 +99,17 @@ type Pipeline struct {
 	flows   FlowSource // nil unless flow_events is on and a capture runs
 
 	sockets []model.Socket
-	// records are the last full read's records, kept while the polls
-	// between full reads classify into delta: a full read that finds the
-	// host as the last one left it uses them again (see unchanged).
-	records   []model.Record
-	delta     []model.Record
-	polled    []model.Record // this poll's: records or delta
-	fullValid bool           // records hold a whole full read's records
+	records []model.Record // a full read's
+	delta   []model.Record // a poll's between two full reads
+	polled  []model.Record // this poll's: records or delta
+	// reuse: full reads keep their records grouped by dedup key (groups),
+	// and a full read that finds the host as the last one left it
+	// reports those groups again (see unchanged). Set with the event
+	// capture, whose full reads are a window apart: the buffers a full
+	// read fills are dropped after it, the groups are what stays.
+	reuse     bool
+	groups    []model.Report
+	fullValid bool // groups hold a whole full read's records
 	reports   []model.Report
 	ended     []model.ConnFlow
 }
@@ -150,6 +154,7 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	p := &Pipeline{
 		capture:  ev,
+		reuse:    ev != nil,
 		source:   src,
 		classify: classify.New(classify.Options{LocalConnections: cfg.EnableLocalConnections}),
 		dedup:    dedup.New(cfg.Aggregation),
@@ -240,6 +245,9 @@ func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Ev
 	stats, err := p.classified(ctx, now, false)
 	if err == nil {
 		err = p.publish(ctx, now, publish, &stats)
+	}
+	if stats.Full && p.reuse {
+		p.release()
 	}
 	// Flows are published even when the socket read failed: the capture
 	// holds them apart from the poll, and keeping them would only delay
@@ -354,9 +362,9 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 		p.polled = p.delta
 		return stats, nil
 	}
-	p.polled = p.records
-	if wasValid && p.unchanged(&stats) {
+	if p.reuse && wasValid && !forceFull && p.unchanged(&stats) {
 		stats.Unchanged, p.fullValid = true, true
+		p.polled = nil
 		return stats, nil
 	}
 	p.records = p.classify.Classify(p.sockets, owner, p.records[:0])
@@ -366,15 +374,29 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 	if p.capture != nil {
 		p.capture.seedListeners(p.records)
 	}
-	p.polled, p.fullValid = p.records, true
+	p.polled = p.records
+	if p.reuse {
+		p.groups = dedup.Group(p.records, p.groups[:0])
+		p.fullValid = true
+	}
 	return stats, nil
+}
+
+// release drops the buffers a full read filled, sized to every socket of
+// the host: with the event capture the next full read is a window away,
+// and an idle agent should hold no more than it needs between two.
+func (p *Pipeline) release() {
+	p.sockets, p.records, p.polled = nil, nil, nil
+	if p.peers != nil {
+		p.peers.Release()
+	}
 }
 
 // unchanged reports whether a full read found the host as the last full
 // read left it: the source listed the same sockets, the process join
 // found the same owners, and the capture added nothing. Its records, with
-// their processes and peers, are then the last ones again: on an idle host
-// a full read costs the reads and no more.
+// their processes and peers, are then the last ones again, and so are
+// their groups: on an idle host a full read costs the reads and no more.
 func (p *Pipeline) unchanged(stats *Stats) bool {
 	switch {
 	case !connections.Unchanged(p.source):
@@ -400,7 +422,8 @@ func (p *Pipeline) captureOwner(ino uint64) (*model.Process, int) {
 	return p.capture.process(p.capture.owners[i], p.resolver.Lookup), 1
 }
 
-// publish runs p.records through dedup and publishes an event per report.
+// publish runs the poll's records (or, on an unchanged host, the last full
+// read's groups) through dedup and publishes an event per report.
 func (p *Pipeline) publish(ctx context.Context, now time.Time, publish func(beat.Event), stats *Stats) error {
 	window := now
 	if p.capture != nil {
@@ -411,7 +434,11 @@ func (p *Pipeline) publish(ctx context.Context, now time.Time, publish func(beat
 		// full reads list later, go unreported for up to two windows.
 		window = p.capture.lastFull
 	}
-	p.reports = p.dedup.Filter(p.polled, window, p.reports[:0])
+	if stats.Unchanged {
+		p.reports = p.dedup.FilterGroups(p.groups, window, p.reports[:0])
+	} else {
+		p.reports = p.dedup.Filter(p.polled, window, p.reports[:0])
+	}
 	stats.Reports = len(p.reports)
 	if p.resolver != nil {
 		// A process may have exec'd another program since its details

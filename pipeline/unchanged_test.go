@@ -5,6 +5,9 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
+
+	"github.com/elastic/beats/v7/libbeat/beat"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,8 +49,9 @@ func (r *replay) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socke
 func (r *replay) Unchanged() bool { return r.same }
 
 // TestFullReadUnchangedReusesRecords: a full read whose source says
-// nothing changed uses the last full read's records again, without
-// classifying; one that changed, or that follows a failed read, classifies.
+// nothing changed reports the last full read's records again, grouped,
+// without classifying; one that changed, or that follows a failed read,
+// classifies.
 func TestFullReadUnchangedReusesRecords(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -66,44 +70,60 @@ func TestFullReadUnchangedReusesRecords(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	defer p.Close()
+	// What the event capture turns on; without it every poll is a full
+	// read, which is what this test needs.
+	p.reuse = true
 
-	listed := func(records []model.Record) bool {
-		for _, r := range records {
-			if r.Kind == model.Listener && r.Socket.LocalPort == port {
-				return true
+	// listed finds the test's listener among the groups kept.
+	listed := func() *model.Report {
+		for i := range p.groups {
+			if r := &p.groups[i]; r.Kind == model.Listener && r.Socket.LocalPort == port {
+				return r
 			}
 		}
-		return false
+		return nil
 	}
-	poll := func() ([]model.Record, Stats) {
-		records, stats, err := p.Records(context.Background())
+	now := time.Now()
+	poll := func(ctx context.Context) (int, Stats, error) {
+		// A window apart: every key is reported again.
+		now = now.Add(cfg.Aggregation)
+		var events int
+		stats, err := p.Poll(ctx, now, func(beat.Event) { events++ })
+		return events, stats, err
+	}
+	mustPoll := func() (int, Stats) {
+		events, stats, err := poll(context.Background())
 		require.NoError(t, err)
-		return records, stats
+		return events, stats
 	}
-	first, stats := poll()
-	require.True(t, listed(first), "the test's listener")
+	first, stats := mustPoll()
+	require.NotNil(t, listed(), "the test's listener")
 	assert.False(t, stats.Unchanged, "nothing to use again yet")
+	assert.Equal(t, len(p.groups), first, "a report per group")
+	assert.Nil(t, p.records, "the full read's buffers dropped")
 
-	// A mark that classifying would overwrite.
-	first[0].Owners = -1
+	// A mark that grouping again would overwrite.
+	listed().Owners = -1
 
 	src.same = true
-	again, stats := poll()
+	again, stats := mustPoll()
 	assert.True(t, stats.Unchanged)
-	assert.Equal(t, -1, again[0].Owners, "the same records, not classified again")
+	assert.Equal(t, first, again, "the same reports")
+	require.NotNil(t, listed())
+	assert.Equal(t, -1, listed().Owners, "the same groups, not classified again")
 
 	src.same = false
-	fresh, stats := poll()
+	_, stats = mustPoll()
 	assert.False(t, stats.Unchanged)
-	assert.NotEqual(t, -1, fresh[0].Owners, "classified again")
+	assert.NotEqual(t, -1, listed().Owners, "classified again")
 
 	src.fail = true
-	_, _, err = p.Records(context.Background())
+	_, _, err = poll(context.Background())
 	require.Error(t, err)
 	src.fail, src.same = false, true
-	_, stats = poll()
+	_, stats = mustPoll()
 	assert.False(t, stats.Unchanged, "a failed read in between: classified again")
-	_, stats = poll()
+	_, stats = mustPoll()
 	assert.True(t, stats.Unchanged, "and used again after")
 
 	// A read that lists a change, after which the poll fails (here: it
@@ -112,10 +132,33 @@ func TestFullReadUnchangedReusesRecords(t *testing.T) {
 	src.same, src.without = false, port
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, _, err = p.Records(ctx)
+	_, _, err = poll(ctx)
 	require.ErrorIs(t, err, context.Canceled)
 	src.same = true
-	records, stats := poll()
+	_, stats = mustPoll()
 	assert.False(t, stats.Unchanged)
-	assert.False(t, listed(records), "the listener left out by the last read")
+	assert.Nil(t, listed(), "the listener left out by the last read")
+}
+
+// TestRecordsNotReused: connbeat top's reads (Records) show every record
+// of a read, never groups kept from an earlier one.
+func TestRecordsNotReused(t *testing.T) {
+	cfg := config.Default()
+	cfg.SocketSource = connections.Netlink
+	cfg.Capture = config.CapturePoll
+	cfg.ExposeProcessInfo = false
+	var src *replay
+	p, err := New(Options{Config: cfg, WrapSource: func(s connections.Source) connections.Source {
+		src = &replay{Source: s, same: true}
+		return src
+	}})
+	require.NoError(t, err)
+	defer p.Close()
+	p.reuse = true
+	for range 2 {
+		records, stats, err := p.Records(context.Background())
+		require.NoError(t, err)
+		assert.False(t, stats.Unchanged)
+		assert.NotEmpty(t, records)
+	}
 }

@@ -29,6 +29,14 @@ func (d *decoder) reset(dst []model.Socket) {
 	d.intr = false
 }
 
+// take returns the sockets decoded since reset and lets go of them: they
+// are the caller's, who may drop them between two dumps.
+func (d *decoder) take() []model.Socket {
+	out := d.sockets
+	d.sockets = nil
+	return out
+}
+
 // feed decodes the netlink messages of one recv buffer that answer the
 // request numbered seq (others are left over from an abandoned dump and are
 // skipped). It reports done at the NLMSG_DONE that ends the dump. It checks

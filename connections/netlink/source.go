@@ -152,15 +152,15 @@ func (s *Source) Sockets(ctx context.Context, dst []model.Socket) ([]model.Socke
 				err = nil
 			}
 			if err != nil {
-				return s.dec.sockets, err
+				return s.dec.take(), err
 			}
 		}
 		if !s.dec.intr {
-			return s.dec.sockets, nil
+			return s.dec.take(), nil
 		}
 		s.interrupted++
 		if attempt+1 >= maxIntrRetries {
-			return s.dec.sockets, nil
+			return s.dec.take(), nil
 		}
 	}
 }
