@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -176,6 +177,14 @@ func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *
 			first = false
 		default:
 			bt.logger.Debugf("poll: %d sockets, %d fd tables read, %d events, %d flow events", stats.Sockets, stats.Procs.Rescanned, stats.Reports, stats.Flows)
+		}
+		if stats.Full && p.Capturing() {
+			// With the event capture a full read comes once a window, and
+			// what it needed (a buffer per socket of the host) is garbage
+			// by now: handing it back to the kernel at once keeps an idle
+			// agent's memory at what it holds between two, where the
+			// runtime would keep twice its heap until the next collection.
+			debug.FreeOSMemory()
 		}
 		if d := dropped.Get(); d != lastDropped {
 			bt.logger.Warnf("output queue full: dropped %d events since the last poll (queue_full: drop); they are sent again after the aggregation window if the sockets still exist", d-lastDropped)

@@ -382,23 +382,37 @@ func (c *Capture) sync() {
 }
 
 // Drain appends the connections, listeners and UDP pairs seen opening or
-// closing since the last call to dst and forgets them.
+// closing since the last call to dst and forgets them. An empty dst
+// becomes the capture's buffer in exchange for its own, so that a
+// caller's buffer and the capture's are not both sized to a burst.
 func (c *Capture) Drain(dst []Conn) []Conn {
 	c.sync()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	clear(c.pending)
+	if len(dst) == 0 {
+		out := c.conns
+		c.conns = dst[:0]
+		return out
+	}
 	dst = append(dst, c.conns...)
 	c.conns = c.conns[:0]
-	clear(c.pending)
 	return dst
 }
 
 // Flows appends the connections that ended since the last call to dst
-// and forgets them. It hands over nothing unless Options.KeepFlows.
+// and forgets them; an empty dst is exchanged for the capture's buffer
+// (Drain). It hands over nothing unless Options.KeepFlows.
 func (c *Capture) Flows(dst []model.ConnFlow) []model.ConnFlow {
 	c.sync()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(dst) == 0 {
+		out := c.flows
+		clear(dst[:cap(dst)]) // the processes its last contents point to
+		c.flows = dst[:0]
+		return out
+	}
 	dst = append(dst, c.flows...)
 	clear(c.flows)
 	c.flows = c.flows[:0]

@@ -97,11 +97,15 @@ func main() {
 	}
 	// Idle first: a churn leaves its closed connections in TIME_WAIT for a
 	// minute, and an idle host has none of them to report.
+	mb, mbErr := f.metricbeat, error(nil)
+	if mb == "build" {
+		mb, mbErr = buildMetricbeat(ctx, f.gomod, f.cacheDir)
+	}
 	var idleRows []idleResult
 	if f.idle > 0 {
 		waitTimeWait(ctx, os.Stderr)
 		var err error
-		idleRows, err = runIdle(ctx, f)
+		idleRows, err = runIdle(ctx, f, mb, mbErr)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench-lifecycle: idle: %v\n", err)
 			os.Exit(1)
@@ -116,9 +120,21 @@ func main() {
 			churnRows = append(churnRows, r)
 		}
 	}
-	printTables(os.Stdout, f, churnRows, idleRows)
+	var mbRows []metricbeatChurn
+	for _, rate := range f.rates {
+		if mbErr != nil {
+			mbRows = append(mbRows, metricbeatChurn{Rate: rate, Err: "skipped, cannot build Metricbeat: " + mbErr.Error()})
+			continue
+		}
+		if mb == "" {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "bench-lifecycle: churn %d/s for %s, Metricbeat system/socket\n", rate, f.duration)
+		mbRows = append(mbRows, runMetricbeatChurn(ctx, f, mb, rate))
+	}
+	printTables(os.Stdout, f, churnRows, mbRows, idleRows)
 	if f.jsonOut != "" {
-		raw, _ := json.MarshalIndent(map[string]any{"churn": churnRows, "idle": idleRows}, "", "  ")
+		raw, _ := json.MarshalIndent(map[string]any{"churn": churnRows, "metricbeat_churn": mbRows, "idle": idleRows}, "", "  ")
 		if err := os.WriteFile(f.jsonOut, raw, 0o644); err != nil {
 			fmt.Fprintf(os.Stderr, "bench-lifecycle: %v\n", err)
 		}
@@ -295,7 +311,7 @@ func timeWaitSockets() int {
 
 // runIdle holds f.idle idle sockets and measures the agent's settings and
 // Metricbeat on them, one at a time.
-func runIdle(ctx context.Context, f flags) ([]idleResult, error) {
+func runIdle(ctx context.Context, f flags, mb string, mbErr error) ([]idleResult, error) {
 	fmt.Fprintf(os.Stderr, "bench-lifecycle: starting %d idle sockets...\n", f.idle)
 	w, err := workload.Start(ctx, workload.Options{Conns: f.idle / 2})
 	if err != nil {
@@ -326,14 +342,10 @@ func runIdle(ctx context.Context, f flags) ([]idleResult, error) {
 		a.stop()
 		rows = append(rows, res)
 	}
-	mb := f.metricbeat
-	if mb == "build" {
-		mb, err = buildMetricbeat(ctx, f.gomod, f.cacheDir)
-		if err != nil {
-			rows = append(rows, idleResult{Agent: "Metricbeat system/socket", Settings: "period: 1s",
-				Err: "skipped, cannot build Metricbeat: " + err.Error()})
-			return rows, nil
-		}
+	if mbErr != nil {
+		rows = append(rows, idleResult{Agent: "Metricbeat system/socket", Settings: "period: 1s",
+			Err: "skipped, cannot build Metricbeat: " + mbErr.Error()})
+		return rows, nil
 	}
 	if mb != "" {
 		fmt.Fprintln(os.Stderr, "bench-lifecycle: idle, Metricbeat system/socket")

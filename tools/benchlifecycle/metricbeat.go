@@ -100,17 +100,19 @@ func beatsRequirement(gomod string) (version string, replaces []string, err erro
 	return version, replaces, nil
 }
 
-// runMetricbeat runs Metricbeat's system/socket metricset every period,
-// its events discarded, for settle then window, and measures it as the
-// agent is measured.
-func runMetricbeat(ctx context.Context, bin string, period, settle, window time.Duration) idleResult {
-	res := idleResult{Agent: "Metricbeat system/socket", Settings: "period: " + period.String(), Mode: "poll"}
+// metricbeat is a running Metricbeat: system/socket every period, its
+// events discarded.
+type metricbeat struct {
+	cmd *exec.Cmd
+	dir string
+	log string
+}
+
+func startMetricbeat(ctx context.Context, bin string, period time.Duration) (*metricbeat, error) {
 	dir, err := os.MkdirTemp("", "connbeat-bench-metricbeat-")
 	if err != nil {
-		res.Err = err.Error()
-		return res
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
 	cfg := fmt.Sprintf(`metricbeat.modules:
 - module: system
   metricsets: [socket]
@@ -124,28 +126,84 @@ logging.metrics.enabled: false
 `, period, dir)
 	path := filepath.Join(dir, "metricbeat.yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		res.Err = err.Error()
-		return res
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "metricbeat.log"))
 	if err != nil {
-		res.Err = err.Error()
-		return res
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	defer logf.Close()
 	cmd := exec.CommandContext(ctx, bin, "-e", "-c", path, "--strict.perms=false")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &metricbeat{cmd: cmd, dir: dir, log: logf.Name()}, nil
+}
+
+func (m *metricbeat) pid() int { return m.cmd.Process.Pid }
+
+func (m *metricbeat) lastLog() string {
+	b, _ := os.ReadFile(m.log)
+	return lastLines(string(b), 5)
+}
+
+func (m *metricbeat) stop() {
+	_ = m.cmd.Process.Kill()
+	_ = m.cmd.Wait()
+	os.RemoveAll(m.dir)
+}
+
+// runMetricbeat runs Metricbeat's system/socket metricset every period,
+// its events discarded, for settle then window, and measures it as the
+// agent is measured.
+func runMetricbeat(ctx context.Context, bin string, period, settle, window time.Duration) idleResult {
+	res := idleResult{Agent: "Metricbeat system/socket", Settings: "period: " + period.String(), Mode: "poll"}
+	m, err := startMetricbeat(ctx, bin, period)
+	if err != nil {
 		res.Err = err.Error()
 		return res
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer m.stop()
 	time.Sleep(settle)
-	measureIdle(&res, cmd.Process.Pid, window, func() string {
-		b, _ := os.ReadFile(logf.Name())
-		return lastLines(string(b), 5)
-	})
+	measureIdle(&res, m.pid(), window, m.lastLog)
 	return res
+}
+
+// metricbeatChurn is Metricbeat system/socket (period 1 s) under one
+// churn rate: what a user would otherwise run on that host.
+type metricbeatChurn struct {
+	Rate   int
+	Made   int
+	CPU    time.Duration // from the start of the churn to its end
+	AnonMB float64       // at the end of the churn
+	Err    string        `json:",omitempty"`
+}
+
+func runMetricbeatChurn(ctx context.Context, f flags, bin string, rate int) metricbeatChurn {
+	r := metricbeatChurn{Rate: rate}
+	m, err := startMetricbeat(ctx, bin, time.Second)
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	defer m.stop()
+	time.Sleep(f.settle)
+	c0, _, err0 := proccpu.Of(m.pid())
+	res, err := churnOnce(ctx, f, rate, nil)
+	c1, _, err1 := proccpu.Of(m.pid())
+	switch {
+	case err != nil:
+		r.Err = err.Error()
+	case err0 != nil || err1 != nil:
+		r.Err = "Metricbeat exited: " + m.lastLog()
+	}
+	r.Made, r.CPU = res.Made, c1-c0
+	r.AnonMB = statusMB(fmt.Sprintf("/proc/%d/status", m.pid()), "RssAnon")
+	return r
 }
 
 // measureIdle measures a settled process's CPU over window and its

@@ -10,7 +10,7 @@ import (
 
 // printTables prints the churn and idle tables as the Markdown of
 // docs/performance.md.
-func printTables(w io.Writer, f flags, churn []churnRow, idle []idleResult) {
+func printTables(w io.Writer, f flags, churn []churnRow, mbChurn []metricbeatChurn, idle []idleResult) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(w, "load average at the end: %s\n\n", strings.Join(strings.Fields(string(load))[:3], " "))
 	if len(churn) > 0 {
@@ -34,6 +34,20 @@ func printTables(w io.Writer, f flags, churn []churnRow, idle []idleResult) {
 				r.Rate, r.Capture, r.Ran, r.Default.Made, float64(r.Default.Made)/r.Default.Seconds,
 				flowsOut, flowsIn, lost, perThousand(r.DefaultCPU, r.Default.Made), flowCPU,
 				r.Alone.CPU.Milliseconds(), r.Default.CPU.Milliseconds(), anon)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(mbChurn) > 0 {
+		fmt.Fprintln(w, "The same churn with Elastic's Metricbeat system/socket instead of connbeat (period 1 s, events discarded): what a user would otherwise run. It polls, so it sees no flows and misses the connections that open and close between two polls.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| rate asked /s | connections made | Metricbeat CPU per 1,000 connections | Metricbeat private RSS |")
+		fmt.Fprintln(w, "|---:|---:|---:|---:|")
+		for _, r := range mbChurn {
+			if r.Err != "" {
+				fmt.Fprintf(w, "| %d | failed: %s |\n", r.Rate, oneLine(r.Err))
+				continue
+			}
+			fmt.Fprintf(w, "| %d | %d | %s | %.1f MB |\n", r.Rate, r.Made, perThousand(r.CPU, r.Made), r.AnonMB)
 		}
 		fmt.Fprintln(w)
 	}
