@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,9 +73,12 @@ type nsSource struct {
 	warned bool
 	closed bool
 
-	// reuse keeps each other namespace's last read, used again while its
-	// counters do not move (not with tcp_info, whose figures change
-	// without them, and which point into the reader's buffers).
+	// reuse keeps each namespace's last read: used again while its
+	// counters do not move (other namespaces', and the agent's own with
+	// reuseOwn), and compared with the next read, which when it lists the
+	// same sockets in the same order makes the namespace unchanged too.
+	// Not with tcp_info, whose figures change without the counters, and
+	// which point into the reader's buffers.
 	reuse    bool
 	reuseOwn bool // the agent's own namespace too (Options.ReuseOwn)
 	cache    map[uint64]*nsRead
@@ -95,7 +99,10 @@ type nsSource struct {
 // nsRead is a namespace's last full read.
 type nsRead struct {
 	counters netns.Counters
-	sockets  []model.Socket
+	// countersOK: counters were read with the sockets; a read without
+	// them is kept only to tell whether the next read lists the same.
+	countersOK bool
+	sockets    []model.Socket
 	// until is when the read is no longer used, counters or not.
 	until time.Time
 }
@@ -251,7 +258,7 @@ func (s *nsSource) read(ctx context.Context, ns netns.Namespace, now time.Time, 
 			dir = s.procPath + "/" + strconv.Itoa(ns.PID) + "/net"
 		}
 		counters, cerr = s.counters.Read(dir)
-		if last := s.cache[ns.Inode]; cerr == nil && last != nil && last.counters == counters && now.Before(last.until) {
+		if last := s.cache[ns.Inode]; cerr == nil && last != nil && last.countersOK && last.counters == counters && now.Before(last.until) {
 			s.unchanged++
 			return append(dst, last.sockets...), nil
 		}
@@ -267,8 +274,14 @@ func (s *nsSource) read(ctx context.Context, ns netns.Namespace, now time.Time, 
 	for i := n; i < len(out); i++ {
 		out[i].NetNS = ns.Inode
 	}
-	if err == nil && cerr == nil {
+	if err == nil && s.reuse {
 		last := s.cache[ns.Inode]
+		same := last != nil && slices.Equal(last.sockets, out[n:])
+		if same {
+			// Read from the kernel, and the same as the last read: the
+			// namespace is unchanged all the same.
+			s.unchanged++
+		}
 		if last == nil {
 			// The first deadline anywhere in one period, by inode: hashed,
 			// since inodes are close together (the kernel hands them out
@@ -282,8 +295,10 @@ func (s *nsSource) read(ctx context.Context, ns netns.Namespace, now time.Time, 
 		} else if !now.Before(last.until) {
 			last.until = now.Add(s.fullEvery)
 		}
-		last.counters = counters
-		last.sockets = append(last.sockets[:0], out[n:]...)
+		last.counters, last.countersOK = counters, cerr == nil
+		if !same {
+			last.sockets = append(last.sockets[:0], out[n:]...)
+		}
 	} else {
 		delete(s.cache, ns.Inode)
 	}

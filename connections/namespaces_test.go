@@ -565,20 +565,70 @@ func TestKernelOwnNamespaceReused(t *testing.T) {
 			remote, _ = udpRemote(fresh)
 			assert.EqualValues(t, 9, remote.Port(), "FullRead reads the kernel")
 
-			require.NoError(t, ns.Do(func() error {
-				ln, err := net.Listen("tcp4", "127.0.0.1:0")
-				if err != nil {
+			var ln net.Listener
+			var c net.Conn
+			require.NoError(t, ns.Do(func() (err error) {
+				if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
 					return err
 				}
-				defer ln.Close()
-				c, err := net.Dial("tcp4", ln.Addr().String())
-				if err != nil {
-					return err
-				}
-				return c.Close()
+				c, err = net.Dial("tcp4", ln.Addr().String())
+				return err
 			}))
-			_, unchanged = poll(context.Background())
+			defer ln.Close()
+			defer c.Close()
+			got, unchanged := poll(context.Background())
 			assert.Zero(t, unchanged, "a connection moves the counters: read")
+			assert.Len(t, got, len(fresh)+3, "the listener and both ends of the connection")
+		})
+	}
+}
+
+// TestKernelSameReadUnchanged: without ReuseOwn (polling) the agent's own
+// namespace is read every poll, and a read that lists what the last one
+// listed, in the same order, makes the source unchanged; a new connection
+// does not. As in TestKernelOwnNamespaceReused, the "agent" is a thread
+// of the test in a namespace of its own.
+func TestKernelSameReadUnchanged(t *testing.T) {
+	for _, name := range []string{Netlink, BPF} {
+		t.Run(name, func(t *testing.T) {
+			requireSource(t, name)
+			ns := netnstest.Add(t)
+			var src Source
+			var ln net.Listener
+			require.NoError(t, ns.Do(func() (err error) {
+				if err := sockettest.LoopbackUp(); err != nil {
+					return err
+				}
+				if src, err = Open(sourceOptions(name, false, nil)); err != nil {
+					return err
+				}
+				ln, err = net.Listen("tcp4", "127.0.0.1:0")
+				return err
+			}))
+			defer src.Close()
+			defer ln.Close()
+			poll := func() []model.Socket {
+				var got []model.Socket
+				require.NoError(t, ns.Do(func() (err error) {
+					got, err = src.Sockets(context.Background(), nil)
+					return err
+				}))
+				return got
+			}
+			first := poll()
+			require.Len(t, first, 1, "the listener")
+			assert.False(t, Unchanged(src), "nothing read before")
+			assert.Equal(t, first, poll())
+			assert.True(t, Unchanged(src), "the same read again")
+
+			var c net.Conn
+			require.NoError(t, ns.Do(func() (err error) {
+				c, err = net.Dial("tcp4", ln.Addr().String())
+				return err
+			}))
+			defer c.Close()
+			assert.Len(t, poll(), 3, "the listener and both ends")
+			assert.False(t, Unchanged(src), "a new connection")
 		})
 	}
 }

@@ -57,8 +57,8 @@ func forget(src Source) {
 
 // Unchanged reports whether src's last Sockets call listed exactly the
 // sockets, in the same order, that the call before it listed: every
-// namespace's last read was used again (Options.ReuseOwn). false when src
-// cannot tell.
+// namespace's last read was used again (its counters stood still) or read
+// again and found the same. false when src cannot tell.
 func Unchanged(src Source) bool {
 	u, ok := src.(unchangedReporter)
 	return ok && u.Unchanged()

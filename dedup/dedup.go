@@ -133,21 +133,16 @@ func (c *Cache) expire(now time.Time) {
 	}
 }
 
-// Group appends to dst one report per key of records: the key's first
-// record and how many records share it, in the order of the keys' first
-// records. Filter of the records and FilterGroups of their groups report
-// the same. Groups are what a caller keeps to report an unchanged set of
-// records again: a host's sockets fall into far fewer keys than sockets.
-func Group(records []model.Record, dst []model.Report) []model.Report {
-	index := make(map[Key]int, len(records)/8)
-	for i := range records {
-		k := KeyOf(&records[i])
-		if g, ok := index[k]; ok {
-			dst[g].Sockets++
-			continue
-		}
-		index[k] = len(dst)
-		dst = append(dst, model.Report{Record: records[i], Sockets: 1})
+// Grouped appends to dst one report per key of the last Filter call's
+// records, reported or not: the key's first record and how many records
+// share it, in the order of the keys' first records. records must be the
+// records that call was given. FilterGroups of these groups reports what
+// Filter of the records would: they are what a caller keeps to report an
+// unchanged set of records again, a host's sockets falling into far fewer
+// keys than sockets.
+func (c *Cache) Grouped(records []model.Record, dst []model.Report) []model.Report {
+	for _, g := range c.groups {
+		dst = append(dst, model.Report{Record: records[g.first], Sockets: int(g.n)})
 	}
 	return dst
 }

@@ -200,12 +200,18 @@ func TestFilterTransportInKey(t *testing.T) {
 	}, rows)
 }
 
-// TestGroupThenFilterGroups: reporting the groups of records says what
+// TestGroupedThenFilterGroups: reporting the groups of records says what
 // reporting the records says, window by window, for records drawn at
 // random (few keys, many sockets each, and the other way round).
-func TestGroupThenFilterGroups(t *testing.T) {
+func TestGroupedThenFilterGroups(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	dirs := []model.Direction{model.Outbound, model.Inbound, model.Listening}
+	// group groups records through a Filter call of a cache of its own.
+	group := func(records []model.Record) []model.Report {
+		c := New(time.Second)
+		c.Filter(records, t0, nil)
+		return c.Grouped(records, nil)
+	}
 	for round := range 50 {
 		records := make([]model.Record, rnd.IntN(400))
 		spread := 1 + rnd.IntN(50)
@@ -214,13 +220,13 @@ func TestGroupThenFilterGroups(t *testing.T) {
 			records[i] = rec(dirs[rnd.IntN(3)], int32(rnd.IntN(spread)), "10.0.0.1", uint16(1+rnd.IntN(spread)), ip, uint16(1+rnd.IntN(spread)))
 		}
 		direct, grouped := New(30*time.Second), New(30*time.Second)
-		groups := Group(records, nil)
+		groups := group(records)
 		now := t0
 		for step := range 4 {
 			// Part of the records within the window, then past it.
 			part := records[:len(records)*(step+1)/4]
 			want := direct.Filter(part, now, nil)
-			got := grouped.FilterGroups(Group(part, nil), now, nil)
+			got := grouped.FilterGroups(group(part), now, nil)
 			require.Equal(t, want, got, "round %d step %d", round, step)
 			now = now.Add(time.Duration(step) * 15 * time.Second)
 		}
@@ -230,5 +236,10 @@ func TestGroupThenFilterGroups(t *testing.T) {
 			sum += g.Sockets
 		}
 		assert.Equal(t, len(records), sum, "every record in one group")
+		// A key reported already is grouped all the same.
+		again := New(30 * time.Second)
+		again.Filter(records, t0, nil)
+		again.Filter(records, t0.Add(time.Second), nil)
+		assert.Equal(t, groups, again.Grouped(records, nil), "groups of a call that reported nothing")
 	}
 }

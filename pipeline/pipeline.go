@@ -102,16 +102,18 @@ type Pipeline struct {
 	records []model.Record // a full read's
 	delta   []model.Record // a poll's between two full reads
 	polled  []model.Record // this poll's: records or delta
-	// reuse: full reads keep their records grouped by dedup key (groups),
-	// and a full read that finds the host as the last one left it
-	// reports those groups again (see unchanged). Set with the event
-	// capture, whose full reads are a window apart: the buffers a full
-	// read fills are dropped after it, the groups are what stays.
-	reuse     bool
+	// groups are the last published full read's records grouped by
+	// dedup key: a full read that finds the host as the last one left it
+	// reports them again (see unchanged). fullValid says they hold a
+	// whole full read's.
 	groups    []model.Report
-	fullValid bool // groups hold a whole full read's records
-	reports   []model.Report
-	ended     []model.ConnFlow
+	fullValid bool
+	// lean: the buffers a full read fills are dropped after it, the
+	// groups are what stays. Set with the event capture, whose full reads
+	// are a window apart.
+	lean    bool
+	reports []model.Report
+	ended   []model.ConnFlow
 }
 
 // New opens the socket source and the process join the configuration asks
@@ -154,7 +156,7 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	p := &Pipeline{
 		capture:  ev,
-		reuse:    ev != nil,
+		lean:     ev != nil,
 		source:   src,
 		classify: classify.New(classify.Options{LocalConnections: cfg.EnableLocalConnections}),
 		dedup:    dedup.New(cfg.Aggregation),
@@ -246,7 +248,7 @@ func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Ev
 	if err == nil {
 		err = p.publish(ctx, now, publish, &stats)
 	}
-	if stats.Full && p.reuse {
+	if stats.Full && p.lean {
 		p.release()
 	}
 	// Flows are published even when the socket read failed: the capture
@@ -362,7 +364,7 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 		p.polled = p.delta
 		return stats, nil
 	}
-	if p.reuse && wasValid && !forceFull && p.unchanged(&stats) {
+	if wasValid && !forceFull && p.unchanged(&stats) {
 		stats.Unchanged, p.fullValid = true, true
 		p.polled = nil
 		return stats, nil
@@ -375,10 +377,6 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 		p.capture.seedListeners(p.records)
 	}
 	p.polled = p.records
-	if p.reuse {
-		p.groups = dedup.Group(p.records, p.groups[:0])
-		p.fullValid = true
-	}
 	return stats, nil
 }
 
@@ -434,9 +432,14 @@ func (p *Pipeline) publish(ctx context.Context, now time.Time, publish func(beat
 		// full reads list later, go unreported for up to two windows.
 		window = p.capture.lastFull
 	}
-	if stats.Unchanged {
+	switch {
+	case stats.Unchanged:
 		p.reports = p.dedup.FilterGroups(p.groups, window, p.reports[:0])
-	} else {
+	case stats.Full:
+		p.reports = p.dedup.Filter(p.polled, window, p.reports[:0])
+		p.groups = p.dedup.Grouped(p.polled, p.groups[:0])
+		p.fullValid = true
+	default:
 		p.reports = p.dedup.Filter(p.polled, window, p.reports[:0])
 	}
 	stats.Reports = len(p.reports)

@@ -70,9 +70,9 @@ func TestFullReadUnchangedReusesRecords(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	defer p.Close()
-	// What the event capture turns on; without it every poll is a full
-	// read, which is what this test needs.
-	p.reuse = true
+	// As with the event capture (without which every poll is a full
+	// read, as this test needs): the full read's buffers are dropped.
+	p.lean = true
 
 	// listed finds the test's listener among the groups kept.
 	listed := func() *model.Report {
@@ -154,7 +154,6 @@ func TestRecordsNotReused(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	defer p.Close()
-	p.reuse = true
 	for range 2 {
 		records, stats, err := p.Records(context.Background())
 		require.NoError(t, err)
