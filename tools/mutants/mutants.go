@@ -140,8 +140,28 @@ var mutants = []mutant{
 	},
 	{
 		Name: "netns-reuse-ignores-counters", File: "connections/namespaces.go",
-		Edits: one("last != nil && last.counters == counters && now.Before(last.until)", "last != nil && now.Before(last.until)"),
+		Edits: one("last != nil && last.countersOK && last.counters == counters && now.Before(last.until)", "last != nil && last.countersOK && now.Before(last.until)"),
 		Pkg:   "./connections", Run: "TestKernelNamespaceReadReused",
+	},
+	{
+		Name: "netns-same-read-not-unchanged", File: "connections/namespaces.go",
+		Edits: one("same := last != nil && slices.Equal(last.sockets, out[n:])", "same := last != nil && slices.Equal(last.sockets, out[:0])"),
+		Pkg:   "./connections", Run: "TestKernelSameReadUnchanged",
+	},
+	{
+		Name: "netns-auto-keeps-both-reads", File: "connections/auto.go",
+		Edits: one("\t\tforget(a.netlink)", "\t\t_ = a.netlink"),
+		Pkg:   "./connections", Run: "TestAutoSourceSwitches",
+	},
+	{
+		Name: "dedup-groups-ignore-window", File: "dedup/dedup.go",
+		Edits: one("\t\tk := KeyOf(&groups[i].Record)\n\t\tif _, recent := c.sent[k]; recent {", "\t\tk := KeyOf(&groups[i].Record)\n\t\tif _, recent := c.sent[k]; recent && false {"),
+		Pkg:   "./dedup", Run: "TestGroupedThenFilterGroups",
+	},
+	{
+		Name: "pipeline-unchanged-filters-nothing", File: "pipeline/pipeline.go",
+		Edits: one("\t\tp.reports = p.dedup.FilterGroups(p.groups, window, p.reports[:0])", "\t\tp.reports = p.dedup.Filter(p.polled, window, p.reports[:0])"),
+		Pkg:   "./pipeline", Run: "TestFullReadUnchangedReusesRecords",
 	},
 	{
 		Name: "netns-thread-not-returned", File: "connections/netns/enter.go",
