@@ -2,10 +2,13 @@ package peers
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/connbeat/connbeat/model"
 )
@@ -201,6 +204,68 @@ func BenchmarkLinkSteady(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		l.Link(records)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(records)), "ns/record")
+}
+
+// TestLinkReportsAsLink: LinkReports sets on each report the peer Link
+// sets on the report's record, for records drawn at random from a few
+// addresses, ports and namespaces (loopback and not, ambiguous keys, ends
+// in two namespaces), whichever records are reported.
+func TestLinkReportsAsLink(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	addrs := []string{"127.0.0.1", "10.0.0.1", "10.0.0.2", "::1", "fd00::1"}
+	for round := range 300 {
+		n := 1 + rnd.IntN(40)
+		records := make([]model.Record, n)
+		for i := range records {
+			fam := rnd.IntN(2) * 3 // v4 pool or v6 pool
+			la := addrs[min(fam+rnd.IntN(3), len(addrs)-1)]
+			ra := addrs[min(fam+rnd.IntN(3), len(addrs)-1)]
+			if netip.MustParseAddr(la).Is4() != netip.MustParseAddr(ra).Is4() {
+				ra = la
+			}
+			l := netip.AddrPortFrom(netip.MustParseAddr(la), uint16(80+rnd.IntN(3)))
+			r := netip.AddrPortFrom(netip.MustParseAddr(ra), uint16(80+rnd.IntN(3)))
+			rec := conn(l.String(), r.String(), uint64(rnd.IntN(3)), proc(int32(i+1)))
+			if rnd.IntN(8) == 0 {
+				rec = listener(l.String(), rec.Socket.NetNS, proc(int32(i+1)))
+			}
+			records[i] = rec
+		}
+		want := slices.Clone(records)
+		New().Link(want)
+		var reports []model.Report
+		var of []int
+		for i := range records {
+			if rnd.IntN(3) > 0 {
+				reports = append(reports, model.Report{Record: records[i], Sockets: 1})
+				reports[len(reports)-1].Peer = proc(999) // left over
+				of = append(of, i)
+			}
+		}
+		l := New()
+		for range 2 { // the Linker's maps reused
+			l.LinkReports(reports, records)
+			for j, i := range of {
+				require.Same(t, want[i].Peer, reports[j].Peer, "round %d: report of record %d %+v in %+v", round, i, records[i].Socket, records)
+			}
+		}
+	}
+}
+
+// BenchmarkLinkReports: the same connections as BenchmarkLink, of which
+// ten are reported (a poll between two full reads, after dedup).
+func BenchmarkLinkReports(b *testing.B) {
+	records := pairs(20000)
+	var reports []model.Report
+	for i := 0; i < len(records); i += len(records) / 10 {
+		reports = append(reports, model.Report{Record: records[i], Sockets: 1})
+	}
+	l := New()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.LinkReports(reports, records)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(records)), "ns/record")
 }

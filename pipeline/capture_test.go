@@ -95,10 +95,10 @@ func dial(t *testing.T, ln net.Listener) (int, uint16) {
 
 // eventsFor returns the listener and connection events of a poll between
 // two ports (a listener's: the other 0), by direction, with their process
-// id (0 for none); flow events, which say a direction of their own, are
+// id (0 for none; or the pid at pidField); flow events, which say a direction of their own, are
 // left out. Both ports, since another test's connection may have had one
 // of them a moment ago (the kernel hands ephemeral ports out again).
-func eventsFor(t *testing.T, events []beat.Event, port, other uint16) map[string]int64 {
+func eventsFor(t *testing.T, events []beat.Event, port, other uint16, pidField ...string) map[string]int64 {
 	t.Helper()
 	got := map[string]int64{}
 	for _, e := range events {
@@ -115,8 +115,12 @@ func eventsFor(t *testing.T, events []beat.Event, port, other uint16) map[string
 		}
 		dir, err := e.Fields.GetValue("connbeat.direction")
 		require.NoError(t, err)
+		field := "local_process.pid"
+		if len(pidField) > 0 {
+			field = pidField[0] // the peer's: remote_process.pid
+		}
 		var pid int64
-		if v, err := e.Fields.GetValue("local_process.pid"); err == nil {
+		if v, err := e.Fields.GetValue(field); err == nil {
 			pid = int64(v.(int32))
 		}
 		got[dir.(string)] = pid
@@ -153,6 +157,7 @@ func TestEventsConnectionBetweenPolls(t *testing.T) {
 	}
 	assert.False(t, stats.Full, "within the window, no read of the socket tables")
 	assert.Equal(t, map[string]int64{"outbound": int64(pid), "inbound": int64(os.Getpid())}, eventsFor(t, events, cport, lport), "capture: %+v", captureStats(t, p))
+	assert.Equal(t, map[string]int64{"outbound": int64(os.Getpid()), "inbound": int64(pid)}, eventsFor(t, events, cport, lport, "remote_process.pid"), "each end names the other's process")
 
 	// With flow_events on, the polls publish the connection's flows too;
 	// the client end's carries its process and its 4 bytes.

@@ -87,9 +87,8 @@ type Pipeline struct {
 	resolver *procs.Resolver // nil when process info is off
 	classify *classify.Classifier
 	peers    *peers.Linker // nil when process info is off
-	// deltaPeers links the polls between two full reads of the event
-	// capture, so that peers keeps the full reads' records: on a host
-	// where nothing changed, a full read links without a map operation.
+	// deltaPeers links the reports of the polls between two full reads
+	// of the event capture.
 	deltaPeers *peers.Linker
 	dedup      *dedup.Cache
 	events     *event.Builder
@@ -358,9 +357,6 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 	}
 	if !stats.Full {
 		p.delta = p.classify.Classify(p.sockets, owner, p.delta[:0])
-		if p.deltaPeers != nil {
-			p.deltaPeers.Link(p.delta)
-		}
 		p.polled = p.delta
 		return stats, nil
 	}
@@ -441,6 +437,10 @@ func (p *Pipeline) publish(ctx context.Context, now time.Time, publish func(beat
 		p.fullValid = true
 	default:
 		p.reports = p.dedup.Filter(p.polled, window, p.reports[:0])
+		if p.deltaPeers != nil {
+			// Between two full reads: the peers of what is reported only.
+			p.deltaPeers.LinkReports(p.reports, p.polled)
+		}
 	}
 	stats.Reports = len(p.reports)
 	if p.resolver != nil {

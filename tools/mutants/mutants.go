@@ -159,6 +159,11 @@ var mutants = []mutant{
 		Pkg:   "./dedup", Run: "TestGroupedThenFilterGroups",
 	},
 	{
+		Name: "pipeline-delta-without-peers", File: "pipeline/pipeline.go",
+		Edits: one("\t\t\tp.deltaPeers.LinkReports(p.reports, p.polled)", "\t\t\t_ = p.deltaPeers"),
+		Pkg:   "./pipeline", Run: "TestEventsConnectionBetweenPolls",
+	},
+	{
 		Name: "pipeline-unchanged-filters-nothing", File: "pipeline/pipeline.go",
 		Edits: one("\t\tp.reports = p.dedup.FilterGroups(p.groups, window, p.reports[:0])", "\t\tp.reports = p.dedup.Filter(p.polled, window, p.reports[:0])"),
 		Pkg:   "./pipeline", Run: "TestFullReadUnchangedReusesRecords",
@@ -322,8 +327,13 @@ var mutants = []mutant{
 	},
 	{
 		Name: "peers-same-end", File: "peers/peers.go",
-		Edits: one("k := keyOf(&r.Socket).swap()", "k := keyOf(&r.Socket)"),
+		Edits: one("k := keyOf(&r.Socket).swap()\n\t\tif j, ok := l.same[k]; ok {", "k := keyOf(&r.Socket)\n\t\tif j, ok := l.same[k]; ok {"),
 		Pkg:   "./peers", Run: "TestLink",
+	},
+	{
+		Name: "peers-reports-same-end", File: "peers/peers.go",
+		Edits: one("k := keyOf(&r.Socket).swap()\n\t\twanted[i].same", "k := keyOf(&r.Socket)\n\t\twanted[i].same"),
+		Pkg:   "./peers", Run: "TestLinkReportsAsLink",
 	},
 	{
 		Name: "peers-loopback-crosses-namespaces", File: "peers/peers.go",
