@@ -11,6 +11,9 @@ import (
 // that GET /stats and the periodic metrics log show what each poll saw.
 type metrics struct {
 	polls, pollErrors, reports, flows, fdTablesRead *monitoring.Uint
+	// fullReads counts the polls that read the socket tables, unchanged
+	// those of them that found the host as the last one left it.
+	fullReads, unchanged *monitoring.Uint
 	// Gauges: the last poll's figures.
 	sockets, processes, denied, unresolved, dedupKeys *monitoring.Int
 }
@@ -22,6 +25,8 @@ func newMetrics(reg *monitoring.Registry) metrics {
 		reports:      monitoring.NewUint(reg, "reports"),
 		flows:        monitoring.NewUint(reg, "flow_events"),
 		fdTablesRead: monitoring.NewUint(reg, "procs.fd_tables_read"),
+		fullReads:    monitoring.NewUint(reg, "full_reads"),
+		unchanged:    monitoring.NewUint(reg, "full_reads_unchanged"),
 		sockets:      monitoring.NewInt(reg, "sockets"),
 		processes:    monitoring.NewInt(reg, "procs.processes"),
 		denied:       monitoring.NewInt(reg, "procs.denied"),
@@ -45,6 +50,10 @@ func (m metrics) record(s Stats, err error, keys int) {
 		// Between the event capture's full reads the gauges keep what
 		// the last one found: the host's sockets and processes.
 		return
+	}
+	m.fullReads.Inc()
+	if s.Unchanged {
+		m.unchanged.Inc()
 	}
 	m.fdTablesRead.Add(uint64(s.Procs.Rescanned))
 	m.sockets.Set(int64(s.Sockets))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/elastic/beats/v7/libbeat/beat"
+	"github.com/elastic/elastic-agent-libs/monitoring"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,7 +65,8 @@ func TestFullReadUnchangedReusesRecords(t *testing.T) {
 	// (procs); here the source alone decides.
 	cfg.ExposeProcessInfo = false
 	var src *replay
-	p, err := New(Options{Config: cfg, WrapSource: func(s connections.Source) connections.Source {
+	reg := monitoring.NewRegistry()
+	p, err := New(Options{Config: cfg, Metrics: reg, WrapSource: func(s connections.Source) connections.Source {
 		src = &replay{Source: s}
 		return src
 	}})
@@ -138,6 +140,10 @@ func TestFullReadUnchangedReusesRecords(t *testing.T) {
 	_, stats = mustPoll()
 	assert.False(t, stats.Unchanged)
 	assert.Nil(t, listed(), "the listener left out by the last read")
+
+	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
+	assert.EqualValues(t, 6, snap.Ints["full_reads"], "the polls that did not fail")
+	assert.EqualValues(t, 2, snap.Ints["full_reads_unchanged"])
 }
 
 // TestRecordsNotReused: connbeat top's reads (Records) show every record

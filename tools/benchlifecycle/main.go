@@ -46,15 +46,17 @@ type flags struct {
 	modes      []string // capture modes of the churn rows
 	idle       int      // idle sockets (0: no idle rows)
 	idleWindow time.Duration
-	idleAgent  bool // the idle rows of connbeat (off: Metricbeat's only)
-	settle     time.Duration
-	queue      int
-	idleSettle time.Duration
-	drain      time.Duration
-	metricbeat string // a built Metricbeat; "build" builds it; "" skips it
-	cacheDir   string
-	gomod      string
-	jsonOut    string
+	// idleWindows consecutive windows are measured, the median reported.
+	idleWindows int
+	idleAgent   bool // the idle rows of connbeat (off: Metricbeat's only)
+	settle      time.Duration
+	queue       int
+	idleSettle  time.Duration
+	drain       time.Duration
+	metricbeat  string // a built Metricbeat; "build" builds it; "" skips it
+	cacheDir    string
+	gomod       string
+	jsonOut     string
 }
 
 // churnRow is one rate in one capture mode.
@@ -80,8 +82,9 @@ type churnRow struct {
 // idleResult is one process measured over an idle window.
 type idleResult struct {
 	Agent, Settings, Mode string
-	Seconds               float64
-	CPU                   time.Duration
+	Seconds               float64         // a window's
+	CPU                   time.Duration   // the median window's
+	Windows               []time.Duration // each window's, in order
 	AnonMB                float64
 	Err                   string `json:",omitempty"`
 }
@@ -151,6 +154,7 @@ func parseFlags() flags {
 	flag.StringVar(&modes, "modes", "auto,poll", "connbeat.capture of the churn rows")
 	flag.IntVar(&f.idle, "idle", 40000, "idle sockets of the idle rows (0: no idle rows)")
 	flag.DurationVar(&f.idleWindow, "idle-window", 30*time.Second, "how long idle CPU is measured")
+	flag.IntVar(&f.idleWindows, "idle-windows", 3, "idle windows measured one after the other (the median is reported, and each)")
 	flag.BoolVar(&f.idleAgent, "idle-connbeat", true, "measure connbeat in the idle rows (false: Metricbeat's row only)")
 	flag.DurationVar(&f.settle, "settle", 10*time.Second, "how long an agent runs before it is measured (start, first polls)")
 	flag.DurationVar(&f.idleSettle, "idle-settle", 45*time.Second, "how long an agent runs before an idle row measures it: past its first aggregation window, in which it starts, and socket_source auto's move to bpf")
@@ -338,7 +342,7 @@ func runIdle(ctx context.Context, f flags, mb string, mbErr error) ([]idleResult
 		}
 		time.Sleep(f.idleSettle)
 		res.Mode = a.captureMode()
-		measureIdle(&res, a.pid(), f.idleWindow, func() string { return lastLines(a.logText(), 5) })
+		measureIdle(&res, a.pid(), f.idleWindows, f.idleWindow, func() string { return lastLines(a.logText(), 5) })
 		a.stop()
 		rows = append(rows, res)
 	}
@@ -349,7 +353,7 @@ func runIdle(ctx context.Context, f flags, mb string, mbErr error) ([]idleResult
 	}
 	if mb != "" {
 		fmt.Fprintln(os.Stderr, "bench-lifecycle: idle, Metricbeat system/socket")
-		rows = append(rows, runMetricbeat(ctx, mb, time.Second, f.idleSettle, f.idleWindow))
+		rows = append(rows, runMetricbeat(ctx, mb, time.Second, f.idleSettle, f.idleWindows, f.idleWindow))
 	}
 	return rows, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,7 +161,7 @@ func (m *metricbeat) stop() {
 // runMetricbeat runs Metricbeat's system/socket metricset every period,
 // its events discarded, for settle then window, and measures it as the
 // agent is measured.
-func runMetricbeat(ctx context.Context, bin string, period, settle, window time.Duration) idleResult {
+func runMetricbeat(ctx context.Context, bin string, period, settle time.Duration, windows int, window time.Duration) idleResult {
 	res := idleResult{Agent: "Metricbeat system/socket", Settings: "period: " + period.String(), Mode: "poll"}
 	m, err := startMetricbeat(ctx, bin, period)
 	if err != nil {
@@ -169,7 +170,7 @@ func runMetricbeat(ctx context.Context, bin string, period, settle, window time.
 	}
 	defer m.stop()
 	time.Sleep(settle)
-	measureIdle(&res, m.pid(), window, m.lastLog)
+	measureIdle(&res, m.pid(), windows, window, m.lastLog)
 	return res
 }
 
@@ -206,21 +207,29 @@ func runMetricbeatChurn(ctx context.Context, f flags, bin string, rate int) metr
 	return r
 }
 
-// measureIdle measures a settled process's CPU over window and its
-// private memory at the end.
-func measureIdle(res *idleResult, pid int, window time.Duration, log func() string) {
+// measureIdle measures a settled process's CPU over n consecutive
+// windows (res.CPU the median window, res.Windows each) and its private
+// memory at the end.
+func measureIdle(res *idleResult, pid, n int, window time.Duration, log func() string) {
 	t0, w0, err := proccpu.Of(pid)
 	if err != nil {
 		res.Err = fmt.Sprintf("exited before the window: %s", log())
 		return
 	}
-	time.Sleep(window)
-	t1, w1, err := proccpu.Of(pid)
-	if err != nil {
-		res.Err = fmt.Sprintf("exited during the window: %s", log())
-		return
+	start := w0
+	for range max(n, 1) {
+		time.Sleep(window)
+		t1, w1, err := proccpu.Of(pid)
+		if err != nil {
+			res.Err = fmt.Sprintf("exited during the window: %s", log())
+			return
+		}
+		res.Windows = append(res.Windows, t1-t0)
+		t0, w0 = t1, w1
 	}
-	res.Seconds = w1.Sub(w0).Seconds()
-	res.CPU = t1 - t0
+	res.Seconds = w0.Sub(start).Seconds() / float64(len(res.Windows))
+	sorted := slices.Clone(res.Windows)
+	slices.Sort(sorted)
+	res.CPU = sorted[len(sorted)/2]
 	res.AnonMB = statusMB(fmt.Sprintf("/proc/%d/status", pid), "RssAnon")
 }

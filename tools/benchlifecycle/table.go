@@ -52,17 +52,21 @@ func printTables(w io.Writer, f flags, churn []churnRow, mbChurn []metricbeatChu
 		fmt.Fprintln(w)
 	}
 	if len(idle) > 0 {
-		fmt.Fprintf(w, "Idle: %d idle loopback sockets held by child processes; CPU over %s after %s of settling.\n\n", f.idle, f.idleWindow, f.idleSettle)
-		fmt.Fprintln(w, "| agent | settings | capture (ran) | CPU over the window | CPU a second | % of a core | private RSS |")
-		fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|")
+		fmt.Fprintf(w, "Idle: %d idle loopback sockets held by child processes; CPU over %d windows of %s, one after the other, after %s of settling.\n\n", f.idle, f.idleWindows, f.idleWindow, f.idleSettle)
+		fmt.Fprintln(w, "| agent | settings | capture (ran) | CPU a window (median) | each window | CPU a second | % of a core | private RSS |")
+		fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|")
 		for _, r := range idle {
 			if r.Err != "" {
 				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", r.Agent, r.Settings, r.Mode, oneLine(r.Err))
 				continue
 			}
 			perSec := time.Duration(float64(r.CPU) / r.Seconds)
-			fmt.Fprintf(w, "| %s | %s | %s | %d ms | %.1f ms | %.2f%% | %.1f MB |\n",
-				r.Agent, r.Settings, r.Mode, r.CPU.Milliseconds(), float64(perSec.Microseconds())/1000,
+			each := make([]string, len(r.Windows))
+			for i, d := range r.Windows {
+				each[i] = fmt.Sprint(d.Milliseconds())
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %d ms | %s ms | %.1f ms | %.2f%% | %.1f MB |\n",
+				r.Agent, r.Settings, r.Mode, r.CPU.Milliseconds(), strings.Join(each, ", "), float64(perSec.Microseconds())/1000,
 				100*r.CPU.Seconds()/r.Seconds, r.AnonMB)
 		}
 	}
