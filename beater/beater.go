@@ -111,6 +111,7 @@ func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 	}
 
 	acks := newInflight(metrics)
+	normalize := false
 	client, err := b.Publisher.ConnectWith(beat.ClientConfig{
 		// Queued events are sent again until the output takes them,
 		// whatever its max_retries: an outage loses nothing that fits the
@@ -119,6 +120,10 @@ func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 		// Counts what is published and not yet acknowledged: a stop waits
 		// for it (drain).
 		EventListener: acks,
+		// The events hold only what libbeat's normalization would give
+		// them (event.TestEventsNeedNoNormalization): its deep copy of each
+		// event would double what the queue holds, and cost CPU per event.
+		Processing: beat.ProcessingConfig{EventNormalization: &normalize},
 	})
 	if err != nil {
 		return fmt.Errorf("connecting to the publisher pipeline: %w", err)
@@ -153,6 +158,12 @@ func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *monitoring.Uint) error {
 	ticker := time.NewTicker(bt.cfg.PollInterval)
 	defer ticker.Stop()
+	var flowTick <-chan time.Time // nil, never ready, without flow events
+	if p.FlowEvents() && flowInterval < bt.cfg.PollInterval {
+		t := time.NewTicker(flowInterval)
+		defer t.Stop()
+		flowTick = t.C
+	}
 	var (
 		first       = true
 		lastIPs     = time.Now()
@@ -194,10 +205,31 @@ func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *
 			p.SetLocalIPs(localIPs())
 			lastIPs = time.Now()
 		}
+		if !bt.waitPoll(p, ticker.C, flowTick, publish) {
+			return nil
+		}
+	}
+}
+
+// flowInterval is how often flow events are published between two polls:
+// often enough that a burst of ended connections reaches the output as a
+// stream, not held in memory for a whole poll interval.
+const flowInterval = 250 * time.Millisecond
+
+// waitPoll waits for the next poll's tick, publishing the flows the
+// capture has read at each flowTick meanwhile; false when the agent
+// stops.
+func (bt *Beater) waitPoll(p *pipeline.Pipeline, pollTick, flowTick <-chan time.Time, publish func(beat.Event)) bool {
+	for {
 		select {
 		case <-bt.ctx.Done():
-			return nil
-		case <-ticker.C:
+			return false
+		case <-pollTick:
+			return true
+		case <-flowTick:
+			if err := p.PublishReadFlows(bt.ctx, time.Now(), publish); err != nil {
+				return false // only the stop's cancellation fails it
+			}
 		}
 	}
 }

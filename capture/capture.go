@@ -405,6 +405,14 @@ func (c *Capture) Drain(dst []Conn) []Conn {
 // (Drain). It hands over nothing unless Options.KeepFlows.
 func (c *Capture) Flows(dst []model.ConnFlow) []model.ConnFlow {
 	c.sync()
+	return c.ReadFlows(dst)
+}
+
+// ReadFlows is Flows without waiting for the reader: it hands over the
+// flows already read from the ring buffer, for a caller that takes them
+// often (and so holds no burst of them) and may leave the rest to the
+// next call.
+func (c *Capture) ReadFlows(dst []model.ConnFlow) []model.ConnFlow {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(dst) == 0 {

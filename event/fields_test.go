@@ -1,12 +1,18 @@
 package event
 
 import (
+	"fmt"
 	"net/netip"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/elastic/beats/v7/libbeat/beat"
+	"github.com/elastic/beats/v7/libbeat/common"
 	"github.com/elastic/beats/v7/libbeat/mapping"
+	"github.com/elastic/beats/v7/libbeat/outputs/codec/json"
+	"github.com/elastic/elastic-agent-libs/logp"
 	"github.com/elastic/elastic-agent-libs/mapstr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,6 +52,35 @@ func TestFieldsDeclared(t *testing.T) {
 	// Fields of dotted names (parent.pid) are not found by GetField.
 	objects = append(objects, "local_process.environ.", "process.env_vars.")
 
+	seen := map[string]bool{}
+	for _, e := range everyEvent() {
+		leaves("", e, seen)
+	}
+	var missing []string
+	for path := range seen {
+		if declared[path] {
+			continue
+		}
+		inObject := false
+		for _, o := range objects {
+			inObject = inObject || strings.HasPrefix(path, o)
+		}
+		if !inObject {
+			missing = append(missing, path)
+		}
+	}
+	sort.Strings(missing)
+	assert.Empty(t, missing, "fields events carry that fields.yml does not declare")
+	for _, want := range []string{"connbeat.netns", "transport", "Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type",
+		"container.id", "container.runtime", "connbeat.peer.process.pid", "connbeat.peer.container.id", "remote_process.pid", "remote_container.id",
+		"connbeat.flow.rtt_us", "connbeat.flow.segs_received", "event.outcome"} {
+		assert.True(t, seen[want], "the events above carry %s", want)
+	}
+}
+
+// everyEvent builds every kind of event, in every format, with every
+// optional field set.
+func everyEvent() []mapstr.M {
 	var events []mapstr.M
 	inContainer := *proc
 	inContainer.Container = &model.Container{ID: "c0ffee", Runtime: "docker"}
@@ -85,28 +120,49 @@ func TestFieldsDeclared(t *testing.T) {
 			events = append(events, b.ConnFlow(f, ts).Fields)
 		}
 	}
-	seen := map[string]bool{}
-	for _, e := range events {
-		leaves("", e, seen)
+	return events
+}
+
+// TestEventsNeedNoNormalization: the agent publishes with libbeat's event
+// normalization off (a deep copy of every event). That is safe while the
+// builders make what normalization would: every object a mapstr.M, which
+// processors walk, and every event encoded as its normalized copy is.
+func TestEventsNeedNoNormalization(t *testing.T) {
+	conv := common.NewGenericEventConverter(false, logp.NewNopLogger())
+	enc := json.New("9.0.0", json.Config{})
+	for _, fields := range everyEvent() {
+		objectsAreMapStr(t, "", reflect.ValueOf(fields))
+		normalized, err := enc.Encode("connbeat", &beat.Event{Timestamp: ts, Fields: conv.Convert(fields)})
+		require.NoError(t, err)
+		want := string(normalized)
+		got, err := enc.Encode("connbeat", &beat.Event{Timestamp: ts, Fields: fields})
+		require.NoError(t, err)
+		// Equal as JSON: the keys of a map come in no set order.
+		assert.JSONEq(t, want, string(got))
 	}
-	var missing []string
-	for path := range seen {
-		if declared[path] {
-			continue
-		}
-		inObject := false
-		for _, o := range objects {
-			inObject = inObject || strings.HasPrefix(path, o)
-		}
-		if !inObject {
-			missing = append(missing, path)
-		}
+}
+
+// objectsAreMapStr fails the test for a map in v of a type other than
+// mapstr.M.
+func objectsAreMapStr(t *testing.T, path string, v reflect.Value) {
+	t.Helper()
+	if v.Kind() == reflect.Interface {
+		v = v.Elem()
 	}
-	sort.Strings(missing)
-	assert.Empty(t, missing, "fields events carry that fields.yml does not declare")
-	for _, want := range []string{"connbeat.netns", "transport", "Reply.Layer3.Src", "destination.nat.ip", "connbeat.conntrack.resync", "icmp.type",
-		"container.id", "container.runtime", "connbeat.peer.process.pid", "connbeat.peer.container.id", "remote_process.pid", "remote_container.id",
-		"connbeat.flow.rtt_us", "connbeat.flow.segs_received", "event.outcome"} {
-		assert.True(t, seen[want], "the events above carry %s", want)
+	switch v.Kind() {
+	case reflect.Map:
+		if v.Type() != reflect.TypeOf(mapstr.M{}) {
+			t.Errorf("%s is a %s, not a mapstr.M", path, v.Type())
+			return
+		}
+		for _, k := range v.MapKeys() {
+			objectsAreMapStr(t, path+"."+k.String(), v.MapIndex(k))
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			objectsAreMapStr(t, fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+		}
+	case reflect.Pointer:
+		t.Errorf("%s is a pointer (%s)", path, v.Type())
 	}
 }

@@ -32,6 +32,8 @@ func (q *endedQueue) Flows(dst []model.ConnFlow) []model.ConnFlow {
 	return dst
 }
 
+func (q *endedQueue) ReadFlows(dst []model.ConnFlow) []model.ConnFlow { return q.Flows(dst) }
+
 // endedLoopback opens and closes a real loopback connection and returns
 // its client end's flow, as a capture would hand it over.
 func endedLoopback(t *testing.T) model.ConnFlow {
@@ -196,4 +198,48 @@ func TestPollPublishesCapturedFlows(t *testing.T) {
 		received, _ := f.GetValue("connbeat.flow.bytes_received")
 		assert.Equal(t, []any{want.sent, want.received}, []any{sent, received}, dir)
 	}
+}
+
+// TestPublishReadFlows: between two polls, PublishReadFlows publishes the
+// flows the capture's reader has taken in, each end with its process,
+// and counts them; the next poll does not publish them again.
+func TestPublishReadFlows(t *testing.T) {
+	reg := monitoring.NewRegistry()
+	p := newEvents(t, reg)
+	ln, err := net.Listen("tcp4", "127.0.0.5:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, err = p.Poll(context.Background(), time.Now(), func(beat.Event) {})
+	require.NoError(t, err)
+
+	lport := uint16(ln.Addr().(*net.TCPAddr).Port)
+	pid, cport := dial(t, ln)
+	pids := map[string]any{}
+	mine := func(e beat.Event) (string, bool) {
+		if k, _ := e.Fields.GetValue("connbeat.kind"); k != "flow" {
+			return "", false
+		}
+		l, _ := e.Fields.GetValue("local_port")
+		r, _ := e.Fields.GetValue("remote_port")
+		dir, _ := e.Fields.GetValue("connbeat.direction")
+		return dir.(string), (l == cport && r == lport) || (l == lport && r == cport)
+	}
+	require.Eventually(t, func() bool {
+		require.NoError(t, p.PublishReadFlows(context.Background(), time.Now(), func(e beat.Event) {
+			if dir, ok := mine(e); ok {
+				pids[dir], _ = e.Fields.GetValue("local_process.pid")
+			}
+		}))
+		return len(pids) == 2
+	}, 5*time.Second, 50*time.Millisecond, "the capture's reader takes records in at least once a second")
+	assert.EqualValues(t, pid, pids["outbound"])
+	assert.EqualValues(t, os.Getpid(), pids["inbound"])
+	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
+	assert.GreaterOrEqual(t, snap.Ints["flow_events"], int64(2))
+
+	_, err = p.Poll(context.Background(), time.Now(), func(e beat.Event) {
+		_, ok := mine(e)
+		assert.False(t, ok, "published again by the poll")
+	})
+	require.NoError(t, err)
 }

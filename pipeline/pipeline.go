@@ -45,16 +45,26 @@ type Options struct {
 	Flows FlowSource
 }
 
-// FlowSource hands over ended connections: Flows appends those that ended
-// since its last call to dst.
+// FlowSource hands over ended connections: Flows appends to dst those
+// that ended since its last call; ReadFlows those of them at hand now,
+// without waiting for any still on their way (a later call has them).
 type FlowSource interface {
 	Flows(dst []model.ConnFlow) []model.ConnFlow
+	ReadFlows(dst []model.ConnFlow) []model.ConnFlow
 }
 
-// flowsFunc is a function as a FlowSource.
-type flowsFunc func([]model.ConnFlow) []model.ConnFlow
+// captureFlows is the capture's ended connections as a FlowSource, their
+// processes joined.
+type captureFlows struct{ p *Pipeline }
 
-func (f flowsFunc) Flows(dst []model.ConnFlow) []model.ConnFlow { return f(dst) }
+func (f captureFlows) Flows(dst []model.ConnFlow) []model.ConnFlow { return f.p.Flows(dst) }
+
+func (f captureFlows) ReadFlows(dst []model.ConnFlow) []model.ConnFlow {
+	start := len(dst)
+	dst = f.p.capture.c.ReadFlows(dst)
+	f.p.joinFlows(dst[start:])
+	return dst
+}
 
 // maxFlowBuffer bounds the flow buffer a pipeline keeps between polls: a
 // burst larger than this is served by a buffer that is dropped after it.
@@ -165,8 +175,7 @@ func New(opts Options) (*Pipeline, error) {
 	if cfg.FlowEvents {
 		p.flows = opts.Flows
 		if p.flows == nil && p.capture != nil {
-			// The capture's ended connections, their processes joined.
-			p.flows = flowsFunc(p.Flows)
+			p.flows = captureFlows{p}
 		}
 	}
 	if cfg.ExposeProcessInfo {
@@ -206,8 +215,14 @@ func (p *Pipeline) Flows(dst []model.ConnFlow) []model.ConnFlow {
 	}
 	start := len(dst)
 	dst = p.capture.c.Flows(dst)
-	for i := start; i < len(dst); i++ {
-		f := &dst[i]
+	p.joinFlows(dst[start:])
+	return dst
+}
+
+// joinFlows sets the processes of flows the capture handed over.
+func (p *Pipeline) joinFlows(flows []model.ConnFlow) {
+	for i := range flows {
+		f := &flows[i]
 		switch {
 		case f.Process == nil:
 		case p.resolver == nil:
@@ -216,7 +231,6 @@ func (p *Pipeline) Flows(dst []model.ConnFlow) []model.ConnFlow {
 			f.Process = p.capture.process(capture.Owner{PID: f.Process.PID, UID: f.Process.UID, Comm: f.Process.Name}, p.resolver.Lookup)
 		}
 	}
-	return dst
 }
 
 func (p *Pipeline) closeCapture() error {
@@ -253,8 +267,10 @@ func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Ev
 	// Flows are published even when the socket read failed: the capture
 	// holds them apart from the poll, and keeping them would only delay
 	// them.
-	if ferr := p.publishFlows(ctx, now, publish, &stats); err == nil {
-		err = ferr
+	if p.flows != nil {
+		if ferr := p.publishFlows(ctx, now, publish, p.flows.Flows, &stats); err == nil {
+			err = ferr
+		}
 	}
 	p.metrics.record(stats, err, p.dedup.Len())
 	return stats, err
@@ -264,13 +280,25 @@ func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Ev
 // and a capture hands over ended connections.
 func (p *Pipeline) FlowEvents() bool { return p.flows != nil }
 
-// publishFlows publishes one event per connection that ended since the
-// last poll.
-func (p *Pipeline) publishFlows(ctx context.Context, now time.Time, publish func(beat.Event), stats *Stats) error {
+// PublishReadFlows publishes a flow event for each ended connection the
+// capture has read since the last poll or call, without waiting for the
+// rest (the next call or poll has them). Called often between two polls,
+// it keeps a burst of ended connections from piling up in memory until
+// the poll, and hands the output an even stream rather than a poll's
+// worth at once.
+func (p *Pipeline) PublishReadFlows(ctx context.Context, now time.Time, publish func(beat.Event)) error {
 	if p.flows == nil {
 		return nil
 	}
-	p.ended = p.flows.Flows(p.ended[:0])
+	var stats Stats
+	err := p.publishFlows(ctx, now, publish, p.flows.ReadFlows, &stats)
+	p.metrics.flows.Add(uint64(stats.Flows))
+	return err
+}
+
+// publishFlows publishes one event per ended connection take hands over.
+func (p *Pipeline) publishFlows(ctx context.Context, now time.Time, publish func(beat.Event), take func([]model.ConnFlow) []model.ConnFlow, stats *Stats) error {
+	p.ended = take(p.ended[:0])
 	for i := range p.ended {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -133,6 +134,31 @@ func TestFlowEventsShortConnections(t *testing.T) {
 		assert.Equal(t, float64(1), f.Get("connbeat.flow.segs_received"))
 		assert.Nil(t, f.Get("connbeat.flow.retransmits"), "TCP's only")
 	})
+	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
+}
+
+// TestFlowEventsBetweenPolls: a flow is published soon after its
+// connection ends, not held until the next poll (a burst of them would
+// otherwise wait in memory for a whole poll interval).
+func TestFlowEventsBetweenPolls(t *testing.T) {
+	requireCapture(t)
+	const pollInterval = 20 * time.Second
+	a := RunAgent(t, AgentOptions{Connbeat: `  capture: events
+  flow_events: true
+  poll_interval: 20s
+  aggregation: 60s`})
+	waitLog(t, a, "connbeat started")
+	srv := StartPeer(t, nil, "serve", "tcp", "127.0.0.1:0", "10", "10")
+	port := addrPort(t, srv.Addr)
+	ended := time.Now()
+	c := runOnce(t, "tcp", srv.Addr, 10, 10)
+	require.NotEmpty(t, c.local, c.said)
+	a.WaitFor("the client's flow", func(e Event) bool {
+		return isFlow(e) && e.Get("remote_port") == port && e.Get("local_process.pid") == c.pid
+	})
+	// The capture's reader takes records at least once a second; the
+	// flows it has read go out a quarter second later at most.
+	assert.Less(t, time.Since(ended), pollInterval/4, "the flow waited for a poll")
 	assert.Equal(t, 0, a.Stop(syscall.SIGTERM))
 }
 

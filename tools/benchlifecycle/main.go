@@ -76,6 +76,7 @@ type churnRow struct {
 	CaptureCounters map[string]float64 `json:",omitempty"`
 	Misdirected     int
 	AnonMB          float64 // the flows run's private RSS at its end
+	DefaultAnonMB   float64 // the default run's
 	Err             string  `json:",omitempty"`
 }
 
@@ -240,6 +241,7 @@ func runChurn(ctx context.Context, f flags, mode string, rate int) churnRow {
 			r.AnonMB = a.anonMB()
 		} else {
 			r.Default, r.DefaultCPU = res, c1-c0
+			r.DefaultAnonMB = a.anonMB()
 		}
 		a.stop()
 	}

@@ -15,8 +15,8 @@ func printTables(w io.Writer, f flags, churn []churnRow, mbChurn []metricbeatChu
 	fmt.Fprintf(w, "load average at the end: %s\n\n", strings.Join(strings.Fields(string(load))[:3], " "))
 	if len(churn) > 0 {
 		fmt.Fprintf(w, "Churn: loopback connections (connect, %d bytes, close) for %s from %d client processes.\n\n", payload, f.duration, f.clients)
-		fmt.Fprintln(w, "| rate asked /s | capture (ran) | connections made | rate made /s | flows received, client ends | flows received, server ends | capture lost | connbeat CPU per 1,000 connections, default events | same, flow_events | workload CPU alone | workload CPU with connbeat (default) | connbeat private RSS, flow_events |")
-		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| rate asked /s | capture (ran) | connections made | rate made /s | flows received, client ends | flows received, server ends | capture lost | connbeat CPU per 1,000 connections, default events | same, flow_events | workload CPU alone | workload CPU with connbeat (default) | connbeat private RSS, default events | same, flow_events |")
+		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, r := range churn {
 			if r.Err != "" {
 				fmt.Fprintf(w, "| %d | %s (%s) | %s |\n", r.Rate, r.Capture, r.Ran, "failed: "+oneLine(r.Err))
@@ -30,10 +30,10 @@ func printTables(w io.Writer, f flags, churn []churnRow, mbChurn []metricbeatChu
 				flowCPU = perThousand(r.FlowsCPU, r.Flows.Made)
 				anon = fmt.Sprintf("%.1f MB", r.AnonMB)
 			}
-			fmt.Fprintf(w, "| %d | %s (%s) | %d | %.0f | %s | %s | %s | %s | %s | %d ms | %d ms | %s |\n",
+			fmt.Fprintf(w, "| %d | %s (%s) | %d | %.0f | %s | %s | %s | %s | %s | %d ms | %d ms | %.1f MB | %s |\n",
 				r.Rate, r.Capture, r.Ran, r.Default.Made, float64(r.Default.Made)/r.Default.Seconds,
 				flowsOut, flowsIn, lost, perThousand(r.DefaultCPU, r.Default.Made), flowCPU,
-				r.Alone.CPU.Milliseconds(), r.Default.CPU.Milliseconds(), anon)
+				r.Alone.CPU.Milliseconds(), r.Default.CPU.Milliseconds(), r.DefaultAnonMB, anon)
 		}
 		fmt.Fprintln(w)
 	}
