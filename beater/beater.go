@@ -158,11 +158,11 @@ func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *monitoring.Uint) error {
 	ticker := time.NewTicker(bt.cfg.PollInterval)
 	defer ticker.Stop()
-	var flowTick <-chan time.Time // nil, never ready, without flow events
-	if p.FlowEvents() && flowInterval < bt.cfg.PollInterval {
-		t := time.NewTicker(flowInterval)
+	var streamTick <-chan time.Time // nil, never ready, without the capture
+	if p.Capturing() && streamInterval < bt.cfg.PollInterval {
+		t := time.NewTicker(streamInterval)
 		defer t.Stop()
-		flowTick = t.C
+		streamTick = t.C
 	}
 	var (
 		first       = true
@@ -205,30 +205,32 @@ func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *
 			p.SetLocalIPs(localIPs())
 			lastIPs = time.Now()
 		}
-		if !bt.waitPoll(p, ticker.C, flowTick, publish) {
+		if !bt.waitPoll(p, ticker.C, streamTick, publish) {
 			return nil
 		}
 	}
 }
 
-// flowInterval is how often flow events are published between two polls:
-// often enough that a burst of ended connections reaches the output as a
-// stream, not held in memory for a whole poll interval.
-const flowInterval = 250 * time.Millisecond
+// streamInterval is how often, between two polls, the capture's flows
+// and a burst of its connections are published: often enough that they
+// reach the output as a stream, not held in memory for a poll interval.
+const streamInterval = 250 * time.Millisecond
 
-// waitPoll waits for the next poll's tick, publishing the flows the
-// capture has read at each flowTick meanwhile; false when the agent
-// stops.
-func (bt *Beater) waitPoll(p *pipeline.Pipeline, pollTick, flowTick <-chan time.Time, publish func(beat.Event)) bool {
+// waitPoll waits for the next poll's tick, publishing at each streamTick
+// meanwhile the flows the capture has read and, when many, its
+// connections; false when the agent stops.
+func (bt *Beater) waitPoll(p *pipeline.Pipeline, pollTick, streamTick <-chan time.Time, publish func(beat.Event)) bool {
 	for {
 		select {
 		case <-bt.ctx.Done():
 			return false
 		case <-pollTick:
 			return true
-		case <-flowTick:
-			if err := p.PublishReadFlows(bt.ctx, time.Now(), publish); err != nil {
-				return false // only the stop's cancellation fails it
+		case <-streamTick:
+			// Only the stop's cancellation fails them.
+			now := time.Now()
+			if p.PublishReadFlows(bt.ctx, now, publish) != nil || p.PublishCaptured(bt.ctx, now, publish) != nil {
+				return false
 			}
 		}
 	}

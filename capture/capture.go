@@ -387,6 +387,14 @@ func (c *Capture) sync() {
 // caller's buffer and the capture's are not both sized to a burst.
 func (c *Capture) Drain(dst []Conn) []Conn {
 	c.sync()
+	return c.DrainRead(dst)
+}
+
+// DrainRead is Drain without waiting for the reader: it hands over what
+// has been read from the ring buffer, for a caller that drains between
+// two polls to keep the pending connections few; the next call has the
+// rest.
+func (c *Capture) DrainRead(dst []Conn) []Conn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.pending)
@@ -398,6 +406,14 @@ func (c *Capture) Drain(dst []Conn) []Conn {
 	dst = append(dst, c.conns...)
 	c.conns = c.conns[:0]
 	return dst
+}
+
+// Pending is how many connections the next Drain would hand over of
+// those read so far.
+func (c *Capture) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.conns)
 }
 
 // Flows appends the connections that ended since the last call to dst

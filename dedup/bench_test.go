@@ -2,6 +2,7 @@ package dedup
 
 import (
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -57,4 +58,39 @@ func BenchmarkFilterWarm(b *testing.B) {
 		b.Fatalf("warm call reported %d keys", len(dst))
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(recs)), "ns/record")
+}
+
+// BenchmarkFilterChurn reports a window's worth of distinct keys, 50,000
+// short connections each from its own address, five polls of 10,000: the
+// cost of a host under churn, and the heap the cache holds per key.
+func BenchmarkFilterChurn(b *testing.B) {
+	const keys, perPoll = 50000, 10000
+	recs := make([]model.Record, keys)
+	p := &model.Process{PID: 100}
+	for i := range recs {
+		a := netip.AddrFrom4([4]byte{127, byte(i >> 16), byte(i >> 8), byte(i)})
+		recs[i] = model.Record{Kind: model.Connection, Direction: model.Outbound, Process: p, Owners: 1,
+			Socket: model.Socket{LocalIP: a, LocalPort: 40000, RemoteIP: netip.MustParseAddr("127.0.0.1"), RemotePort: 8080, State: model.StateEstablished}}
+	}
+	now := time.Now()
+	var dst []model.Report
+	var held uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := New(time.Minute)
+		for i := 0; i < keys; i += perPoll {
+			dst = c.Filter(recs[i:i+perPoll], now, dst[:0])
+			if len(dst) != perPoll {
+				b.Fatalf("poll reported %d of %d new keys", len(dst), perPoll)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		held = after.HeapAlloc - before.HeapAlloc
+		runtime.KeepAlive(c)
+	}
+	b.ReportMetric(float64(held)/keys, "heapB/key")
 }

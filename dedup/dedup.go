@@ -3,6 +3,7 @@
 package dedup
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"time"
 
@@ -55,25 +56,38 @@ func KeyOf(r *model.Record) Key {
 // Cache remembers when each key was last reported. Keys older than the
 // window are dropped on every call, so its size is bounded by the number of
 // distinct keys seen within one window, whatever the connection churn.
+//
+// It remembers a key by a 64-bit hash under a seed of its own rather than
+// by the key: a host whose short connections come from many addresses
+// holds a window's worth of keys, and an entry of a hash and a time is a
+// fifth of one of a key and a time. Two keys of one window would share a
+// hash with a probability of about n²/2⁶⁵ for n keys (under one in ten
+// billion for a hundred thousand keys), and the seed differs in every
+// process, so no input can aim at it.
 type Cache struct {
 	window time.Duration
-	sent   map[Key]time.Time
-	// index maps a key of the current call to its entry in groups; both
-	// are reused between calls.
-	index  map[Key]int32
+	seed   maphash.Seed
+	// sent maps the hash of each key reported within the window to when
+	// (Unix nanoseconds).
+	sent map[uint64]int64
+	// index maps the hash of a key of the current call to its entry in
+	// groups; both are reused between calls. Keys that share a hash are
+	// one key to sent anyway.
+	index  map[uint64]int32
 	groups []group
 }
 
-// group is one key of a Filter call: its first record and how many share it.
+// group is one key of a Filter call: its hash, its first record and how
+// many share it.
 type group struct {
-	key   Key
+	hash  uint64
 	first int32
 	n     int32
 }
 
 // New returns a cache with the given window (the `aggregation` option).
 func New(window time.Duration) *Cache {
-	return &Cache{window: window, sent: map[Key]time.Time{}, index: map[Key]int32{}}
+	return &Cache{window: window, seed: maphash.MakeSeed(), sent: map[uint64]int64{}, index: map[uint64]int32{}}
 }
 
 // Len is the number of keys held.
@@ -90,19 +104,18 @@ func (c *Cache) Filter(records []model.Record, now time.Time, dst []model.Report
 	clear(c.index)
 	c.groups = c.groups[:0]
 	for i := range records {
-		k := KeyOf(&records[i])
-		if g, ok := c.index[k]; ok {
+		h := c.hash(&records[i])
+		if g, ok := c.index[h]; ok {
 			c.groups[g].n++
 			continue
 		}
-		c.index[k] = int32(len(c.groups))
-		c.groups = append(c.groups, group{key: k, first: int32(i), n: 1})
+		c.index[h] = int32(len(c.groups))
+		c.groups = append(c.groups, group{hash: h, first: int32(i), n: 1})
 	}
 	for _, g := range c.groups {
-		if _, recent := c.sent[g.key]; recent {
+		if c.seen(g.hash, now) {
 			continue
 		}
-		c.sent[g.key] = now
 		dst = append(dst, model.Report{Record: records[g.first], Sockets: int(g.n)})
 	}
 	return dst
@@ -114,23 +127,45 @@ func (c *Cache) Filter(records []model.Record, now time.Time, dst []model.Report
 func (c *Cache) FilterGroups(groups []model.Report, now time.Time, dst []model.Report) []model.Report {
 	c.expire(now)
 	for i := range groups {
-		k := KeyOf(&groups[i].Record)
-		if _, recent := c.sent[k]; recent {
+		if c.seen(c.hash(&groups[i].Record), now) {
 			continue
 		}
-		c.sent[k] = now
 		dst = append(dst, groups[i])
 	}
 	return dst
 }
 
+// hash is the hash of r's key that the cache remembers it by.
+func (c *Cache) hash(r *model.Record) uint64 {
+	return maphash.Comparable(c.seed, KeyOf(r))
+}
+
+// seen reports whether the key hashed to h was reported within the
+// window; if not, it is reported at now.
+func (c *Cache) seen(h uint64, now time.Time) bool {
+	if _, recent := c.sent[h]; recent {
+		return true
+	}
+	c.sent[h] = now.UnixNano()
+	return false
+}
+
 // expire drops the keys reported a window or more before now.
 func (c *Cache) expire(now time.Time) {
-	for k, t := range c.sent {
-		if now.Sub(t) >= c.window {
-			delete(c.sent, k)
+	oldest := now.Add(-c.window).UnixNano()
+	for h, t := range c.sent {
+		if t <= oldest {
+			delete(c.sent, h)
 		}
 	}
+}
+
+// Release drops the buffers a Filter call sized to its records, for a
+// caller whose next calls are much smaller (the polls between two full
+// reads of the event capture); the next call allocates what it needs.
+func (c *Cache) Release() {
+	c.index = map[uint64]int32{}
+	c.groups = nil
 }
 
 // Grouped appends to dst one report per key of the last Filter call's

@@ -148,9 +148,18 @@ func (e *captured) full(now time.Time, sockets []model.Socket) ([]model.Socket, 
 	return sockets, err
 }
 
+// release drops what a full read sized to the connections of a whole
+// window (the capture's pending ones, and those the read listed): the
+// polls until the next full read need far less.
+func (e *captured) release() {
+	e.conns = nil
+	e.listed = map[tuple]bool{}
+}
+
 // delta returns the sockets of a poll between full reads: the kept
-// listeners and what the capture saw since the last poll.
-func (e *captured) delta(sockets []model.Socket) []model.Socket {
+// listeners and what the capture saw since the last poll; with synced,
+// everything it had seen when called, else what it has read so far.
+func (e *captured) delta(sockets []model.Socket, synced bool) []model.Socket {
 	e.owners = e.owners[:0]
 	for _, l := range e.listeners {
 		if l.Owner.PID == 0 {
@@ -159,7 +168,11 @@ func (e *captured) delta(sockets []model.Socket) []model.Socket {
 			sockets = e.appendConn(sockets, &l)
 		}
 	}
-	e.conns = e.c.Drain(e.conns[:0])
+	if synced {
+		e.conns = e.c.Drain(e.conns[:0])
+	} else {
+		e.conns = e.c.DrainRead(e.conns[:0])
+	}
 	return e.take(sockets, nil)
 }
 

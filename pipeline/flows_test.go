@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,4 +243,65 @@ func TestPublishReadFlows(t *testing.T) {
 		assert.False(t, ok, "published again by the poll")
 	})
 	require.NoError(t, err)
+}
+
+// TestPublishCaptured: a burst of connections, more than earlyPollAt
+// ends, is published between two polls by PublishCaptured, both ends of
+// each with the process that made it.
+func TestPublishCaptured(t *testing.T) {
+	reg := monitoring.NewRegistry()
+	p := newEvents(t, reg)
+	ln, err := net.Listen("tcp4", "127.0.0.7:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			s, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.Close()
+		}
+	}()
+	_, err = p.Poll(context.Background(), time.Now(), func(beat.Event) {})
+	require.NoError(t, err)
+	pollsBefore := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false).Ints["polls"]
+
+	// Each from an address of its own, so that each is a key of its own:
+	// the burst is as many events.
+	const conns = earlyPollAt/2 + 100
+	for i := range conns {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 8, byte(i>>8), byte(i))}}
+		c, err := d.Dial("tcp4", ln.Addr().String())
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+	}
+	lport := uint16(ln.Addr().(*net.TCPAddr).Port)
+	seen := map[string]int{}
+	require.Eventually(t, func() bool {
+		require.NoError(t, p.PublishCaptured(context.Background(), time.Now(), func(e beat.Event) {
+			if k, _ := e.Fields.GetValue("connbeat.kind"); k != "connection" {
+				return
+			}
+			l, _ := e.Fields.GetValue("local_port")
+			r, _ := e.Fields.GetValue("remote_port")
+			ip, _ := e.Fields.GetValue("local_ip")
+			if l != lport && r != lport {
+				return
+			}
+			if dir, _ := e.Fields.GetValue("connbeat.direction"); dir == "inbound" {
+				ip, _ = e.Fields.GetValue("remote_ip")
+			}
+			if !strings.HasPrefix(ip.(string), "127.8.") {
+				return
+			}
+			pid, _ := e.Fields.GetValue("local_process.pid")
+			assert.EqualValues(t, os.Getpid(), pid)
+			dir, _ := e.Fields.GetValue("connbeat.direction")
+			seen[dir.(string)]++
+		}))
+		return seen["outbound"] == conns && seen["inbound"] == conns
+	}, 10*time.Second, 100*time.Millisecond, "published between polls: %v", seen)
+	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
+	assert.Greater(t, snap.Ints["polls"], pollsBefore, "counted as polls")
 }

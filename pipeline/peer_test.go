@@ -53,6 +53,7 @@ func TestPollLoopbackPeers(t *testing.T) {
 	s, err := ln.Accept()
 	require.NoError(t, err)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	cport := uint16(c.LocalAddr().(*net.TCPAddr).Port)
 	server := holdIn(t, ln.(*net.TCPListener), s.(*net.TCPConn))
 	client := holdIn(t, c.(*net.TCPConn))
 	serverPID, clientPID := server.Process.Pid, client.Process.Pid
@@ -74,7 +75,7 @@ func TestPollLoopbackPeers(t *testing.T) {
 				_, err = p.Poll(context.Background(), time.Now(), func(e beat.Event) {
 					dir, _ := e.Fields.GetValue("connbeat.direction")
 					kind, _ := e.Fields.GetValue("connbeat.kind")
-					if kind != "connection" || !ours(e, format, port) {
+					if kind != "connection" || !ours(e, format, port, cport) {
 						return
 					}
 					pid := pidAt(e, "local_process.pid", "process.pid", format)
@@ -98,7 +99,8 @@ func TestPollLoopbackPeers(t *testing.T) {
 	require.NoError(t, err)
 	peers := map[model.Direction]int32{}
 	for _, r := range records {
-		if r.Kind == model.Connection && (r.Socket.LocalPort == port || r.Socket.RemotePort == port) {
+		ports := [2]uint16{r.Socket.LocalPort, r.Socket.RemotePort}
+		if r.Kind == model.Connection && (ports == [2]uint16{port, cport} || ports == [2]uint16{cport, port}) {
 			require.NotNil(t, r.Peer, "%+v", r.Socket)
 			peers[r.Direction] = r.Peer.PID
 		}
@@ -106,18 +108,17 @@ func TestPollLoopbackPeers(t *testing.T) {
 	assert.Equal(t, map[model.Direction]int32{model.Inbound: int32(clientPID), model.Outbound: int32(serverPID)}, peers)
 }
 
-// ours reports whether an event is about the test's connection.
-func ours(e beat.Event, format string, port uint16) bool {
+// ours reports whether an event is about the test's connection, between
+// port and cport: both, since a TIME_WAIT socket of an earlier
+// connection may have either.
+func ours(e beat.Event, format string, port, cport uint16) bool {
 	keys := []string{"local_port", "remote_port"}
 	if format == event.ECS {
 		keys = []string{"source.port", "destination.port"}
 	}
-	for _, k := range keys {
-		if v, _ := e.Fields.GetValue(k); v == port {
-			return true
-		}
-	}
-	return false
+	a, _ := e.Fields.GetValue(keys[0])
+	b, _ := e.Fields.GetValue(keys[1])
+	return (a == port && b == cport) || (a == cport && b == port)
 }
 
 func pidAt(e beat.Event, classic, ecs, format string) any {

@@ -255,9 +255,21 @@ func (p *Pipeline) Close() error {
 	return err
 }
 
+// pollKind says what a call of classified is.
+type pollKind int
+
+const (
+	// pollDue is a poll: a full read when one is due.
+	pollDue pollKind = iota
+	// pollFull reads the socket tables whatever the capture (Records).
+	pollFull
+	// pollEarly takes what the capture has read, between two polls.
+	pollEarly
+)
+
 // Poll reads the sockets once and calls publish for each event to send.
 func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Event)) (Stats, error) {
-	stats, err := p.classified(ctx, now, false)
+	stats, err := p.classified(ctx, now, pollDue)
 	if err == nil {
 		err = p.publish(ctx, now, publish, &stats)
 	}
@@ -274,6 +286,31 @@ func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Ev
 	}
 	p.metrics.record(stats, err, p.dedup.Len())
 	return stats, err
+}
+
+// earlyPollAt is how many connections the capture holds read before
+// PublishCaptured runs them through the pipeline ahead of the next poll:
+// under churn every buffer from the capture to the output is then sized
+// to that many rather than to a poll interval's worth, and on a quiet
+// host polls stay the only ones.
+const earlyPollAt = 1024
+
+// PublishCaptured publishes, ahead of the next poll, the connections the
+// capture has read since the last poll when they are more than a few
+// (earlyPollAt): a poll between two full reads, without waiting for the
+// records still on their way (the next poll has them). Called often
+// between two polls, it keeps a burst of connections from piling up in
+// memory until the poll.
+func (p *Pipeline) PublishCaptured(ctx context.Context, now time.Time, publish func(beat.Event)) error {
+	if p.capture == nil || p.capture.due(now) || p.capture.c.Pending() < earlyPollAt {
+		return nil
+	}
+	stats, err := p.classified(ctx, now, pollEarly)
+	if err == nil {
+		err = p.publish(ctx, now, publish, &stats)
+	}
+	p.metrics.record(stats, err, p.dedup.Len())
+	return err
 }
 
 // FlowEvents reports whether polls publish flow events: flow_events is on
@@ -321,7 +358,7 @@ func (p *Pipeline) publishFlows(ctx context.Context, now time.Time, publish func
 // so Records and Poll are not meant to be mixed on one Pipeline. The slice
 // and the values it points to are reused by the next call.
 func (p *Pipeline) Records(ctx context.Context) ([]model.Record, Stats, error) {
-	stats, err := p.classified(ctx, time.Now(), true)
+	stats, err := p.classified(ctx, time.Now(), pollFull)
 	p.metrics.record(stats, err, p.dedup.Len())
 	if err != nil {
 		return nil, stats, err
@@ -331,18 +368,22 @@ func (p *Pipeline) Records(ctx context.Context) ([]model.Record, Stats, error) {
 
 // classified runs sockets -> procs -> classify into p.polled. With the
 // event capture, only the first poll of each aggregation window (or a
-// forced one) reads the socket tables and scans /proc; the others take
-// what the capture saw since the last poll.
-func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool) (Stats, error) {
+// forced one, pollFull) reads the socket tables and scans /proc; the
+// others take what the capture saw since the last poll.
+func (p *Pipeline) classified(ctx context.Context, now time.Time, kind pollKind) (Stats, error) {
 	var stats Stats
 	var err error
-	stats.Full = p.capture == nil || forceFull || p.capture.due(now)
+	forceFull := kind == pollFull
+	stats.Full = p.capture == nil || forceFull || (kind == pollDue && p.capture.due(now))
 	if !stats.Full {
-		p.sockets = p.capture.delta(p.sockets[:0])
+		p.sockets = p.capture.delta(p.sockets[:0], kind == pollDue)
 		stats.Sockets = len(p.sockets)
 		stats.Captured = len(p.sockets)
-		if _, err := p.capture.updateMetrics(); err != nil {
-			return stats, fmt.Errorf("reading the capture's counters: %w", err)
+		if kind == pollDue {
+			// The polls' job: an early one has no error but the stop's.
+			if _, err := p.capture.updateMetrics(); err != nil {
+				return stats, fmt.Errorf("reading the capture's counters: %w", err)
+			}
 		}
 	}
 	// A full read's records are the next one's to use again only once it
@@ -408,7 +449,11 @@ func (p *Pipeline) classified(ctx context.Context, now time.Time, forceFull bool
 // the host: with the event capture the next full read is a window away,
 // and an idle agent should hold no more than it needs between two.
 func (p *Pipeline) release() {
-	p.sockets, p.records, p.polled = nil, nil, nil
+	p.sockets, p.records, p.polled, p.reports = nil, nil, nil, nil
+	p.dedup.Release()
+	if p.capture != nil {
+		p.capture.release()
+	}
 	if p.peers != nil {
 		p.peers.Release()
 	}

@@ -155,13 +155,18 @@ var mutants = []mutant{
 	},
 	{
 		Name: "dedup-groups-ignore-window", File: "dedup/dedup.go",
-		Edits: one("\t\tk := KeyOf(&groups[i].Record)\n\t\tif _, recent := c.sent[k]; recent {", "\t\tk := KeyOf(&groups[i].Record)\n\t\tif _, recent := c.sent[k]; recent && false {"),
+		Edits: one("\t\tif c.seen(c.hash(&groups[i].Record), now) {", "\t\tif c.seen(c.hash(&groups[i].Record), now) && false {"),
 		Pkg:   "./dedup", Run: "TestGroupedThenFilterGroups",
 	},
 	{
 		Name: "pipeline-delta-without-peers", File: "pipeline/pipeline.go",
 		Edits: one("\t\t\tp.deltaPeers.LinkReports(p.reports, p.polled)", "\t\t\t_ = p.deltaPeers"),
 		Pkg:   "./pipeline", Run: "TestEventsConnectionBetweenPolls",
+	},
+	{
+		Name: "pipeline-no-early-poll", File: "pipeline/pipeline.go",
+		Edits: one("p.capture.c.Pending() < earlyPollAt {", "p.capture.c.Pending() >= 0 {"),
+		Pkg:   "./pipeline", Run: "TestPublishCaptured",
 	},
 	{
 		Name: "pipeline-unchanged-filters-nothing", File: "pipeline/pipeline.go",
@@ -214,7 +219,7 @@ var mutants = []mutant{
 	},
 	{
 		Name: "dedup-window-never-ends", File: "dedup/dedup.go",
-		Edits: one("if now.Sub(t) >= c.window {", "if now.Sub(t) >= 2*c.window {"),
+		Edits: one("oldest := now.Add(-c.window).UnixNano()", "oldest := now.Add(-2 * c.window).UnixNano()"),
 		Pkg:   "./dedup", Run: "TestFilterWindow",
 	},
 	{
