@@ -82,6 +82,7 @@ enum {
 	CNT_UDP_INSERTED,    /* udp map inserts */
 	CNT_LISTEN_FAIL,     /* listeners map inserts that failed */
 	CNT_UNTRACKED_CLOSE, /* closes of connections without a conns entry */
+	CNT_CLOSE_RECOVERED, /* closes connbeat_state missed, seen at destroy */
 	CNT_MAX,
 };
 
@@ -336,6 +337,55 @@ static __always_inline void track(__u64 cookie, struct conn *c)
 		count(CNT_CONN_INSERTED);
 }
 
+/* emit_close hands over a TCP connection's end (or a failed connect's):
+ * its counters, how it ended, and from its conns entry c (NULL when the
+ * capture never saw it start) its start and owner.
+ */
+static __always_inline void emit_close(const struct sock *sk, __u64 cookie, int oldstate, struct conn *c)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	struct record *r = reserve();
+
+	if (!r)
+		return;
+	r->type = REC_CLOSE;
+	r->oldstate = oldstate;
+	r->cookie = cookie;
+	r->ts_ns = bpf_ktime_get_ns();
+	fill_addrs(r, sk);
+	r->sk_err = BPF_CORE_READ(sk, sk_err);
+	r->bytes_sent = BPF_CORE_READ(tp, bytes_acked);
+	r->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	/* Payload only: the sequence numbers the SYN and the FINs take
+	 * are counted too. A FIN received counts in bytes_received; an
+	 * active opener's SYN and an acknowledged FIN in bytes_acked.
+	 */
+	if (sock_flags(sk) & (1UL << SOCK_DONE) && r->bytes_received)
+		r->bytes_received--;
+	if (c) {
+		int fin_acked = c->flags & F_FIN_ACKED ||
+				((oldstate == TCP_LAST_ACK || oldstate == TCP_CLOSING) && !r->sk_err);
+
+		if (c->flags & F_ESTABLISHED && !(c->flags & F_PASSIVE) && r->bytes_sent)
+			r->bytes_sent--;
+		if (fin_acked && r->bytes_sent)
+			r->bytes_sent--;
+	}
+	r->segs_sent = BPF_CORE_READ(tp, segs_out);
+	r->segs_received = BPF_CORE_READ(tp, segs_in);
+	r->retrans = BPF_CORE_READ(tp, total_retrans);
+	r->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	if (c) {
+		r->start_ns = c->start_ns;
+		r->flags |= c->flags & F_PASSIVE;
+		if (c->flags & F_OWNER)
+			put_owner(r, &c->owner);
+	} else if (oldstate == TCP_SYN_RECV) {
+		r->flags |= F_PASSIVE;
+	}
+	submit(r);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int connbeat_state(unsigned long long *ctx)
 {
@@ -417,50 +467,45 @@ int connbeat_state(unsigned long long *ctx)
 		return 0;
 	}
 	c = bpf_map_lookup_elem(&connbeat_conns, &cookie);
-	r = reserve();
-	if (r) {
-		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-
-		r->type = REC_CLOSE;
-		r->oldstate = oldstate;
-		r->cookie = cookie;
-		r->ts_ns = bpf_ktime_get_ns();
-		fill_addrs(r, sk);
-		r->sk_err = BPF_CORE_READ(sk, sk_err);
-		r->bytes_sent = BPF_CORE_READ(tp, bytes_acked);
-		r->bytes_received = BPF_CORE_READ(tp, bytes_received);
-		/* Payload only: the sequence numbers the SYN and the FINs take
-		 * are counted too. A FIN received counts in bytes_received; an
-		 * active opener's SYN and an acknowledged FIN in bytes_acked.
-		 */
-		if (sock_flags(sk) & (1UL << SOCK_DONE) && r->bytes_received)
-			r->bytes_received--;
-		if (c) {
-			int fin_acked = c->flags & F_FIN_ACKED ||
-					((oldstate == TCP_LAST_ACK || oldstate == TCP_CLOSING) && !r->sk_err);
-
-			if (c->flags & F_ESTABLISHED && !(c->flags & F_PASSIVE) && r->bytes_sent)
-				r->bytes_sent--;
-			if (fin_acked && r->bytes_sent)
-				r->bytes_sent--;
-		}
-		r->segs_sent = BPF_CORE_READ(tp, segs_out);
-		r->segs_received = BPF_CORE_READ(tp, segs_in);
-		r->retrans = BPF_CORE_READ(tp, total_retrans);
-		r->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-		if (c) {
-			r->start_ns = c->start_ns;
-			r->flags |= c->flags & F_PASSIVE;
-			if (c->flags & F_OWNER)
-				put_owner(r, &c->owner);
-		} else {
-			if (oldstate == TCP_SYN_RECV)
-				r->flags |= F_PASSIVE;
-			count(CNT_UNTRACKED_CLOSE);
-		}
-		submit(r);
-	}
+	if (!c)
+		count(CNT_UNTRACKED_CLOSE);
+	emit_close(sk, cookie, oldstate, c);
 	if (c && !bpf_map_delete_elem(&connbeat_conns, &cookie))
+		count(CNT_CONN_DELETED);
+	return 0;
+}
+
+/* The kernel skips a tracing program's run on a CPU where that program is
+ * already running: a state change in a softirq that interrupts
+ * connbeat_state (a loopback packet delivered while it handles another
+ * socket) goes unseen, and under churn a few closes a hundred thousand
+ * would be lost with their flows. Every TCP socket is destroyed after its
+ * last state change, and this other program, which does not share
+ * connbeat_state's guard, finds the entry of a connection whose close it
+ * missed still in the map: it hands the close over then, its counters
+ * final, its last state told by what the entry saw.
+ */
+SEC("tp_btf/tcp_destroy_sock")
+int connbeat_destroy(unsigned long long *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx[0];
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+	struct conn *c = bpf_map_lookup_elem(&connbeat_conns, &cookie);
+	int oldstate;
+
+	if (!c)
+		return 0; /* closed as seen, or never tracked */
+	if (c->flags & F_FIN_ACKED)
+		oldstate = TCP_FIN_WAIT2;
+	else if (!(c->flags & F_ESTABLISHED))
+		oldstate = c->flags & F_PASSIVE ? TCP_SYN_RECV : TCP_SYN_SENT;
+	else if (sock_flags(sk) & (1UL << SOCK_DONE))
+		oldstate = TCP_LAST_ACK; /* the peer's FIN came first */
+	else
+		oldstate = TCP_ESTABLISHED;
+	count(CNT_CLOSE_RECOVERED);
+	emit_close(sk, cookie, oldstate, c);
+	if (!bpf_map_delete_elem(&connbeat_conns, &cookie))
 		count(CNT_CONN_DELETED);
 	return 0;
 }

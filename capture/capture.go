@@ -103,6 +103,11 @@ type Stats struct {
 	// connections the kernel had no entry for (opened before the capture
 	// started, or evicted from a full map).
 	ConnInsertFailed, UDPInsertFailed, ListenInsertFailed, UntrackedCloses uint64
+	// Skipped counts runs of the TCP programs the kernel skipped because
+	// the same program was running on that CPU (a softirq interrupting
+	// it); RecoveredCloses the closes skipped that way and handed over
+	// when the socket was destroyed. Linux 5.12 and later count skips.
+	Skipped, RecoveredCloses uint64
 	// Evicted counts entries the kernel's LRU maps pushed out to make room,
 	// as of the last Reconcile.
 	Evicted uint64
@@ -479,7 +484,9 @@ func (c *Capture) Stats() (Stats, error) {
 	s.UDPInsertFailed = kernel[cntUDPFail]
 	s.ListenInsertFailed = kernel[cntListenFail]
 	s.UntrackedCloses = kernel[cntUntrackedClose]
-	return s, nil
+	s.RecoveredCloses = kernel[cntCloseRecovered]
+	s.Skipped, err = c.progs.skipped()
+	return s, err
 }
 
 // SeedListener tells the kernel the holder of a listener that was

@@ -68,6 +68,7 @@ const (
 	captureMapConnbeatUdp       = "connbeat_udp"
 	captureProgConnbeatConnect4 = "connbeat_connect4"
 	captureProgConnbeatConnect6 = "connbeat_connect6"
+	captureProgConnbeatDestroy  = "connbeat_destroy"
 	captureProgConnbeatRecvmsg4 = "connbeat_recvmsg4"
 	captureProgConnbeatRecvmsg6 = "connbeat_recvmsg6"
 	captureProgConnbeatSendmsg4 = "connbeat_sendmsg4"
@@ -119,6 +120,7 @@ type captureSpecs struct {
 type captureProgramSpecs struct {
 	ConnbeatConnect4 *ebpf.ProgramSpec `ebpf:"connbeat_connect4"`
 	ConnbeatConnect6 *ebpf.ProgramSpec `ebpf:"connbeat_connect6"`
+	ConnbeatDestroy  *ebpf.ProgramSpec `ebpf:"connbeat_destroy"`
 	ConnbeatRecvmsg4 *ebpf.ProgramSpec `ebpf:"connbeat_recvmsg4"`
 	ConnbeatRecvmsg6 *ebpf.ProgramSpec `ebpf:"connbeat_recvmsg6"`
 	ConnbeatSendmsg4 *ebpf.ProgramSpec `ebpf:"connbeat_sendmsg4"`
@@ -192,6 +194,7 @@ type captureVariables struct {
 type capturePrograms struct {
 	ConnbeatConnect4 *ebpf.Program `ebpf:"connbeat_connect4"`
 	ConnbeatConnect6 *ebpf.Program `ebpf:"connbeat_connect6"`
+	ConnbeatDestroy  *ebpf.Program `ebpf:"connbeat_destroy"`
 	ConnbeatRecvmsg4 *ebpf.Program `ebpf:"connbeat_recvmsg4"`
 	ConnbeatRecvmsg6 *ebpf.Program `ebpf:"connbeat_recvmsg6"`
 	ConnbeatSendmsg4 *ebpf.Program `ebpf:"connbeat_sendmsg4"`
@@ -203,6 +206,7 @@ func (p *capturePrograms) Close() error {
 	return _CaptureClose(
 		p.ConnbeatConnect4,
 		p.ConnbeatConnect6,
+		p.ConnbeatDestroy,
 		p.ConnbeatRecvmsg4,
 		p.ConnbeatRecvmsg6,
 		p.ConnbeatSendmsg4,

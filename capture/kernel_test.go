@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -340,6 +341,65 @@ func TestKernelRefused(t *testing.T) {
 	for _, cn := range conns {
 		assert.NotEqual(t, uint16(addr.Port), cn.Socket.RemotePort, "a connection that never opened is not one to report: %+v", cn)
 	}
+}
+
+// TestKernelDestroyRecoversClose: a close connbeat_state did not hand
+// over (the kernel skips its run when it interrupts itself on a CPU; here
+// its conns entry is put back after the close, as a skipped run leaves
+// it) is handed over when the socket is destroyed, once, with the entry's
+// owner and the last state the entry saw, and counted.
+func TestKernelDestroyRecoversClose(t *testing.T) {
+	c := open(t, Options{KeepFlows: true})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: addr.Port})
+	require.ErrorIs(t, err, unix.ECONNREFUSED)
+	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+	require.NoError(t, err)
+	// The refused connect's own close, as connbeat_state saw it.
+	collect(t, c, func(flows []model.ConnFlow, _ []Conn) bool {
+		for _, f := range flows {
+			if f.Socket.RemotePort == uint16(addr.Port) {
+				return true
+			}
+		}
+		return false
+	})
+	before, err := c.Stats()
+	require.NoError(t, err)
+
+	const pid = 0x7ffffff0
+	entry := captureConn{Owner: captureOwner{Tgid: pid, Uid: 4321}, Flags: 2 /* F_OWNER */}
+	for i, b := range []byte("recovered") {
+		entry.Owner.Comm[i] = int8(b)
+	}
+	require.NoError(t, c.progs.maps.ConnbeatConns.Update(cookie, entry, ebpf.UpdateNoExist))
+	require.NoError(t, unix.Close(fd))
+	var got []model.ConnFlow
+	collect(t, c, func(flows []model.ConnFlow, _ []Conn) bool {
+		got = got[:0]
+		for _, f := range flows {
+			if f.Process != nil && f.Process.PID == pid {
+				got = append(got, f)
+			}
+		}
+		return len(got) > 0
+	})
+	require.Len(t, got, 1, "handed over once")
+	f := got[0]
+	assert.Equal(t, "recovered", f.Process.Name)
+	assert.EqualValues(t, 4321, f.Process.UID)
+	assert.Equal(t, model.Outbound, f.Direction)
+	assert.Equal(t, model.EndFailed, f.Ended, "never established, its error taken by connect")
+	after, err := c.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, before.RecoveredCloses+1, after.RecoveredCloses)
+	var left captureConn
+	assert.ErrorIs(t, c.progs.maps.ConnbeatConns.Lookup(cookie, &left), ebpf.ErrKeyNotExist, "the entry is deleted")
 }
 
 // TestKernelUDPSendto: a child sending datagrams with sendto and no

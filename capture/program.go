@@ -29,6 +29,7 @@ const (
 	cntUDPInserted
 	cntListenFail
 	cntUntrackedClose
+	cntCloseRecovered
 	cntMax
 )
 
@@ -45,7 +46,8 @@ type programs struct {
 // tcpObjects are the programs and maps of a capture of TCP only.
 type tcpObjects struct {
 	captureMaps
-	ConnbeatState *ebpf.Program `ebpf:"connbeat_state"`
+	ConnbeatState   *ebpf.Program `ebpf:"connbeat_state"`
+	ConnbeatDestroy *ebpf.Program `ebpf:"connbeat_destroy"`
 }
 
 // load loads the programs with maps sized by sizes and attaches them: the
@@ -69,7 +71,7 @@ func load(kernel *btf.Spec, sizes Sizes, cgroupDir string) (*programs, error) {
 		p.udp = errors.New("no cgroup2 hierarchy is mounted")
 	} else if err := spec.LoadAndAssign(&all, opts); err == nil {
 		p.maps = all.captureMaps
-		p.progs = []*ebpf.Program{all.ConnbeatState, all.ConnbeatSendmsg4, all.ConnbeatSendmsg6,
+		p.progs = []*ebpf.Program{all.ConnbeatState, all.ConnbeatDestroy, all.ConnbeatSendmsg4, all.ConnbeatSendmsg6,
 			all.ConnbeatRecvmsg4, all.ConnbeatRecvmsg6, all.ConnbeatConnect4, all.ConnbeatConnect6}
 	} else if denied(err) {
 		p.udp = fmt.Errorf("loading the UDP hooks: %w (cgroup programs need CAP_NET_ADMIN)", err)
@@ -82,14 +84,16 @@ func load(kernel *btf.Spec, sizes Sizes, cgroupDir string) (*programs, error) {
 			return nil, fmt.Errorf("loading the capture programs: %w", err)
 		}
 		p.maps = tcp.captureMaps
-		p.progs = []*ebpf.Program{tcp.ConnbeatState}
+		p.progs = []*ebpf.Program{tcp.ConnbeatState, tcp.ConnbeatDestroy}
 	}
-	tp, err := link.AttachTracing(link.TracingOptions{Program: p.progs[0], AttachType: ebpf.AttachTraceRawTp})
-	if err != nil {
-		p.close()
-		return nil, fmt.Errorf("attaching tp_btf/inet_sock_set_state: %w", err)
+	for i, name := range []string{"inet_sock_set_state", "tcp_destroy_sock"} {
+		tp, err := link.AttachTracing(link.TracingOptions{Program: p.progs[i], AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("attaching tp_btf/%s: %w", name, err)
+		}
+		p.links = append(p.links, tp)
 	}
-	p.links = append(p.links, tp)
 	if p.udp != nil {
 		return p, nil
 	}
@@ -104,7 +108,7 @@ func load(kernel *btf.Spec, sizes Sizes, cgroupDir string) (*programs, error) {
 		{ebpf.AttachCGroupInet4Connect, "connect4"},
 		{ebpf.AttachCGroupInet6Connect, "connect6"},
 	} {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: hook.attach, Program: p.progs[i+1]})
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupDir, Attach: hook.attach, Program: p.progs[i+2]})
 		if err != nil {
 			p.close()
 			return nil, fmt.Errorf("attaching cgroup/%s to %s: %w", hook.name, cgroupDir, err)
@@ -133,6 +137,20 @@ func (p *programs) close() error {
 	p.progs = nil
 	errs = append(errs, p.maps.Close())
 	return errors.Join(errs...)
+}
+
+// skipped sums the runs of the tracing programs the kernel skipped for
+// recursion.
+func (p *programs) skipped() (uint64, error) {
+	var n uint64
+	for _, prog := range p.progs[:2] {
+		st, err := prog.Stats()
+		if err != nil {
+			return n, fmt.Errorf("reading the capture programs' stats: %w", err)
+		}
+		n += st.RecursionMisses
+	}
+	return n, nil
 }
 
 // counters sums the per-CPU counters.

@@ -297,7 +297,7 @@ func (e *captured) process(o capture.Owner, lookup func(pid int32, uid uint32) *
 // record lost, a map full, a connection evicted or left out.
 func troubleOf(s capture.Stats) uint64 {
 	return s.Lost + s.DecodeErrors + s.ConnInsertFailed + s.UDPInsertFailed + s.ListenInsertFailed +
-		s.Evicted + s.PendingDropped
+		s.Evicted + s.PendingDropped + s.Skipped
 }
 
 // missed reports whether the capture missed something since the last full
@@ -342,7 +342,7 @@ func (e *captured) logLost() {
 // under capture.
 type captureMetrics struct {
 	lost, records, decodeErrors, connInsertFailed, udpInsertFailed, listenInsertFailed,
-	untrackedCloses, evicted, pendingDropped, flowsDropped *monitoring.Uint
+	untrackedCloses, skipped, recoveredCloses, evicted, pendingDropped, flowsDropped *monitoring.Uint
 }
 
 func newCaptureMetrics(reg *monitoring.Registry) captureMetrics {
@@ -355,6 +355,8 @@ func newCaptureMetrics(reg *monitoring.Registry) captureMetrics {
 		udpInsertFailed:    monitoring.NewUint(r, "map_insert_failed.udp_pairs"),
 		listenInsertFailed: monitoring.NewUint(r, "map_insert_failed.listeners"),
 		untrackedCloses:    monitoring.NewUint(r, "untracked_closes"),
+		skipped:            monitoring.NewUint(r, "skipped"),
+		recoveredCloses:    monitoring.NewUint(r, "recovered_closes"),
 		evicted:            monitoring.NewUint(r, "evicted"),
 		pendingDropped:     monitoring.NewUint(r, "pending_dropped"),
 		flowsDropped:       monitoring.NewUint(r, "flows_dropped"),
@@ -369,6 +371,8 @@ func (m captureMetrics) set(s capture.Stats) {
 	m.udpInsertFailed.Set(s.UDPInsertFailed)
 	m.listenInsertFailed.Set(s.ListenInsertFailed)
 	m.untrackedCloses.Set(s.UntrackedCloses)
+	m.skipped.Set(s.Skipped)
+	m.recoveredCloses.Set(s.RecoveredCloses)
 	m.evicted.Set(s.Evicted)
 	m.pendingDropped.Set(s.PendingDropped)
 	m.flowsDropped.Set(s.FlowsDropped)

@@ -100,6 +100,11 @@ var mutants = []mutant{
 		Pkg:   "./capture", Run: "TestKernelShortConnections",
 	},
 	{
+		Name: "capture-destroy-not-attached", File: "capture/program.go",
+		Edits: one(`range []string{"inet_sock_set_state", "tcp_destroy_sock"} {`, `range []string{"inet_sock_set_state"} {`),
+		Pkg:   "./capture", Run: "TestKernelDestroyRecoversClose",
+	},
+	{
 		Name: "capture-refused-as-failed", File: "capture/record.go",
 		Edits: one("case oldState == model.StateSynSent && skErr == econnrefused:", "case oldState == model.StateSynSent && skErr == 0:"),
 		Pkg:   "./capture", Run: "TestKernelRefused",
