@@ -158,12 +158,6 @@ func (bt *Beater) Run(b *beat.Beat) (runErr error) {
 func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *monitoring.Uint) error {
 	ticker := time.NewTicker(bt.cfg.PollInterval)
 	defer ticker.Stop()
-	var streamTick <-chan time.Time // nil, never ready, without the capture
-	if p.Capturing() && streamInterval < bt.cfg.PollInterval {
-		t := time.NewTicker(streamInterval)
-		defer t.Stop()
-		streamTick = t.C
-	}
 	var (
 		first       = true
 		lastIPs     = time.Now()
@@ -205,28 +199,25 @@ func (bt *Beater) loop(p *pipeline.Pipeline, publish func(beat.Event), dropped *
 			p.SetLocalIPs(localIPs())
 			lastIPs = time.Now()
 		}
-		if !bt.waitPoll(p, ticker.C, streamTick, publish) {
+		if !bt.waitPoll(p, ticker.C, publish) {
 			return nil
 		}
 	}
 }
 
-// streamInterval is how often, between two polls, the capture's flows
-// and a burst of its connections are published: often enough that they
-// reach the output as a stream, not held in memory for a poll interval.
-const streamInterval = 250 * time.Millisecond
-
-// waitPoll waits for the next poll's tick, publishing at each streamTick
-// meanwhile the flows the capture has read and, when many, its
-// connections; false when the agent stops.
-func (bt *Beater) waitPoll(p *pipeline.Pipeline, pollTick, streamTick <-chan time.Time, publish func(beat.Event)) bool {
+// waitPoll waits for the next poll's tick, publishing meanwhile, each
+// time the capture has read some (Ready), the flows it read and, when
+// many, its connections: under churn they reach the output as a stream,
+// in small batches, not held in memory for a poll interval. False when
+// the agent stops.
+func (bt *Beater) waitPoll(p *pipeline.Pipeline, pollTick <-chan time.Time, publish func(beat.Event)) bool {
 	for {
 		select {
 		case <-bt.ctx.Done():
 			return false
 		case <-pollTick:
 			return true
-		case <-streamTick:
+		case <-p.Ready():
 			// Only the stop's cancellation fails them.
 			now := time.Now()
 			if p.PublishReadFlows(bt.ctx, now, publish) != nil || p.PublishCaptured(bt.ctx, now, publish) != nil {

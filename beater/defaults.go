@@ -34,18 +34,22 @@ func OutputDefaults() []cfgfile.ConditionalOverride {
 			"output.kafka.metadata.retry.backoff": "1s",
 		}),
 	}, {
-		// libbeat's memory queue holds the first events back until
-		// flush.timeout (10 s) passes or flush.min_events gather: a
-		// newcomer's console stays silent for 10 s and an operator thinks
-		// nothing works. connbeat publishes in bursts once a poll, so a
-		// short timeout costs few extra batches. Only when the file
-		// configures no other queue type (a second one would be refused).
+		// libbeat's memory queue holds events back until flush.timeout
+		// (10 s) passes or flush.min_events (1,600) gather: a newcomer's
+		// console stays silent for 10 s, and under churn up to 1,600
+		// events (flow events are a few kB each) wait in memory for a
+		// batch to fill. connbeat publishes a poll's events at once and
+		// its flows four times a second, so an output that keeps up
+		// needs no holding back: with a zero timeout it takes what is
+		// there, and one that lags still gets big batches, of what
+		// gathered meanwhile. Only when the file configures no other
+		// queue type (a second one would be refused).
 		Check: func(c *conf.C) bool {
 			q, err := c.Child("queue", -1)
 			return err != nil || q.HasField("mem")
 		},
 		Config: conf.MustNewConfigFrom(map[string]interface{}{
-			"queue.mem.flush.timeout": "1s",
+			"queue.mem.flush.timeout": "0s",
 		}),
 	}}
 }

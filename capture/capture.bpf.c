@@ -285,16 +285,18 @@ enum {
 
 /* submit hands a record over without waking the reader, which reads on a
  * timer of its own, many records a wakeup: a wakeup a record would cost
- * user space more than the record itself. Once a quarter of the buffer
- * waits, the reader is woken at once, so that a burst has the other
- * three quarters to land in while it catches up.
+ * user space more than the record itself. Once a sixteenth of the buffer
+ * waits, the reader is woken at once: under churn it then takes records
+ * in many small reads, each handed on at once, rather than in a few big
+ * ones that the agent would hold in memory all together, and a burst has
+ * the other fifteen sixteenths to land in while it catches up.
  */
 static __always_inline void submit(struct record *r)
 {
 	__u64 waiting = bpf_ringbuf_query(&connbeat_events, RB_AVAIL_DATA);
 	__u64 size = bpf_ringbuf_query(&connbeat_events, RB_RING_SIZE);
 
-	bpf_ringbuf_submit(r, waiting >= size / 4 ? RB_FORCE_WAKEUP : RB_NO_WAKEUP);
+	bpf_ringbuf_submit(r, waiting >= size / 16 ? RB_FORCE_WAKEUP : RB_NO_WAKEUP);
 }
 
 static __always_inline void on_listen(const struct sock *sk, __u64 cookie, int start)

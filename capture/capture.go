@@ -65,9 +65,12 @@ type Options struct {
 	UDPFlowTimeout time.Duration
 	// ReadInterval is how long records may wait in the ring buffer before
 	// the reader takes them on its own; 0 means a second. The programs
-	// wake it sooner when a quarter of the buffer waits, and Drain and
+	// wake it sooner when a sixteenth of the buffer waits, and Drain and
 	// Flows take everything handed over before they were called.
 	ReadInterval time.Duration
+	// ReadyPending is how many connections a read must leave pending for
+	// Ready to say so; 0 means never (Ready then says flows only).
+	ReadyPending int
 	// CgroupRoot is the cgroup2 mount the UDP hooks attach to; empty finds
 	// it (/sys/fs/cgroup on pure v2 hosts, /sys/fs/cgroup/unified on hybrid
 	// ones).
@@ -133,6 +136,9 @@ type Capture struct {
 	done      chan struct{}
 	startOnce sync.Once
 	started   atomic.Bool
+	// ready gets a token after a read that left something to take
+	// (Ready).
+	ready chan struct{}
 	// syncMu makes one sync at a time; synced gets a token from the
 	// reader each time it has read everything up to a flush.
 	syncMu sync.Mutex
@@ -150,7 +156,10 @@ type Capture struct {
 	// closed remembers the owner of recently closed connections by their
 	// addresses, for TIME_WAIT sockets the socket table still lists.
 	closed *closedOwners
-	stats  Stats
+	// flowProcs are the processes of the flows handed over this window,
+	// by owner (flowProcess).
+	flowProcs map[Owner]*model.Process
+	stats     Stats
 }
 
 // Open loads and attaches the programs and starts reading their records.
@@ -218,9 +227,11 @@ func Open(opts Options) (*Capture, error) {
 		wait:       wait,
 		done:       make(chan struct{}),
 		synced:     make(chan struct{}, 1),
+		ready:      make(chan struct{}, 1),
 		monoToWall: time.Duration(time.Now().UnixNano() - mono.Nano()),
 		pending:    map[uint64]int{},
 		closed:     newClosedOwners(closedOwnersMax, closedOwnersTTL),
+		flowProcs:  map[Owner]*model.Process{},
 	}
 	if !opts.paused {
 		c.start()
@@ -280,8 +291,9 @@ func (c *Capture) Close() error {
 
 // read folds the ring buffer's records in until Close. The programs
 // do not wake it for each record (capture.bpf.c, submit): it reads what
-// waits every ReadInterval, when a quarter of the buffer waits, and when
-// sync asks.
+// waits every ReadInterval, when a sixteenth of the buffer waits, and when
+// sync asks. After a read that left flows or ReadyPending connections to
+// take, it says so on ready.
 func (c *Capture) read() {
 	defer close(c.done)
 	var rr reading
@@ -292,6 +304,7 @@ func (c *Capture) read() {
 		if !c.readAll(&rr) {
 			return
 		}
+		c.signalReady()
 		if wanted {
 			select {
 			case c.synced <- struct{}{}:
@@ -411,6 +424,25 @@ func (c *Capture) DrainRead(dst []Conn) []Conn {
 	dst = append(dst, c.conns...)
 	c.conns = c.conns[:0]
 	return dst
+}
+
+// Ready receives a token after a read of the ring buffer that left flows
+// to take (ReadFlows), or at least Options.ReadyPending connections
+// (DrainRead): a consumer that waits on it takes them as they come, in
+// small batches under churn, and wakes for nothing on a quiet host.
+func (c *Capture) Ready() <-chan struct{} { return c.ready }
+
+// signalReady gives Ready a token if the last read left something to take.
+func (c *Capture) signalReady() {
+	c.mu.Lock()
+	some := len(c.flows) > 0 || (c.opts.ReadyPending > 0 && len(c.conns) >= c.opts.ReadyPending)
+	c.mu.Unlock()
+	if some {
+		select {
+		case c.ready <- struct{}{}:
+		default: // a token waits already
+		}
+	}
 }
 
 // Pending is how many connections the next Drain would hand over of

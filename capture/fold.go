@@ -98,7 +98,7 @@ func (c *Capture) closeTCP(r *record) {
 	f := model.ConnFlow{
 		Socket:        r.sock,
 		Direction:     dir,
-		Process:       r.owner.process(),
+		Process:       c.flowProcess(r.owner),
 		Start:         c.wall(r.start),
 		End:           c.wall(r.ts),
 		BytesSent:     r.counters.bytesSent,
@@ -115,10 +115,24 @@ func (c *Capture) closeTCP(r *record) {
 	c.flows = append(c.flows, f)
 }
 
-// process is what the kernel said about the owner, for a flow.
-func (o Owner) process() *model.Process {
+// maxFlowProcesses bounds the processes flows share (flowProcess).
+const maxFlowProcesses = 4096
+
+// flowProcess is what the kernel said about the owner, for a flow: one
+// value for every flow of that owner, so that a busy client's flows do
+// not each cost a process. Flows' processes are read, never written.
+// c.mu is held.
+func (c *Capture) flowProcess(o Owner) *model.Process {
 	if o.PID == 0 {
 		return nil
 	}
-	return &model.Process{PID: o.PID, Name: o.Comm, UID: o.UID}
+	if p, ok := c.flowProcs[o]; ok {
+		return p
+	}
+	if len(c.flowProcs) >= maxFlowProcesses {
+		clear(c.flowProcs)
+	}
+	p := &model.Process{PID: o.PID, Name: o.Comm, UID: o.UID}
+	c.flowProcs[o] = p
+	return p
 }

@@ -626,12 +626,54 @@ func TestKernelDrainFlushes(t *testing.T) {
 	assert.True(t, seen, "the client's flow, ended before Flows")
 }
 
-// TestKernelWakeupReads: once a quarter of the ring buffer waits, the
+// TestKernelReady: Ready says when a read of the ring buffer left flows
+// to take, or ReadyPending connections, without a Drain or Flows asking,
+// and ReadFlows then has them; a capture without flows and below
+// ReadyPending stays quiet.
+func TestKernelReady(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go serve(ln)
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+
+	quiet := open(t, Options{ReadyPending: 1 << 20, ReadInterval: 50 * time.Millisecond})
+	flows := open(t, Options{KeepFlows: true, ReadInterval: 50 * time.Millisecond})
+	pending := open(t, Options{ReadyPending: 8, ReadInterval: 50 * time.Millisecond})
+	for i := range 4 {
+		_, err := shortConnection(ln.Addr().String(), i)
+		require.NoError(t, err)
+	}
+	for name, c := range map[string]*Capture{"flows": flows, "pending": pending} {
+		select {
+		case <-c.Ready():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no token within 5 s of the connections", name)
+		}
+	}
+	var got []model.ConnFlow
+	require.Eventually(t, func() bool {
+		for _, f := range flows.ReadFlows(nil) {
+			if f.Socket.RemotePort == port || f.Socket.LocalPort == port {
+				got = append(got, f)
+			}
+		}
+		return len(got) == 8
+	}, 5*time.Second, 50*time.Millisecond, "both ends of the 4 connections")
+	assert.GreaterOrEqual(t, pending.Pending(), 8)
+	select {
+	case <-quiet.Ready():
+		t.Fatal("a token without flows kept or enough connections pending")
+	default:
+	}
+}
+
+// TestKernelWakeupReads: once a sixteenth of the ring buffer waits, the
 // programs wake the reader, whose timer does not fire in time and whom
 // no Drain asks: a burst is read while it lasts, not lost.
 func TestKernelWakeupReads(t *testing.T) {
 	sizes := DefaultSizes
-	sizes.RingBuffer = 64 << 10 // a quarter: about 120 records
+	sizes.RingBuffer = 64 << 10 // a sixteenth: about 30 records
 	// Its timer fires after the test gives up.
 	c := open(t, Options{Sizes: sizes, ReadInterval: 10 * time.Second})
 	burst(t, 100)
@@ -640,7 +682,7 @@ func TestKernelWakeupReads(t *testing.T) {
 	require.Eventually(t, func() bool {
 		st, err = c.Stats()
 		require.NoError(t, err)
-		return st.Records >= 120
+		return st.Records >= 30
 	}, 5*time.Second, 10*time.Millisecond, "records read without a Drain")
 	assert.Zero(t, st.Lost)
 }

@@ -64,6 +64,7 @@ func (c *Capture) Reconcile(now, since time.Time, dst []Conn) ([]Conn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed.expire(now, closedOwnersTTL)
+	clear(c.flowProcs) // processes that exited since stay no longer
 	if in, out := kernel[cntConnInserted], kernel[cntConnDeleted]+uint64(entries); in > out {
 		c.stats.Evicted = in - out
 	}
@@ -138,7 +139,7 @@ func (c *Capture) udpFlow(key *captureUdpKey, pair *captureUdpPair) {
 	c.flows = append(c.flows, model.ConnFlow{
 		Socket:       conn.Socket,
 		Direction:    conn.Direction,
-		Process:      conn.Owner.process(),
+		Process:      c.flowProcess(conn.Owner),
 		Start:        c.wall(pair.FirstNs),
 		End:          c.wall(pair.LastNs),
 		SegsSent:     pair.Sent,

@@ -183,10 +183,11 @@ func FuzzDecodeRecord(f *testing.F) {
 // with records.
 func newTestCapture(opts Options) *Capture {
 	return &Capture{
-		opts:    opts,
-		pending: map[uint64]int{},
-		closed:  newClosedOwners(closedOwnersMax, closedOwnersTTL),
-		netns:   1,
+		opts:      opts,
+		pending:   map[uint64]int{},
+		closed:    newClosedOwners(closedOwnersMax, closedOwnersTTL),
+		flowProcs: map[Owner]*model.Process{},
+		netns:     1,
 	}
 }
 
@@ -229,6 +230,28 @@ func TestApplyBounded(t *testing.T) {
 	o, ok := c.Owner(&r.sock)
 	assert.True(t, ok)
 	assert.Equal(t, "nginx", o.Comm)
+}
+
+// TestFlowsShareProcess: the flows of one owner share its process, the
+// flows of another owner have their own, and the processes kept are
+// bounded.
+func TestFlowsShareProcess(t *testing.T) {
+	c := newTestCapture(Options{KeepFlows: true, MaxFlows: 1 << 16, MaxPending: 1 << 16})
+	for i := range maxFlowProcesses + 3 {
+		r := closeRecord(afINET)
+		r.cookie = uint64(i + 1)
+		if i >= 2 {
+			r.owner.PID = int32(5000 + i)
+		}
+		c.apply(&r)
+	}
+	flows := c.Flows(nil)
+	require.Len(t, flows, maxFlowProcesses+3)
+	assert.Same(t, flows[0].Process, flows[1].Process, "one owner, one process")
+	assert.Equal(t, &model.Process{PID: 4242, Name: "nginx", UID: 1000}, flows[0].Process)
+	assert.NotSame(t, flows[1].Process, flows[2].Process)
+	assert.EqualValues(t, 5002, flows[2].Process.PID)
+	assert.LessOrEqual(t, len(c.flowProcs), maxFlowProcesses)
 }
 
 // BenchmarkRecord measures the user-space cost of one connection's

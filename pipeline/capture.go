@@ -18,6 +18,10 @@ import (
 // are 32-bit numbers (get_next_ino), so the two never meet.
 const captureBit = 1 << 63
 
+// maxConnBuffer bounds the buffer of captured connections kept from one
+// poll to the next (and handed to the capture in exchange for its own).
+const maxConnBuffer = 4096
+
 // maxOwnerCache bounds the processes looked up for captured sockets within
 // one aggregation window.
 const maxOwnerCache = 16384
@@ -70,6 +74,7 @@ func openCapture(cfg config.Config, logger *logp.Logger, reg *monitoring.Registr
 		Sizes:          cfg.CaptureMaps.Sizes(),
 		KeepFlows:      cfg.FlowEvents,
 		UDPFlowTimeout: cfg.UDPFlowTimeout,
+		ReadyPending:   earlyPollAt,
 	})
 	if err != nil {
 		if cfg.Capture == config.CaptureEvents {
@@ -173,7 +178,11 @@ func (e *captured) delta(sockets []model.Socket, synced bool) []model.Socket {
 	} else {
 		e.conns = e.c.DrainRead(e.conns[:0])
 	}
-	return e.take(sockets, nil)
+	sockets = e.take(sockets, nil)
+	if cap(e.conns) > maxConnBuffer {
+		e.conns = nil // a burst's: not kept for the polls after it
+	}
+	return sockets
 }
 
 // take appends e.conns, what the capture handed over, keeping the

@@ -66,9 +66,12 @@ func (f captureFlows) ReadFlows(dst []model.ConnFlow) []model.ConnFlow {
 	return dst
 }
 
-// maxFlowBuffer bounds the flow buffer a pipeline keeps between polls: a
-// burst larger than this is served by a buffer that is dropped after it.
-const maxFlowBuffer = 1 << 16
+// maxFlowBuffer bounds the flow buffer a pipeline keeps between polls
+// (and hands the capture in exchange for its own): a burst larger than
+// this is served by a buffer that is dropped after it. The beat loop
+// takes flows after each read of the capture's (Ready), a sixteenth of
+// its ring buffer at most under churn.
+const maxFlowBuffer = 4096
 
 // Stats summarise one poll.
 type Stats struct {
@@ -294,6 +297,16 @@ func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Ev
 // to that many rather than to a poll interval's worth, and on a quiet
 // host polls stay the only ones.
 const earlyPollAt = 1024
+
+// Ready receives a token when the capture has read flows to publish or
+// more than earlyPollAt connections (PublishReadFlows, PublishCaptured);
+// nil, never ready, without the capture.
+func (p *Pipeline) Ready() <-chan struct{} {
+	if p.capture == nil {
+		return nil
+	}
+	return p.capture.c.Ready()
+}
 
 // PublishCaptured publishes, ahead of the next poll, the connections the
 // capture has read since the last poll when they are more than a few
