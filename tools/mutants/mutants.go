@@ -105,6 +105,11 @@ var mutants = []mutant{
 		Pkg:   "./capture", Run: "TestKernelDestroyRecoversClose",
 	},
 	{
+		Name: "capture-never-ready", File: "capture/capture.go",
+		Edits: one("	if some {\n		select {\n		case c.ready <- struct{}{}:", "	if some && false {\n		select {\n		case c.ready <- struct{}{}:"),
+		Pkg:   "./capture", Run: "TestKernelReady",
+	},
+	{
 		Name: "capture-refused-as-failed", File: "capture/record.go",
 		Edits: one("case oldState == model.StateSynSent && skErr == econnrefused:", "case oldState == model.StateSynSent && skErr == 0:"),
 		Pkg:   "./capture", Run: "TestKernelRefused",
