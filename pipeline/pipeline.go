@@ -299,7 +299,7 @@ func (p *Pipeline) Poll(ctx context.Context, now time.Time, publish func(beat.Ev
 const earlyPollAt = 1024
 
 // Ready receives a token when the capture has read flows to publish or
-// more than earlyPollAt connections (PublishReadFlows, PublishCaptured);
+// at least earlyPollAt connections (PublishReadFlows, PublishCaptured);
 // nil, never ready, without the capture.
 func (p *Pipeline) Ready() <-chan struct{} {
 	if p.capture == nil {
@@ -309,8 +309,8 @@ func (p *Pipeline) Ready() <-chan struct{} {
 }
 
 // PublishCaptured publishes, ahead of the next poll, the connections the
-// capture has read since the last poll when they are more than a few
-// (earlyPollAt): a poll between two full reads, without waiting for the
+// capture has read since the last poll when they are many (earlyPollAt
+// or more): a poll between two full reads, without waiting for the
 // records still on their way (the next poll has them). Called often
 // between two polls, it keeps a burst of connections from piling up in
 // memory until the poll.
