@@ -23,7 +23,14 @@ const FlowKind = "flow"
 // has no field for. connbeat.kind and connbeat.direction are in both, as
 // in every other event.
 func (b *Builder) ConnFlow(f *model.ConnFlow, now time.Time) beat.Event {
-	flow := mapstr.M{"ended": f.Ended.String()}
+	// Sized for every field it gets (the classic format adds the times
+	// and counters): a map that grows past eight entries is built twice.
+	size := 3
+	if !b.ecs {
+		size = 11
+	}
+	flow := make(mapstr.M, size)
+	flow["ended"] = f.Ended.String()
 	if f.Socket.Transport == model.TCP {
 		// Retransmits and RTT are TCP's; a UDP flow has neither.
 		flow["retransmits"] = f.Retransmits
@@ -51,18 +58,17 @@ func (b *Builder) ConnFlow(f *model.ConnFlow, now time.Time) beat.Event {
 // and counters, seen from the local end, added to flow.
 func (b *Builder) classicConnFlow(f *model.ConnFlow, flow mapstr.M) mapstr.M {
 	s := &f.Socket
-	m := mapstr.M{
-		"type":        "connbeat",
-		"direction":   f.Direction.String(),
-		"local_ip":    s.LocalIP.String(),
-		"local_port":  s.LocalPort,
-		"remote_ip":   s.RemoteIP.String(),
-		"remote_port": s.RemotePort,
-		"beat": mapstr.M{
-			"hostname":  b.host.Hostname,
-			"name":      b.host.Name,
-			"local_ips": b.host.LocalIPs,
-		},
+	m := make(mapstr.M, 10) // these, the process and connbeat
+	m["type"] = "connbeat"
+	m["direction"] = f.Direction.String()
+	m["local_ip"] = s.LocalIP.String()
+	m["local_port"] = s.LocalPort
+	m["remote_ip"] = s.RemoteIP.String()
+	m["remote_port"] = s.RemotePort
+	m["beat"] = mapstr.M{
+		"hostname":  b.host.Hostname,
+		"name":      b.host.Name,
+		"local_ips": b.host.LocalIPs,
 	}
 	if f.Process != nil {
 		m["local_process"] = classicProcess(f.Process)
@@ -103,7 +109,8 @@ func (b *Builder) ecsConnFlow(f *model.ConnFlow) mapstr.M {
 	}
 	local["bytes"], local["packets"] = f.BytesSent, f.SegsSent
 	remote["bytes"], remote["packets"] = f.BytesReceived, f.SegsReceived
-	m := mapstr.M{"network": network}
+	m := make(mapstr.M, 12) // network to user, and connbeat
+	m["network"] = network
 	if f.Direction == model.Inbound {
 		network["direction"] = "ingress"
 		m["source"], m["destination"] = remote, local

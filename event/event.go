@@ -91,16 +91,17 @@ func (b *Builder) Build(r *model.Report, ts time.Time) beat.Event {
 
 func (b *Builder) classicFields(r *model.Report) mapstr.M {
 	s := &r.Socket
-	f := mapstr.M{
-		"type":       "connbeat",
-		"direction":  r.Direction.String(),
-		"local_ip":   s.LocalIP.String(),
-		"local_port": s.LocalPort,
-		"beat": mapstr.M{
-			"hostname":  b.host.Hostname,
-			"name":      b.host.Name,
-			"local_ips": b.host.LocalIPs,
-		},
+	// Sized for what the event gets (a peer, connbeat): a map that grows
+	// past eight entries is built twice.
+	f := make(mapstr.M, 12)
+	f["type"] = "connbeat"
+	f["direction"] = r.Direction.String()
+	f["local_ip"] = s.LocalIP.String()
+	f["local_port"] = s.LocalPort
+	f["beat"] = mapstr.M{
+		"hostname":  b.host.Hostname,
+		"name":      b.host.Name,
+		"local_ips": b.host.LocalIPs,
 	}
 	if r.Kind == model.Connection {
 		f["remote_ip"] = s.RemoteIP.String()
@@ -119,14 +120,13 @@ func (b *Builder) classicFields(r *model.Report) mapstr.M {
 
 // classicProcess is the classic format's local_process object.
 func classicProcess(p *model.Process) mapstr.M {
-	lp := mapstr.M{
-		"pid":        p.PID,
-		"ppid":       p.PPID,
-		"name":       p.Name,
-		"binary":     p.Binary,
-		"start_time": p.StartTime.UTC(),
-		"uid":        p.UID,
-	}
+	lp := make(mapstr.M, 11) // every field below
+	lp["pid"] = p.PID
+	lp["ppid"] = p.PPID
+	lp["name"] = p.Name
+	lp["binary"] = p.Binary
+	lp["start_time"] = p.StartTime.UTC()
+	lp["uid"] = p.UID
 	putNonEmpty(lp, "exe", p.Executable)
 	putNonEmpty(lp, "user", p.User)
 	if p.ExecutableDeleted {
