@@ -256,7 +256,7 @@ var mutants = []mutant{
 	},
 	{
 		Name: "event-classic-ppid", File: "event/event.go",
-		Edits: one(`"ppid":       p.PPID,`, `"ppid":       p.PID,`),
+		Edits: one(`lp["ppid"] = p.PPID`, `lp["ppid"] = p.PID`),
 		Pkg:   "./event", Run: "TestClassic",
 	},
 	{
@@ -271,7 +271,7 @@ var mutants = []mutant{
 	},
 	{
 		Name: "event-process-uid-delivered", File: "event/event.go",
-		Edits: one(`"uid":        p.UID,`, `"uid":        p.UID + 1,`),
+		Edits: one(`lp["uid"] = p.UID`, `lp["uid"] = p.UID + 1`),
 		Pkg:   "./tests", Run: "TestRedisOutput", Slow: true,
 	},
 
