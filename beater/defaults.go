@@ -39,7 +39,7 @@ func OutputDefaults() []cfgfile.ConditionalOverride {
 		// console stays silent for 10 s, and under churn up to 1,600
 		// events (flow events are a few kB each) wait in memory for a
 		// batch to fill. connbeat publishes a poll's events at once and
-		// its flows four times a second, so an output that keeps up
+		// its flows as the capture reads them, so an output that keeps up
 		// needs no holding back: with a zero timeout it takes what is
 		// there, and one that lags still gets big batches, of what
 		// gathered meanwhile. Only when the file configures no other

@@ -477,11 +477,11 @@ int connbeat_state(unsigned long long *ctx)
 	return 0;
 }
 
-/* The kernel skips a tracing program's run on a CPU where that program is
- * already running: a state change in a softirq that interrupts
- * connbeat_state (a loopback packet delivered while it handles another
- * socket) goes unseen, and under churn a few closes a hundred thousand
- * would be lost with their flows. Every TCP socket is destroyed after its
+/* The kernel (6.1 and later) skips a tracing program's run on a CPU where
+ * that program is already running: a state change in a softirq that
+ * interrupts connbeat_state (a loopback packet delivered while it handles
+ * another socket) goes unseen, and under churn some closes would be lost
+ * with their flows. Every TCP socket is destroyed after its
  * last state change, and this other program, which does not share
  * connbeat_state's guard, finds the entry of a connection whose close it
  * missed still in the map: it hands the close over then, its counters

@@ -109,7 +109,8 @@ type Stats struct {
 	// Skipped counts runs of the TCP programs the kernel skipped because
 	// the same program was running on that CPU (a softirq interrupting
 	// it); RecoveredCloses the closes skipped that way and handed over
-	// when the socket was destroyed. Linux 5.12 and later count skips.
+	// when the socket was destroyed. Linux 6.1 and later skip such runs
+	// (and count them); before, they run nested and none is skipped.
 	Skipped, RecoveredCloses uint64
 	// Evicted counts entries the kernel's LRU maps pushed out to make room,
 	// as of the last Reconcile.
@@ -341,7 +342,12 @@ type reading struct {
 // readAll folds in every record waiting in the ring buffer; false when the
 // reader was closed.
 func (c *Capture) readAll(rr *reading) bool {
-	for {
+	for n := 1; ; n++ {
+		if n%readySignalEvery == 0 {
+			// A reader that records outrun still hands on what it
+			// read, in batches of this many.
+			c.signalReady()
+		}
 		if err := c.rd.ReadInto(&rr.rec); err != nil {
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
@@ -366,6 +372,10 @@ func (c *Capture) readAll(rr *reading) bool {
 		c.mu.Unlock()
 	}
 }
+
+// readySignalEvery is how many records a long read takes in between two
+// looks at whether it left something to take (signalReady).
+const readySignalEvery = 2048
 
 // wall converts a CLOCK_MONOTONIC time of the kernel's.
 func (c *Capture) wall(ns uint64) time.Time {

@@ -68,8 +68,9 @@ type Cache struct {
 	window time.Duration
 	seed   maphash.Seed
 	// sent maps the hash of each key reported within the window to when
-	// (Unix nanoseconds).
-	sent map[uint64]int64
+	// (Unix nanoseconds); expired is the last time it was expired at.
+	sent    map[uint64]int64
+	expired time.Time
 	// index maps the hash of a key of the current call to its entry in
 	// groups; both are reused between calls. Keys that share a hash are
 	// one key to sent anyway.
@@ -150,8 +151,14 @@ func (c *Cache) seen(h uint64, now time.Time) bool {
 	return false
 }
 
-// expire drops the keys reported a window or more before now.
+// expire drops the keys reported a window or more before now. Calls at
+// the same time as the last (the event capture's polls within a window
+// all filter at its start) have nothing to drop: the walk is skipped.
 func (c *Cache) expire(now time.Time) {
+	if now.Equal(c.expired) {
+		return
+	}
+	c.expired = now
 	oldest := now.Add(-c.window).UnixNano()
 	for h, t := range c.sent {
 		if t <= oldest {

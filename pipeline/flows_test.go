@@ -247,7 +247,8 @@ func TestPublishReadFlows(t *testing.T) {
 
 // TestPublishCaptured: a burst of connections, more than earlyPollAt
 // ends, is published between two polls by PublishCaptured, both ends of
-// each with the process that made it.
+// each with the process that made it; what is left below earlyPollAt
+// goes out with the next poll.
 func TestPublishCaptured(t *testing.T) {
 	reg := monitoring.NewRegistry()
 	p := newEvents(t, reg)
@@ -278,8 +279,9 @@ func TestPublishCaptured(t *testing.T) {
 	}
 	lport := uint16(ln.Addr().(*net.TCPAddr).Port)
 	seen := map[string]int{}
-	require.Eventually(t, func() bool {
-		require.NoError(t, p.PublishCaptured(context.Background(), time.Now(), func(e beat.Event) {
+	early := 0
+	collect := func(counted *int) func(beat.Event) {
+		return func(e beat.Event) {
 			if k, _ := e.Fields.GetValue("connbeat.kind"); k != "connection" {
 				return
 			}
@@ -289,7 +291,8 @@ func TestPublishCaptured(t *testing.T) {
 			if l != lport && r != lport {
 				return
 			}
-			if dir, _ := e.Fields.GetValue("connbeat.direction"); dir == "inbound" {
+			dir, _ := e.Fields.GetValue("connbeat.direction")
+			if dir == "inbound" {
 				ip, _ = e.Fields.GetValue("remote_ip")
 			}
 			if !strings.HasPrefix(ip.(string), "127.8.") {
@@ -297,11 +300,25 @@ func TestPublishCaptured(t *testing.T) {
 			}
 			pid, _ := e.Fields.GetValue("local_process.pid")
 			assert.EqualValues(t, os.Getpid(), pid)
-			dir, _ := e.Fields.GetValue("connbeat.direction")
 			seen[dir.(string)]++
-		}))
-		return seen["outbound"] == conns && seen["inbound"] == conns
-	}, 10*time.Second, 100*time.Millisecond, "published between polls: %v", seen)
+			if counted != nil {
+				*counted++
+			}
+		}
+	}
+	// The reader takes the burst in at least once a second; once 1,024
+	// ends or more wait, PublishCaptured takes them. The rest, fewer,
+	// wait for the poll.
+	require.Eventually(t, func() bool {
+		require.NoError(t, p.PublishCaptured(context.Background(), time.Now(), collect(&early)))
+		return early > 0
+	}, 10*time.Second, 100*time.Millisecond, "published between polls")
+	assert.GreaterOrEqual(t, early, earlyPollAt/2, "a burst's worth at once")
 	snap := monitoring.CollectFlatSnapshot(reg, monitoring.Full, false)
 	assert.Greater(t, snap.Ints["polls"], pollsBefore, "counted as polls")
+	require.Eventually(t, func() bool {
+		_, err := p.Poll(context.Background(), time.Now(), collect(nil))
+		require.NoError(t, err)
+		return seen["outbound"] == conns && seen["inbound"] == conns
+	}, 5*time.Second, 100*time.Millisecond, "every end, once: %v", seen)
 }

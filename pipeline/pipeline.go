@@ -69,8 +69,8 @@ func (f captureFlows) ReadFlows(dst []model.ConnFlow) []model.ConnFlow {
 // maxFlowBuffer bounds the flow buffer a pipeline keeps between polls
 // (and hands the capture in exchange for its own): a burst larger than
 // this is served by a buffer that is dropped after it. The beat loop
-// takes flows after each read of the capture's (Ready), a sixteenth of
-// its ring buffer at most under churn.
+// takes flows after each read of the capture's (Ready), which under
+// churn is woken once a sixteenth of its ring buffer waits.
 const maxFlowBuffer = 4096
 
 // Stats summarise one poll.
