@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/internal/testkit"
 )
 
 // This file holds what the tests of libbeat's outputs share: running the
@@ -31,13 +33,13 @@ func outputAgent(t *testing.T, section, output string, extra ...string) *Agent {
 	})
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a TCP port that was free a moment ago, outside the
+// ephemeral range the tests' own connections take theirs from.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := testkit.FreePorts(1)
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }
 
 // eventually polls cond every 100 ms until it holds; the deadline is generous

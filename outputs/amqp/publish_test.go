@@ -15,6 +15,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/connbeat/connbeat/internal/testkit"
 )
 
 // TestPublishRoutesAndConfirms publishes a batch to the real broker: each
@@ -301,9 +303,10 @@ func TestTLS(t *testing.T) {
 	assert.Contains(t, err.Error(), "certificate signed by unknown authority")
 }
 
+// freePort returns a TCP port that was free a moment ago, outside the
+// ephemeral range the tests' own connections take theirs from.
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := testkit.FreePorts(1)
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }

@@ -122,7 +122,7 @@ func Start(dir string, opts Options) (*Broker, error) {
 var errPortTaken = errors.New("a port was taken by another process")
 
 func start(dir string, opts Options) (*Broker, error) {
-	ports, err := freePorts(4)
+	ports, err := testkit.FreePorts(4)
 	if err != nil {
 		return nil, err
 	}
@@ -344,24 +344,4 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
