@@ -339,6 +339,23 @@ static __always_inline void track(__u64 cookie, struct conn *c)
 		count(CNT_CONN_INSERTED);
 }
 
+/* put_conn puts in r what the conns entry c (NULL when the capture never
+ * saw the connection start) knows: its start, its owner, whether the peer
+ * opened it; without an entry, a socket that was SYN_RECV was opened by
+ * the peer.
+ */
+static __always_inline void put_conn(struct record *r, const struct conn *c, int oldstate)
+{
+	if (c) {
+		r->start_ns = c->start_ns;
+		r->flags |= c->flags & F_PASSIVE;
+		if (c->flags & F_OWNER)
+			put_owner(r, &c->owner);
+	} else if (oldstate == TCP_SYN_RECV) {
+		r->flags |= F_PASSIVE;
+	}
+}
+
 /* emit_close hands over a TCP connection's end (or a failed connect's):
  * its counters, how it ended, and from its conns entry c (NULL when the
  * capture never saw it start) its start and owner.
@@ -377,14 +394,7 @@ static __always_inline void emit_close(const struct sock *sk, __u64 cookie, int 
 	r->segs_received = BPF_CORE_READ(tp, segs_in);
 	r->retrans = BPF_CORE_READ(tp, total_retrans);
 	r->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	if (c) {
-		r->start_ns = c->start_ns;
-		r->flags |= c->flags & F_PASSIVE;
-		if (c->flags & F_OWNER)
-			put_owner(r, &c->owner);
-	} else if (oldstate == TCP_SYN_RECV) {
-		r->flags |= F_PASSIVE;
-	}
+	put_conn(r, c, oldstate);
 	submit(r);
 }
 
@@ -442,15 +452,9 @@ int connbeat_state(unsigned long long *ctx)
 		r->cookie = cookie;
 		r->ts_ns = bpf_ktime_get_ns();
 		fill_addrs(r, sk);
-		if (c) {
+		if (c)
 			c->flags |= F_ESTABLISHED;
-			r->start_ns = c->start_ns;
-			r->flags |= c->flags & F_PASSIVE;
-			if (c->flags & F_OWNER)
-				put_owner(r, &c->owner);
-		} else if (oldstate == TCP_SYN_RECV) {
-			r->flags |= F_PASSIVE;
-		}
+		put_conn(r, c, oldstate);
 		submit(r);
 		return 0;
 	case TCP_FIN_WAIT2:
