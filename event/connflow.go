@@ -58,18 +58,9 @@ func (b *Builder) ConnFlow(f *model.ConnFlow, now time.Time) beat.Event {
 // and counters, seen from the local end, added to flow.
 func (b *Builder) classicConnFlow(f *model.ConnFlow, flow mapstr.M) mapstr.M {
 	s := &f.Socket
-	m := make(mapstr.M, 10) // these, the process and connbeat
-	m["type"] = "connbeat"
-	m["direction"] = f.Direction.String()
-	m["local_ip"] = s.LocalIP.String()
-	m["local_port"] = s.LocalPort
+	m := b.classicHead(f.Direction, s, 10) // and the remote end, the process, connbeat
 	m["remote_ip"] = s.RemoteIP.String()
 	m["remote_port"] = s.RemotePort
-	m["beat"] = mapstr.M{
-		"hostname":  b.host.Hostname,
-		"name":      b.host.Name,
-		"local_ips": b.host.LocalIPs,
-	}
 	if f.Process != nil {
 		m["local_process"] = classicProcess(f.Process)
 	}

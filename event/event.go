@@ -91,18 +91,8 @@ func (b *Builder) Build(r *model.Report, ts time.Time) beat.Event {
 
 func (b *Builder) classicFields(r *model.Report) mapstr.M {
 	s := &r.Socket
-	// Sized for what the event gets (a peer, connbeat): a map that grows
-	// past eight entries is built twice.
-	f := make(mapstr.M, 12)
-	f["type"] = "connbeat"
-	f["direction"] = r.Direction.String()
-	f["local_ip"] = s.LocalIP.String()
-	f["local_port"] = s.LocalPort
-	f["beat"] = mapstr.M{
-		"hostname":  b.host.Hostname,
-		"name":      b.host.Name,
-		"local_ips": b.host.LocalIPs,
-	}
+	// Sized for what the event gets (a peer, connbeat).
+	f := b.classicHead(r.Direction, s, 12)
 	if r.Kind == model.Connection {
 		f["remote_ip"] = s.RemoteIP.String()
 		f["remote_port"] = s.RemotePort
@@ -116,6 +106,23 @@ func (b *Builder) classicFields(r *model.Report) mapstr.M {
 		f["local_process"] = classicProcess(p)
 	}
 	return f
+}
+
+// classicHead starts a classic event of a socket's local end: type,
+// direction, local address and the beat, in a map sized for size fields
+// (a map that grows past eight entries is built twice).
+func (b *Builder) classicHead(dir model.Direction, s *model.Socket, size int) mapstr.M {
+	m := make(mapstr.M, size)
+	m["type"] = "connbeat"
+	m["direction"] = dir.String()
+	m["local_ip"] = s.LocalIP.String()
+	m["local_port"] = s.LocalPort
+	m["beat"] = mapstr.M{
+		"hostname":  b.host.Hostname,
+		"name":      b.host.Name,
+		"local_ips": b.host.LocalIPs,
+	}
+	return m
 }
 
 // classicProcess is the classic format's local_process object.
